@@ -1,0 +1,144 @@
+"""Turns listed jobs into what the metrics need, page by page, keeping only aggregates.
+
+Memory stays proportional to the number of jobs only through the compact index the next
+poll needs for transitions (job id -> shared (state, group) tuple), never to the pages.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from exporter.models import PROBLEM_STATES, BatchTask, Job
+
+GroupKey = tuple[str, str, str]  # vendor, algorithm, deployment
+JobState = tuple[str, GroupKey]  # state, group
+Transition = tuple[GroupKey, str, str]  # group, from_state, to_state
+JobIndex = Mapping[str, JobState]
+
+NEW_JOB_STATE = "NONE"
+DELETED_JOB_STATE = "DELETED"
+# Problem jobs beyond the cap are chosen in this order: the most urgent kept first.
+_PROBLEM_ORDER = {
+    state: rank
+    for rank, state in enumerate(
+        ("FAILED", "ABNORMAL", "START_FAILED", "CREATE_FAILED", "LACK_OF_RESOURCES")
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemTask:
+    task_id: str
+    task_name: str
+    state: str
+    error_code: str
+    group: GroupKey
+
+
+@dataclass(frozen=True, slots=True)
+class JobSnapshot:
+    """One job source's aggregates from one complete listing."""
+
+    state_counts: Mapping[GroupKey, Mapping[str, int]]
+    problem_tasks: tuple[ProblemTask, ...]
+    problem_tasks_dropped: int
+    item_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchTaskSummary:
+    batch_task_id: str
+    name: str
+    vendor: str
+    algorithm: str
+    deployment: str
+    video_group: str
+    state_counts: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSnapshot:
+    batch_tasks: tuple[BatchTaskSummary, ...]
+
+    @property
+    def item_count(self) -> int:
+        return len(self.batch_tasks)
+
+
+class JobAggregator:
+    """Feed it pages of jobs with `add`; `finish` gives the snapshot and the job index."""
+
+    def __init__(self, problem_tasks_limit: int) -> None:
+        self._limit = problem_tasks_limit
+        self._counts: dict[GroupKey, Counter[str]] = {}
+        self._problems: list[ProblemTask] = []
+        self._index: dict[str, JobState] = {}
+        self._shared: dict[JobState, JobState] = {}  # one tuple per (state, group) in use
+        self._anonymous = 0
+
+    def add(self, jobs: Iterable[Job]) -> None:
+        counts, index, shared = self._counts, self._index, self._shared
+        for job in jobs:
+            key = (job.state, (job.vendor, job.algorithm, job.deployment))
+            job_state = shared.setdefault(key, key)
+            state, group = job_state
+            group_counts = counts.get(group)
+            if group_counts is None:
+                group_counts = counts[group] = Counter()
+            group_counts[state] += 1
+            if job.id is None:
+                self._anonymous += 1
+            else:
+                index[job.id] = job_state
+            if state in PROBLEM_STATES:
+                self._problems.append(
+                    ProblemTask(job.id or "", job.name, state, job.error_code, group)
+                )
+
+    def finish(self) -> tuple[JobSnapshot, JobIndex]:
+        ranked = sorted(self._problems, key=lambda p: (_PROBLEM_ORDER[p.state], p.task_id))
+        kept = tuple(ranked[: self._limit])
+        snapshot = JobSnapshot(
+            state_counts=MappingProxyType(
+                {group: MappingProxyType(dict(c)) for group, c in self._counts.items()}
+            ),
+            problem_tasks=kept,
+            problem_tasks_dropped=len(ranked) - len(kept),
+            item_count=len(self._index) + self._anonymous,
+        )
+        return snapshot, MappingProxyType(self._index)
+
+
+def count_transitions(previous: JobIndex, current: JobIndex) -> Counter[Transition]:
+    """State changes between two consecutive listings, new jobs from NONE, gone to DELETED."""
+    transitions: Counter[Transition] = Counter()
+    for job_id, (state, group) in current.items():
+        before = previous.get(job_id)
+        if before is None:
+            transitions[(group, NEW_JOB_STATE, state)] += 1
+        elif before[0] != state:
+            transitions[(group, before[0], state)] += 1
+    for job_id, (state, group) in previous.items():
+        if job_id not in current:
+            transitions[(group, state, DELETED_JOB_STATE)] += 1
+    return transitions
+
+
+def summarize_batch_tasks(batch_tasks: Iterable[BatchTask]) -> BatchSnapshot:
+    return BatchSnapshot(
+        tuple(
+            BatchTaskSummary(
+                batch_task_id=batch.id or "",
+                name=batch.name,
+                vendor=batch.vendor,
+                algorithm=batch.algorithm,
+                deployment=batch.deployment,
+                video_group=batch.video_group,
+                state_counts=MappingProxyType(batch.state_counts),
+            )
+            for batch in batch_tasks
+        )
+    )

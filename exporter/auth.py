@@ -1,0 +1,218 @@
+"""The three ways Huawei Cloud authenticates an API call: a static token, an IAM password
+login (token cached and refreshed), and AK/SK request signing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+import aiohttp
+import structlog
+from pydantic import SecretStr
+
+from exporter.errors import ViasConnectionError, ViasHTTPError, ViasTimeoutError, http_error
+from exporter.models import parse_time
+from exporter.signing import sign_request
+from exporter.telemetry import Telemetry
+
+log = structlog.get_logger(__name__)
+
+IAM_TOKENS_ENDPOINT = "/v3/auth/tokens"
+
+
+class Auth(ABC):
+    """Adds credentials to one request."""
+
+    kind: str
+
+    @abstractmethod
+    async def headers(self, method: str, url: str, body: bytes) -> dict[str, str]:
+        """Headers to send with this request (computed per request: signatures cover it)."""
+
+    def invalidate(self, sent: Mapping[str, str]) -> bool:
+        """The server rejected credentials `sent`; True if fresh ones are worth one retry."""
+        return False
+
+
+class TokenAuth(Auth):
+    kind = "token"
+
+    def __init__(self, token: SecretStr) -> None:
+        self._token = token
+
+    async def headers(self, method: str, url: str, body: bytes) -> dict[str, str]:
+        return {"X-Auth-Token": self._token.get_secret_value()}
+
+
+class AkSkAuth(Auth):
+    kind = "aksk"
+
+    def __init__(
+        self,
+        access_key: str,
+        secret_key: SecretStr,
+        project_id: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._access_key = access_key
+        self._secret_key = secret_key
+        self._project_id = project_id
+        self._clock = clock
+
+    async def headers(self, method: str, url: str, body: bytes) -> dict[str, str]:
+        base = {"X-Project-Id": self._project_id}
+        signed = sign_request(
+            method,
+            url,
+            base,
+            body,
+            self._access_key,
+            self._secret_key.get_secret_value(),
+            self._clock(),
+        )
+        return {**base, **signed}
+
+
+class IamPasswordAuth(Auth):
+    """Logs in to IAM with a password, caches the project-scoped token and refreshes it
+    ahead of expiry. Concurrent requests share one login; a failed login is not retried
+    before a growing cool-down, because Huawei locks accounts that fail repeatedly."""
+
+    kind = "password"
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession,
+        iam_endpoint: str,
+        username: str,
+        password: SecretStr,
+        domain_name: str,
+        project_id: str,
+        telemetry: Telemetry,
+        timeout_seconds: float = 10.0,
+        refresh_ahead_seconds: float = 3600.0,
+        min_login_backoff_seconds: float = 30.0,
+        max_login_backoff_seconds: float = 600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._session = session
+        self._url = iam_endpoint.rstrip("/") + IAM_TOKENS_ENDPOINT
+        self._username = username
+        self._password = password
+        self._domain_name = domain_name
+        self._project_id = project_id
+        self._telemetry = telemetry
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._refresh_ahead = refresh_ahead_seconds
+        self._min_backoff = min_login_backoff_seconds
+        self._max_backoff = max_login_backoff_seconds
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._failures = 0
+        self._blocked_until = 0.0
+        self._last_error: Exception | None = None
+        self.logins = 0
+
+    async def headers(self, method: str, url: str, body: bytes) -> dict[str, str]:
+        return {"X-Auth-Token": await self._current_token()}
+
+    def invalidate(self, sent: Mapping[str, str]) -> bool:
+        if self._token is not None and sent.get("X-Auth-Token") == self._token:
+            self._token = None
+            return True
+        return False
+
+    def _fresh(self) -> bool:
+        return self._token is not None and self._clock() < self._expires_at - self._refresh_ahead
+
+    async def _current_token(self) -> str:
+        if self._fresh():
+            assert self._token is not None
+            return self._token
+        async with self._lock:  # one login in flight; waiters reuse its token
+            if not self._fresh():
+                await self._login()
+            assert self._token is not None
+            return self._token
+
+    async def _login(self) -> None:
+        now = self._clock()
+        if now < self._blocked_until and self._last_error is not None:
+            raise self._last_error
+        try:
+            token, expires_at = await self._request_token()
+        except (ViasHTTPError, ViasConnectionError, ViasTimeoutError) as error:
+            self._failures += 1
+            backoff = min(self._max_backoff, self._min_backoff * 2 ** (self._failures - 1))
+            self._blocked_until = now + backoff
+            self._last_error = error
+            log.warning("iam login failed", error=str(error), retry_in_seconds=backoff)
+            raise
+        self._token, self._expires_at = token, expires_at
+        self._failures, self._last_error = 0, None
+        self.logins += 1
+        self._telemetry.token_expiry.labels(self._project_id).set(expires_at)
+        log.info("iam login succeeded", expires_at=expires_at)
+
+    def _login_body(self) -> bytes:
+        user = {
+            "name": self._username,
+            "password": self._password.get_secret_value(),
+            "domain": {"name": self._domain_name},
+        }
+        body = {
+            "auth": {
+                "identity": {"methods": ["password"], "password": {"user": user}},
+                "scope": {"project": {"id": self._project_id}},
+            }
+        }
+        return json.dumps(body).encode()
+
+    async def _request_token(self) -> tuple[str, float]:
+        started = time.perf_counter()
+        code = "connection_error"
+        try:
+            async with self._session.post(
+                self._url,
+                data=self._login_body(),
+                headers={"Content-Type": "application/json;charset=utf8"},
+                timeout=self._timeout,
+            ) as response:
+                code = str(response.status)
+                payload = await response.read()
+                token = response.headers.get("X-Subject-Token", "")
+                if response.status != 201 or not token:
+                    # 201 without a token is a refusal too
+                    raise http_error(
+                        response.status if response.status != 201 else 401,
+                        IAM_TOKENS_ENDPOINT,
+                        payload,
+                    )
+                return token, _expiry(payload, self._clock())
+        except TimeoutError as error:
+            code = "timeout"
+            raise ViasTimeoutError("IAM login timed out", endpoint=IAM_TOKENS_ENDPOINT) from error
+        except aiohttp.ClientError as error:
+            raise ViasConnectionError(
+                f"IAM login failed: {type(error).__name__}", endpoint=IAM_TOKENS_ENDPOINT
+            ) from error
+        finally:
+            self._telemetry.observe_request(
+                self._project_id, IAM_TOKENS_ENDPOINT, code, time.perf_counter() - started
+            )
+
+
+def _expiry(payload: bytes, now: float) -> float:
+    """`token.expires_at` as Unix time; 24 h (IAM's validity) if the body lacks it."""
+    try:
+        expires = parse_time(json.loads(payload)["token"]["expires_at"])
+    except (ValueError, KeyError, TypeError):
+        expires = None
+    return expires.timestamp() if expires else now + 24 * 3600

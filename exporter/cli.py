@@ -1,0 +1,165 @@
+"""Command line, with the flag names Prometheus exporters share."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from exporter import __version__
+from exporter.logs import LEVELS, configure_logging
+from exporter.service import Exporter
+from exporter.settings import Config, ConfigError, TargetConfig, load_config
+from exporter.web import create_app
+
+DEFAULT_LISTEN_ADDRESS = ":9875"
+DEMO_PROJECT_ID = "demo-project"
+DEMO_TOKEN = "sim-token"
+DEMO_POLL_INTERVAL_SECONDS = 10.0
+EXIT_CONFIG_ERROR = 2
+
+log = structlog.get_logger(__name__)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="vias-exporter",
+        description="Prometheus exporter for Huawei Cloud VIAS jobs. Without --config.file, "
+        "one target is read from VIAS_* environment variables.",
+    )
+    parser.add_argument("--config.file", dest="config_file", type=Path, help="YAML config")
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=DEFAULT_LISTEN_ADDRESS,
+        help=f"address to serve on (default {DEFAULT_LISTEN_ADDRESS})",
+    )
+    parser.add_argument(
+        "--web.telemetry-path", dest="telemetry_path", default="/metrics", help="metrics path"
+    )
+    parser.add_argument("--log.level", dest="log_level", choices=LEVELS, default="info")
+    parser.add_argument(
+        "--log.format", dest="log_format", choices=("console", "json"), default="console"
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--demo",
+        action="store_true",
+        help="start the built-in VIAS simulator and export its jobs (no cloud account needed)",
+    )
+    mode.add_argument(
+        "--check-config", action="store_true", help="validate the configuration and exit"
+    )
+    mode.add_argument(
+        "--once", action="store_true", help="poll every source once, print the metrics, exit"
+    )
+    parser.add_argument("--version", action="version", version=f"vias-exporter {__version__}")
+    return parser.parse_args(argv)
+
+
+def parse_listen_address(address: str) -> tuple[str | None, int]:
+    """`host:port`, `:port` (every interface) or `[v6]:port`."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"--web.listen-address: expected host:port, got {address!r}")
+    host = host.strip("[]")
+    return (host or None), int(port)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
+    try:
+        listen = parse_listen_address(args.listen_address)
+        config = None if args.demo else load_config(args.config_file)
+    except ConfigError as error:
+        print(f"vias-exporter: configuration error:\n{error}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    if args.check_config:
+        assert config is not None
+        print(_describe_config(config))
+        return 0
+    if args.once:
+        assert config is not None
+        return asyncio.run(_once(config))
+    try:
+        asyncio.run(_serve(config, listen, args.telemetry_path))
+    except OSError as error:  # the listen address is taken or not ours
+        print(f"vias-exporter: cannot serve on {args.listen_address}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _describe_config(config: Config) -> str:
+    lines = [f"configuration OK: {len(config.targets)} target(s)"]
+    for target in config.targets:
+        sources = ",".join(target.sources)
+        lines.append(
+            f"  {target.project_id} at {target.api_url}: {sources} every "
+            f"{target.poll_interval_seconds:g}s, auth {target.auth_mode}"
+        )
+    return "\n".join(lines)
+
+
+async def _once(config: Config) -> int:
+    async with Exporter(config) as exporter:
+        await exporter.poll_all_once()
+        exporter.exposition.render()
+        sys.stdout.buffer.write(exporter.exposition.body(openmetrics=False, gzipped=False))
+        sys.stdout.flush()
+        states = exporter.store.current.sources.values()
+        return 0 if all(state.up for state in states) else 1
+
+
+@contextlib.asynccontextmanager
+async def _demo_config() -> AsyncIterator[Config]:
+    """The built-in simulator on a free loopback port, and a config pointing at it."""
+    from exporter.simulator import Simulator, World, run_simulator
+
+    world = World.generate(seed=1, project_ids=[DEMO_PROJECT_ID], scenario="demo")
+    simulator = Simulator(world, token=DEMO_TOKEN)
+    async with run_simulator(
+        simulator, host="127.0.0.1", port=0, step_interval=DEMO_POLL_INTERVAL_SECONDS
+    ) as url:
+        log.info("demo simulator started", url=url, project_id=DEMO_PROJECT_ID)
+        target = TargetConfig.model_validate(
+            {
+                "project_id": DEMO_PROJECT_ID,
+                "endpoint": url,
+                "auth_token": DEMO_TOKEN,
+                "sources": ["tasks", "batch_tasks", "face_edge_tasks"],
+                "poll_interval_seconds": DEMO_POLL_INTERVAL_SECONDS,
+            }
+        )
+        yield Config(targets=[target])
+
+
+async def _serve(config: Config | None, listen: tuple[str | None, int], path: str) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        if config is None:
+            config = await stack.enter_async_context(_demo_config())
+        exporter = await stack.enter_async_context(Exporter(config))
+        runner = web.AppRunner(create_app(exporter, telemetry_path=path), access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        host, port = listen
+        await web.TCPSite(runner, host, port).start()
+        log.info("serving", address=f"{host or '0.0.0.0'}:{port}", metrics_path=path)
+        exporter.start()
+        await _until_signalled()
+        log.info("shutting down")
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()

@@ -1,0 +1,122 @@
+"""Typed errors of the VIAS client. Each carries the `reason` the poll-error metric uses.
+
+Messages never contain credentials: they are built from the endpoint template, the status
+and the server's own error fields, never from request headers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+EXCERPT_CHARS = 200
+_TAGS = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+
+
+def safe_excerpt(body: bytes | str, limit: int = EXCERPT_CHARS) -> str:
+    """A short, single-line, tag-free excerpt of a body that was not the JSON we expected."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = _SPACE.sub(" ", _TAGS.sub(" ", text)).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ViasError(Exception):
+    """Base of every error the client raises."""
+
+    reason = "error"
+
+    def __init__(self, message: str, *, endpoint: str = "") -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+
+
+class ViasConnectionError(ViasError):
+    reason = "connection"
+
+
+class ViasTimeoutError(ViasError):
+    reason = "timeout"
+
+
+class ViasResponseError(ViasError):
+    """A 2xx answer we cannot use: not JSON, cut short, or the wrong shape."""
+
+    reason = "bad_response"
+
+    def __init__(self, message: str, *, endpoint: str = "", transient: bool = False) -> None:
+        super().__init__(message, endpoint=endpoint)
+        self.transient = transient
+
+
+class ViasHTTPError(ViasError):
+    """A non-2xx answer, with the fields of the VIAS/API-gateway error body when present."""
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        endpoint: str,
+        error_code: str = "",
+        error_msg: str = "",
+        request_id: str = "",
+        excerpt: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        self.status = status
+        self.error_code = error_code
+        self.error_msg = error_msg
+        self.request_id = request_id
+        self.excerpt = excerpt
+        self.retry_after = retry_after
+        detail = f"{error_code}: {error_msg}" if error_code or error_msg else excerpt
+        suffix = f" (request_id={request_id})" if request_id else ""
+        super().__init__(f"HTTP {status} from {endpoint}: {detail}{suffix}", endpoint=endpoint)
+
+    @property
+    def reason(self) -> str:  # type: ignore[override]
+        if self.status in (401, 403):
+            return "auth"
+        if self.status == 429:
+            return "throttled"
+        if self.status >= 500:
+            return "server_error"
+        return "client_error"
+
+    @property
+    def retryable(self) -> bool:
+        return self.status == 429 or self.status >= 500
+
+
+def _field(data: dict[str, object], name: str) -> str:
+    value = data.get(name)
+    return "" if value is None else str(value)[:EXCERPT_CHARS]
+
+
+def http_error(
+    status: int, endpoint: str, payload: bytes, retry_after: float | None = None
+) -> ViasHTTPError:
+    """The typed error for a non-2xx answer, with the body's error fields when it has them.
+
+    VIAS and its API gateway answer `{"error_code", "error_msg", "request_id"}`; IAM nests
+    `{"error": {"code", "message"}}`; a gateway may answer HTML.
+    """
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return ViasHTTPError(
+            status=status, endpoint=endpoint, excerpt=safe_excerpt(payload), retry_after=retry_after
+        )
+    nested = data.get("error")
+    if isinstance(nested, dict):
+        data = {"error_code": nested.get("code"), "error_msg": nested.get("message"), **data}
+    return ViasHTTPError(
+        status=status,
+        endpoint=endpoint,
+        error_code=_field(data, "error_code"),
+        error_msg=_field(data, "error_msg"),
+        request_id=_field(data, "request_id"),
+        retry_after=retry_after,
+    )

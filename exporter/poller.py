@@ -1,0 +1,174 @@
+"""Polls one (project, source) on its interval and swaps the result into the snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from types import MappingProxyType
+
+import structlog
+
+from exporter.aggregation import (
+    BatchSnapshot,
+    JobAggregator,
+    JobIndex,
+    JobSnapshot,
+    Transition,
+    count_transitions,
+    summarize_batch_tasks,
+)
+from exporter.client import ViasClient
+from exporter.errors import ViasError
+from exporter.snapshot import SnapshotStore, SourceState
+from exporter.telemetry import Telemetry
+
+log = structlog.get_logger(__name__)
+
+JOB_SOURCES = frozenset({"tasks", "infer_tasks", "face_edge_tasks"})
+
+
+class SourcePoller:
+    """One source of one project. Polls never overlap: the loop awaits each poll, and the
+    ticks a slow poll ran over are counted as overruns and skipped."""
+
+    def __init__(
+        self,
+        *,
+        client: ViasClient,
+        source: str,
+        interval_seconds: float,
+        max_age_seconds: float,
+        problem_tasks_limit: int,
+        store: SnapshotStore,
+        telemetry: Telemetry,
+        on_update: Callable[[], Awaitable[None]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.project_id = client.project_id
+        self.source = source
+        self.interval = interval_seconds
+        self._max_age = max_age_seconds
+        self._problem_limit = problem_tasks_limit
+        self._store = store
+        self._telemetry = telemetry
+        self._on_update = on_update
+        self._clock = clock
+        self._index: JobIndex | None = None  # last listing's jobs, for transitions
+        self._transitions: Counter[Transition] = Counter()
+        self._last_good: SourceState | None = None
+        self.polls = 0
+        self.last_error: str | None = None
+        self.last_duration: float | None = None
+
+    async def run(self) -> None:
+        """Poll forever: first after a small random delay that spreads sources apart."""
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(random.uniform(0, min(1.0, self.interval / 10)))
+        next_at = loop.time()
+        while True:
+            await self.poll_once()
+            next_at += self.interval
+            now = loop.time()
+            if now > next_at:
+                missed = int((now - next_at) // self.interval) + 1
+                self._telemetry.poll_overruns.labels(self.project_id, self.source).inc(missed)
+                log.warning("poll overran its interval", **self._where(), skipped=missed)
+                next_at += missed * self.interval
+            await asyncio.sleep(next_at - now)
+
+    async def poll_once(self) -> SourceState:
+        started = time.perf_counter()
+        try:
+            data = await self._collect()
+        except ViasError as error:
+            state = self._failed(error.reason)
+            self.last_error = str(error)
+            log.warning(
+                "poll failed",
+                **self._where(),
+                reason=error.reason,
+                error=str(error),
+                error_code=getattr(error, "error_code", None) or None,
+                request_id=getattr(error, "request_id", None) or None,
+            )
+        except Exception as error:  # a bug must not stop this source's loop or the others
+            state = self._failed("internal")
+            self.last_error = f"internal error: {type(error).__name__}"
+            log.exception("poll crashed", **self._where())
+        else:
+            state = self._succeeded(data)
+            self.last_error = None
+            log.info(
+                "poll succeeded",
+                **self._where(),
+                items=data.item_count,
+                duration_seconds=round(time.perf_counter() - started, 3),
+            )
+        self.last_duration = time.perf_counter() - started
+        self._telemetry.poll_duration.labels(self.project_id, self.source).observe(
+            self.last_duration
+        )
+        self.polls += 1
+        self._store.replace(state)
+        await self._on_update()
+        return state
+
+    async def _collect(self) -> JobSnapshot | BatchSnapshot:
+        if self.source not in JOB_SOURCES:
+            return summarize_batch_tasks(await self.client.list_all(self.source))
+        aggregator = JobAggregator(self._problem_limit)
+        async for page in self.client.iter_pages(self.source):
+            aggregator.add(page)
+        snapshot, index = aggregator.finish()
+        if self._index is not None:
+            self._transitions.update(count_transitions(self._index, index))
+        self._index = index
+        if snapshot.problem_tasks_dropped:
+            self._telemetry.problem_tasks_dropped.labels(self.project_id).inc(
+                snapshot.problem_tasks_dropped
+            )
+        return snapshot
+
+    def _succeeded(self, data: JobSnapshot | BatchSnapshot) -> SourceState:
+        state = SourceState(
+            self.project_id,
+            self.source,
+            up=True,
+            last_success=self._clock(),
+            data=data,
+            transitions=MappingProxyType(dict(self._transitions)),
+        )
+        self._last_good = state
+        return state
+
+    def _failed(self, reason: str) -> SourceState:
+        self._telemetry.poll_errors.labels(self.project_id, self.source, reason).inc()
+        last = self._last_good
+        if last is None:
+            return SourceState(self.project_id, self.source, up=False)
+        if last.last_success is not None and self._clock() - last.last_success > self._max_age:
+            # Too old to show as current. Forget the jobs too: when the source comes back,
+            # its jobs are not new, so they must not count as transitions from NONE.
+            self._index = None
+            return SourceState(
+                self.project_id,
+                self.source,
+                up=False,
+                last_success=last.last_success,
+                transitions=last.transitions,
+            )
+        return SourceState(
+            self.project_id,
+            self.source,
+            up=False,
+            last_success=last.last_success,
+            data=last.data,
+            transitions=last.transitions,
+        )
+
+    def _where(self) -> dict[str, str]:
+        return {"project_id": self.project_id, "source": self.source}

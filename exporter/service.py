@@ -1,0 +1,148 @@
+"""Wires configuration into running parts: one HTTP session, auth and client per target,
+one poller per (target, source), one snapshot store and its exposition."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+import aiohttp
+
+from exporter import __version__
+from exporter.auth import AkSkAuth, Auth, IamPasswordAuth, TokenAuth
+from exporter.client import ClientOptions, ViasClient
+from exporter.collector import Exposition
+from exporter.poller import SourcePoller
+from exporter.settings import Config, GlobalConfig, TargetConfig
+from exporter.snapshot import SnapshotStore
+from exporter.telemetry import Telemetry
+
+USER_AGENT = f"vias-exporter/{__version__}"
+
+
+def _ssl_context(config: GlobalConfig) -> ssl.SSLContext | bool:
+    if not config.verify_tls:
+        return False
+    if config.ca_file is not None:
+        return ssl.create_default_context(cafile=str(config.ca_file))
+    return True
+
+
+def _client_options(config: GlobalConfig) -> ClientOptions:
+    return ClientOptions(
+        timeout_seconds=config.request_timeout_seconds,
+        max_retries=config.max_retries,
+        rate_limit_per_second=config.rate_limit_per_second,
+        max_concurrency=config.max_concurrency,
+        page_window=config.page_window,
+        max_pages=config.max_pages,
+        proxy=config.proxy,
+    )
+
+
+def build_auth(
+    target: TargetConfig, session: aiohttp.ClientSession, telemetry: Telemetry, timeout: float
+) -> Auth:
+    if target.auth_mode == "token":
+        assert target.auth_token is not None
+        return TokenAuth(target.auth_token)
+    if target.auth_mode == "aksk":
+        assert target.access_key is not None and target.secret_key is not None
+        return AkSkAuth(target.access_key, target.secret_key, target.project_id)
+    assert target.username and target.password and target.domain_name
+    return IamPasswordAuth(
+        session=session,
+        iam_endpoint=target.iam_url,
+        username=target.username,
+        password=target.password,
+        domain_name=target.domain_name,
+        project_id=target.project_id,
+        telemetry=telemetry,
+        timeout_seconds=timeout,
+    )
+
+
+class Exporter:
+    """The running exporter, used as `async with Exporter(config) as exporter:`."""
+
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self._clock = clock
+        self.telemetry = Telemetry()
+        self.store = SnapshotStore()
+        self.exposition = Exposition(self.store, self.telemetry)
+        self.pollers: list[SourcePoller] = []
+        self._sessions: list[aiohttp.ClientSession] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> Exporter:
+        settings = self.config.global_
+        for target in self.config.targets:
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=settings.max_concurrency + 2, ssl=_ssl_context(settings)
+                ),
+                headers={"User-Agent": USER_AGENT},
+            )
+            self._sessions.append(session)
+            client = ViasClient(
+                session=session,
+                base_url=target.api_url,
+                project_id=target.project_id,
+                auth=build_auth(target, session, self.telemetry, settings.request_timeout_seconds),
+                telemetry=self.telemetry,
+                options=_client_options(settings),
+            )
+            self.pollers.extend(
+                SourcePoller(
+                    client=client,
+                    source=source,
+                    interval_seconds=target.poll_interval_seconds,
+                    max_age_seconds=settings.max_age_intervals * target.poll_interval_seconds,
+                    problem_tasks_limit=settings.problem_tasks_limit,
+                    store=self.store,
+                    telemetry=self.telemetry,
+                    on_update=self.exposition.refresh,
+                    clock=self._clock,
+                )
+                for source in target.sources
+            )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def start(self) -> None:
+        """Start every poller's loop in the background."""
+        self._tasks = [
+            asyncio.create_task(poller.run(), name=f"poll:{poller.project_id}:{poller.source}")
+            for poller in self.pollers
+        ]
+
+    async def poll_all_once(self) -> None:
+        await asyncio.gather(*(poller.poll_once() for poller in self.pollers))
+
+    @property
+    def ready(self) -> bool:
+        """True once every source has finished its first poll, successful or not."""
+        return all(poller.polls > 0 for poller in self.pollers)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for session in self._sessions:
+            await session.close()
+        self._sessions = []

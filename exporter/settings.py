@@ -1,0 +1,236 @@
+"""Configuration: one target from VIAS_* environment variables, or many from a YAML file.
+
+Both paths validate through the same models; errors name the field (or the environment
+variable) and never echo the value, which may be a secret.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Source = Literal["tasks", "batch_tasks", "infer_tasks", "face_edge_tasks"]
+DEFAULT_SOURCES: tuple[Source, ...] = ("tasks", "batch_tasks")
+ENV_PREFIX = "VIAS_"
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message names each bad field."""
+
+
+def _comma_list(raw: object) -> object:
+    if isinstance(raw, str):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw
+
+
+def _http_url(raw: object) -> str | None:
+    """An http(s) URL, kept as text without a trailing slash."""
+    if raw is None or raw == "":
+        return None
+    return str(AnyHttpUrl(str(raw))).rstrip("/")
+
+
+Sources = Annotated[tuple[Source, ...], BeforeValidator(_comma_list), NoDecode]
+HttpUrlText = Annotated[str | None, BeforeValidator(_http_url)]
+
+
+def _read_secret(path: Path) -> SecretStr:
+    try:
+        return SecretStr(path.read_text(encoding="utf-8").strip())
+    except OSError as error:
+        raise ValueError(f"cannot read secret file: {error.strerror}") from None
+
+
+class TargetConfig(BaseModel):
+    """One project to watch: where, how to authenticate, what to list, how often."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project_id: str = Field(min_length=1)
+    region: str | None = None
+    endpoint: HttpUrlText = None
+    iam_endpoint: HttpUrlText = None
+    auth_token: SecretStr | None = None
+    auth_token_file: Path | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    domain_name: str | None = None
+    access_key: str | None = None
+    secret_key: SecretStr | None = None
+    secret_key_file: Path | None = None
+    sources: Sources = DEFAULT_SOURCES
+    poll_interval_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("auth_token_file", "password_file", "secret_key_file")
+    @classmethod
+    def _readable(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            _read_secret(path)
+        return path
+
+    @field_validator("sources")
+    @classmethod
+    def _some_sources(cls, sources: tuple[Source, ...]) -> tuple[Source, ...]:
+        if not sources:
+            raise ValueError("at least one source is needed")
+        return tuple(dict.fromkeys(sources))
+
+    @model_validator(mode="after")
+    def _complete(self) -> TargetConfig:
+        for secret, file in (
+            ("auth_token", "auth_token_file"),
+            ("password", "password_file"),
+            ("secret_key", "secret_key_file"),
+        ):
+            path = getattr(self, file)
+            if path is not None:
+                if getattr(self, secret) is not None:
+                    raise ValueError(f"set {secret} or {file}, not both")
+                setattr(self, secret, _read_secret(path))
+        if self.endpoint is None and not self.region:
+            raise ValueError("endpoint or region is required")
+        self._check_auth()
+        return self
+
+    def _check_auth(self) -> None:
+        modes = {
+            "auth_token": self.auth_token is not None,
+            "username/password": self.username is not None or self.password is not None,
+            "access_key/secret_key": self.access_key is not None or self.secret_key is not None,
+        }
+        chosen = [name for name, present in modes.items() if present]
+        if len(chosen) != 1:
+            found = ", ".join(chosen) or "none"
+            raise ValueError(
+                "exactly one auth mode is needed: auth_token, username/password (with "
+                f"domain_name) or access_key/secret_key; found: {found}"
+            )
+        if chosen == ["username/password"]:
+            missing = [
+                name for name in ("username", "password", "domain_name") if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(f"password login needs {', '.join(missing)}")
+            if self.iam_endpoint is None and not self.region:
+                raise ValueError("password login needs iam_endpoint or region")
+        if chosen == ["access_key/secret_key"] and not (self.access_key and self.secret_key):
+            raise ValueError("AK/SK signing needs both access_key and secret_key")
+
+    @property
+    def api_url(self) -> str:
+        return self.endpoint or f"https://vias.{self.region}.myhuaweicloud.com"
+
+    @property
+    def iam_url(self) -> str:
+        return self.iam_endpoint or f"https://iam.{self.region}.myhuaweicloud.com"
+
+    @property
+    def auth_mode(self) -> Literal["token", "password", "aksk"]:
+        if self.auth_token is not None:
+            return "token"
+        return "password" if self.username is not None else "aksk"
+
+
+class GlobalConfig(BaseModel):
+    """Settings shared by every target."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_age_intervals: float = Field(default=3.0, gt=0)
+    problem_tasks_limit: int = Field(default=200, ge=0)
+    request_timeout_seconds: float = Field(default=15.0, gt=0)
+    max_retries: int = Field(default=3, ge=0, le=10)
+    rate_limit_per_second: float = Field(default=20.0, gt=0)
+    max_concurrency: int = Field(default=4, ge=1, le=64)
+    page_window: int = Field(default=4, ge=1, le=64)
+    max_pages: int = Field(default=10_000, ge=1)
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    proxy: HttpUrlText = None
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_readable(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError("CA bundle file not found")
+        return path
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
+    targets: list[TargetConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_targets(self) -> Config:
+        keys = [(target.api_url, target.project_id) for target in self.targets]
+        duplicates = sorted({key[1] for key in keys if keys.count(key) > 1})
+        if duplicates:
+            raise ValueError(f"project listed twice: {', '.join(duplicates)}")
+        return self
+
+
+class _EnvTarget(BaseSettings, TargetConfig):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+
+class _EnvGlobal(BaseSettings, GlobalConfig):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+
+def _describe(error: ValidationError, *, env: bool) -> str:
+    """One line per problem, naming the field; the offending value is never shown."""
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False):
+        parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in problem["loc"]]
+        where = "".join(parts).lstrip(".")
+        if env and where:
+            where = ENV_PREFIX + where.upper()
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {message}" if where else message)
+    return "\n".join(lines)
+
+
+def load_config(config_file: Path | None = None) -> Config:
+    """The configuration from `config_file`, or from VIAS_* variables when none is given."""
+    if config_file is not None:
+        try:
+            return Config.model_validate(_read_yaml(config_file))
+        except ValidationError as error:
+            raise ConfigError(f"{config_file}:\n{_describe(error, env=False)}") from None
+    try:
+        target = _EnvTarget()
+        global_config = _EnvGlobal()
+    except ValidationError as error:
+        raise ConfigError(_describe(error, env=True)) from None
+    # Already validated: construct without validating (and reading secret files) twice.
+    return Config.model_construct(global_=global_config, targets=[target])
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: malformed YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with `targets` at the top")
+    return data

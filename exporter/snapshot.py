@@ -1,0 +1,46 @@
+"""The immutable snapshot scrapes read: one entry per (project, source), swapped in whole."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from exporter.aggregation import BatchSnapshot, JobSnapshot, Transition
+
+SourceKey = tuple[str, str]  # project_id, source
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """What one source's latest poll left: its health and its last good data."""
+
+    project_id: str
+    source: str
+    up: bool
+    last_success: float | None = None  # Unix time
+    data: JobSnapshot | BatchSnapshot | None = None
+    transitions: Mapping[Transition, int] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def key(self) -> SourceKey:
+        return (self.project_id, self.source)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    sources: Mapping[SourceKey, SourceState]
+    version: int = 0
+
+
+class SnapshotStore:
+    """Holds the current snapshot; a poll replaces its own source's entry atomically."""
+
+    def __init__(self) -> None:
+        self.current = Snapshot(MappingProxyType({}))
+
+    def replace(self, state: SourceState) -> Snapshot:
+        sources = dict(self.current.sources)
+        sources[state.key] = state
+        self.current = Snapshot(MappingProxyType(sources), self.current.version + 1)
+        return self.current

@@ -1,0 +1,86 @@
+"""The exporter's own metrics: API requests, polls, auth. Kept by the client and the poller,
+rendered with the job metrics by the collector."""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import disable_created_metrics as _disable_created_metrics
+
+from exporter import __version__
+
+# `_created` series double the exposition and no alert or dashboard uses them.
+_disable_created_metrics()  # type: ignore[no-untyped-call]
+
+API_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+POLL_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class Telemetry:
+    """prometheus-client metrics in a registry of their own (no process/platform noise)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.api_requests = Counter(
+            "vias_api_requests",
+            "HTTP requests to VIAS and IAM by endpoint template and status code.",
+            ["project_id", "endpoint", "code"],
+            registry=r,
+        )
+        self.api_latency = Histogram(
+            "vias_api_request_duration_seconds",
+            "Latency of each HTTP request to VIAS and IAM.",
+            ["project_id", "endpoint"],
+            buckets=API_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.token_expiry = Gauge(
+            "vias_auth_token_expiry_timestamp_seconds",
+            "Unix time the cached IAM token expires.",
+            ["project_id"],
+            registry=r,
+        )
+        self.poll_duration = Histogram(
+            "vias_poll_duration_seconds",
+            "Wall time of each poll of a source (all pages).",
+            ["project_id", "source"],
+            buckets=POLL_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.poll_errors = Counter(
+            "vias_poll_errors",
+            "Failed polls by reason.",
+            ["project_id", "source", "reason"],
+            registry=r,
+        )
+        self.poll_overruns = Counter(
+            "vias_poll_overruns",
+            "Polls skipped because the previous poll of the source was still running.",
+            ["project_id", "source"],
+            registry=r,
+        )
+        self.pagination_stops = Counter(
+            "vias_pagination_stops",
+            "Listings cut short: the server repeated a page, or max_pages was reached.",
+            ["project_id", "source", "reason"],
+            registry=r,
+        )
+        self.problem_tasks_dropped = Counter(
+            "vias_problem_task_series_dropped",
+            "Problem jobs left out of vias_problem_task_info by the per-project cap.",
+            ["project_id"],
+            registry=r,
+        )
+        build_info = Gauge(
+            "vias_exporter_build_info",
+            "Always 1; labels carry the exporter and Python versions.",
+            ["version", "python_version"],
+            registry=r,
+        )
+        build_info.labels(__version__, platform.python_version()).set(1)
+
+    def observe_request(self, project_id: str, endpoint: str, code: str, seconds: float) -> None:
+        self.api_requests.labels(project_id, endpoint, code).inc()
+        self.api_latency.labels(project_id, endpoint).observe(seconds)

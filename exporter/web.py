@@ -1,0 +1,97 @@
+"""The HTTP face of the exporter: /metrics, a landing page, health and readiness."""
+
+from __future__ import annotations
+
+import html
+import time
+
+from aiohttp import web
+
+from exporter import __version__
+from exporter.collector import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
+from exporter.service import Exporter
+
+EXPORTER_KEY = web.AppKey("exporter", Exporter)
+TELEMETRY_PATH_KEY = web.AppKey("telemetry_path", str)
+
+
+def _wants_openmetrics(request: web.Request) -> bool:
+    return "application/openmetrics-text" in request.headers.get("Accept", "")
+
+
+def _wants_gzip(request: web.Request) -> bool:
+    return "gzip" in request.headers.get("Accept-Encoding", "")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    exporter = request.app[EXPORTER_KEY]
+    openmetrics, gzipped = _wants_openmetrics(request), _wants_gzip(request)
+    response = web.Response(
+        body=exporter.exposition.body(openmetrics=openmetrics, gzipped=gzipped),
+        headers={"Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE},
+    )
+    if gzipped:
+        response.headers["Content-Encoding"] = "gzip"
+    return response
+
+
+async def healthy(request: web.Request) -> web.Response:
+    return web.Response(text="OK\n")
+
+
+async def ready(request: web.Request) -> web.Response:
+    if request.app[EXPORTER_KEY].ready:
+        return web.Response(text="Ready\n")
+    return web.Response(status=503, text="Not ready: first poll round still running\n")
+
+
+def _target_rows(exporter: Exporter) -> str:
+    rows = []
+    now = time.time()
+    for poller in exporter.pollers:
+        state = exporter.store.current.sources.get((poller.project_id, poller.source))
+        if state is None:
+            result = "not polled yet"
+        elif state.up:
+            result = "ok"
+        else:
+            result = f"failed: {poller.last_error or ''}"
+        age = (
+            f"{now - state.last_success:.0f}s ago"
+            if state is not None and state.last_success is not None
+            else "never"
+        )
+        cells = (poller.project_id, poller.source, f"{poller.interval:g}s", result, age)
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    return "\n".join(rows)
+
+
+async def landing(request: web.Request) -> web.Response:
+    exporter = request.app[EXPORTER_KEY]
+    path = html.escape(request.app[TELEMETRY_PATH_KEY])
+    page = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>VIAS exporter</title></head>
+<body>
+<h1>VIAS exporter {html.escape(__version__)}</h1>
+<p><a href="{path}">Metrics</a> · <a href="/-/healthy">Health</a> ·
+<a href="/-/ready">Readiness</a></p>
+<h2>Targets</h2>
+<table border="1" cellpadding="4">
+<tr><th>project</th><th>source</th><th>interval</th><th>last poll</th><th>last success</th></tr>
+{_target_rows(exporter)}
+</table>
+</body></html>
+"""
+    return web.Response(text=page, content_type="text/html")
+
+
+def create_app(exporter: Exporter, *, telemetry_path: str = "/metrics") -> web.Application:
+    app = web.Application()
+    app[EXPORTER_KEY] = exporter
+    app[TELEMETRY_PATH_KEY] = telemetry_path
+    app.router.add_get(telemetry_path, metrics)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    if telemetry_path != "/":
+        app.router.add_get("/", landing)
+    return app

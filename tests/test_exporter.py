@@ -1,0 +1,216 @@
+"""The exporter end to end in-process: the real web server scraped over loopback, polling
+the simulator over real HTTP, compared to the simulator's seeded truth."""
+
+from __future__ import annotations
+
+import gzip
+from collections import Counter
+
+from conftest import SECRETS, RunningSimulator, StartExporter, make_config, target
+from exporter.models import BATCH_TASK_STATES, TASK_STATES
+
+ALL_SOURCES = ["tasks", "batch_tasks", "infer_tasks", "face_edge_tasks"]
+
+
+def expected_task_counts(sim: RunningSimulator, project_id: str) -> Counter[tuple[str, ...]]:
+    return Counter(
+        (task.vendor, task.algorithm, task.deployment, task.state)
+        for task in sim.world.projects[project_id].tasks.values()
+    )
+
+
+def exported_task_counts(samples, project_id: str, source: str) -> Counter[tuple[str, ...]]:
+    counts: Counter[tuple[str, ...]] = Counter()
+    for labels, value in samples.series("vias_tasks", project_id=project_id, source=source).items():
+        named = dict(labels)
+        if value:
+            counts[(named["vendor"], named["algorithm"], named["deployment"], named["state"])] = (
+                int(value)
+            )
+    return counts
+
+
+async def test_every_source_matches_the_simulators_truth(simulator, start_exporter) -> None:
+    config = make_config([target(simulator.url, sources=ALL_SOURCES)])
+    async with start_exporter(config) as running:
+        await running.exporter.poll_all_once()
+        samples = await running.metrics()
+    project = simulator.world.projects["p1"]
+    truth = expected_task_counts(simulator, "p1")
+    assert exported_task_counts(samples, "p1", "tasks") == truth
+    assert exported_task_counts(samples, "p1", "infer_tasks") == truth
+    face = Counter(
+        ("", "face_extraction", "edge", job.state) for job in project.face_edge_tasks.values()
+    )
+    assert exported_task_counts(samples, "p1", "face_edge_tasks") == face
+    for source in ALL_SOURCES:
+        assert samples.value("vias_up", project_id="p1", source=source) == 1
+    # Every documented state is present for every group, zero or not.
+    groups = {key[:3] for key in truth}
+    series = samples.series("vias_tasks", project_id="p1", source="tasks")
+    assert len(series) == len(groups) * len(TASK_STATES)
+    # Batch tasks: per state from batch_task_status_info, all states present, and info.
+    for batch in project.batch_tasks.values():
+        counts = {s.upper(): n for s, n in batch.status_counts().items()}
+        for state in BATCH_TASK_STATES:
+            assert samples.value(
+                "vias_batch_task_tasks",
+                project_id="p1",
+                batch_task_id=batch.id,
+                batch_task_name=batch.name,
+                state=state,
+            ) == counts.get(state, 0)
+        assert (
+            samples.value(
+                "vias_batch_task_info",
+                project_id="p1",
+                batch_task_id=batch.id,
+                batch_task_name=batch.name,
+                vendor=batch.vendor,
+                algorithm=batch.algorithm,
+                deployment=batch.deployment,
+                video_group=batch.video_group,
+            )
+            == 1
+        )
+    # Problem jobs are named.
+    problems = {
+        dict(labels)["task_id"]
+        for labels in samples.series("vias_problem_task_info", project_id="p1", source="tasks")
+    }
+    assert problems == {
+        t.id
+        for t in project.tasks.values()
+        if t.state in {"ABNORMAL", "FAILED", "LACK_OF_RESOURCES", "CREATE_FAILED", "START_FAILED"}
+    }
+
+
+async def test_state_changes_new_and_deleted_jobs_are_transitions(
+    simulator, start_exporter
+) -> None:
+    project = simulator.world.projects["p1"]
+    config = make_config([target(simulator.url, sources=["tasks"])])
+    running_ids = [t.id for t in project.tasks.values() if t.state == "RUNNING"]
+    changed, deleted = running_ids[0], running_ids[1]
+    async with start_exporter(config) as running:
+        await running.exporter.poll_all_once()
+        first = await running.metrics()
+        assert not first.series("vias_task_state_transitions_total")  # first poll: no history
+        project.set_state(changed, "ABNORMAL", error_code="VIAS.10010002")
+        project.delete_task(deleted)
+        await running.exporter.poll_all_once()
+        samples = await running.metrics()
+    job = project.tasks[changed]
+    group = {"vendor": job.vendor, "algorithm": job.algorithm, "deployment": job.deployment}
+    assert (
+        samples.value(
+            "vias_task_state_transitions_total",
+            project_id="p1",
+            source="tasks",
+            from_state="RUNNING",
+            to_state="ABNORMAL",
+            **group,
+        )
+        == 1
+    )
+    assert (
+        sum(samples.series("vias_task_state_transitions_total", to_state="DELETED").values()) == 1
+    )
+    assert exported_task_counts(samples, "p1", "tasks") == expected_task_counts(simulator, "p1")
+    assert (
+        samples.value(
+            "vias_problem_task_info",
+            project_id="p1",
+            source="tasks",
+            task_id=changed,
+            task_name=job.name,
+            state="ABNORMAL",
+            error_code="VIAS.10010002",
+            **group,
+        )
+        == 1
+    )
+
+
+async def test_a_failing_project_keeps_the_others_data(simulator, start_exporter) -> None:
+    from exporter.simulator import Fault
+
+    config = make_config([target(simulator.url, "p1"), target(simulator.url, "p2")])
+    async with start_exporter(config) as running:
+        await running.exporter.poll_all_once()
+        before = await running.metrics()
+        simulator.sim.faults.add(Fault(kind="server_error_html", match="/p2/"))
+        await running.exporter.poll_all_once()
+        after = await running.metrics()
+    for source in ("tasks", "batch_tasks"):
+        assert after.value("vias_up", project_id="p1", source=source) == 1
+        assert after.value("vias_up", project_id="p2", source=source) == 0
+        assert after.series("vias_tasks", project_id="p1") == before.series(
+            "vias_tasks", project_id="p1"
+        )
+    # p2's last good data stays (within the maximum age), with its age visible.
+    assert after.series("vias_tasks", project_id="p2") == before.series(
+        "vias_tasks", project_id="p2"
+    )
+    assert after.value(
+        "vias_last_success_timestamp_seconds", project_id="p2", source="tasks"
+    ) == before.value("vias_last_success_timestamp_seconds", project_id="p2", source="tasks")
+    assert (
+        after.value(
+            "vias_poll_errors_total", project_id="p2", source="tasks", reason="server_error"
+        )
+        == 1
+    )
+
+
+async def test_stale_data_is_dropped_after_the_maximum_age(simulator, start_exporter) -> None:
+    from exporter.service import Exporter
+    from exporter.simulator import Fault
+
+    now = [1000.0]
+    config = make_config(
+        [target(simulator.url, sources=["tasks"], poll_interval_seconds=60)],
+        max_age_intervals=3,
+        max_retries=0,
+    )
+    exporter = Exporter(config, clock=lambda: now[0])
+    async with exporter:
+        await exporter.poll_all_once()
+        simulator.sim.faults.add(Fault(kind="unauthorized", match="/tasks"))
+        now[0] += 180  # exactly the maximum age: still shown
+        await exporter.poll_all_once()
+        assert exporter.store.current.sources[("p1", "tasks")].data is not None
+        now[0] += 1
+        await exporter.poll_all_once()
+        state = exporter.store.current.sources[("p1", "tasks")]
+        assert state.data is None and state.up is False and state.last_success == 1000.0
+
+
+async def test_endpoints_negotiation_gzip_readiness_and_landing_page(
+    simulator, start_exporter
+) -> None:
+    config = make_config([target(simulator.url)])
+    async with start_exporter(config) as running:
+        assert (await running.get("/-/healthy")).status == 200
+        assert (await running.get("/-/ready")).status == 503
+        await running.exporter.poll_all_once()
+        assert (await running.get("/-/ready")).status == 200
+        async with running.session.get(
+            running.url + "/metrics",
+            headers={
+                "Accept": "application/openmetrics-text;version=1.0.0",
+                "Accept-Encoding": "gzip",
+            },
+            auto_decompress=False,
+        ) as response:
+            body = gzip.decompress(await response.read()).decode()
+            assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+            assert body.endswith("# EOF\n")
+        async with running.session.get(running.url + "/metrics") as response:
+            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            text = await response.text()
+        async with running.session.get(running.url + "/") as response:
+            landing = await response.text()
+    assert "p1" in landing and "batch_tasks" in landing and "ok" in landing
+    for secret in SECRETS:
+        assert secret not in landing and secret not in text and secret not in body

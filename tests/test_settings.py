@@ -1,0 +1,165 @@
+"""Configuration from the environment and from YAML: valid input loads, bad input names
+the field and never echoes a secret."""
+
+from pathlib import Path
+
+import pytest
+
+from exporter.settings import ConfigError, load_config
+
+BASE_ENV = {"VIAS_PROJECT_ID": "p1", "VIAS_REGION": "cn-north-4", "VIAS_AUTH_TOKEN": "t0k3n-secret"}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in list(__import__("os").environ):
+        if name.startswith("VIAS_"):
+            monkeypatch.delenv(name)
+    for name, value in BASE_ENV.items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+def test_one_target_from_environment_with_defaults(env: pytest.MonkeyPatch) -> None:
+    config = load_config()
+    (target,) = config.targets
+    assert target.project_id == "p1"
+    assert target.api_url == "https://vias.cn-north-4.myhuaweicloud.com"
+    assert target.sources == ("tasks", "batch_tasks")
+    assert target.poll_interval_seconds == 60
+    assert target.auth_mode == "token"
+    assert config.global_.max_age_intervals == 3
+    assert config.global_.problem_tasks_limit == 200
+
+
+def test_environment_contract(env: pytest.MonkeyPatch) -> None:
+    env.setenv("VIAS_ENDPOINT", "http://127.0.0.1:9801/")
+    env.setenv("VIAS_SOURCES", "tasks, infer_tasks,face_edge_tasks")
+    env.setenv("VIAS_POLL_INTERVAL_SECONDS", "15")
+    (target,) = load_config().targets
+    assert target.api_url == "http://127.0.0.1:9801"
+    assert target.sources == ("tasks", "infer_tasks", "face_edge_tasks")
+    assert target.poll_interval_seconds == 15
+
+
+def test_secret_from_file(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("from-file\n")
+    env.delenv("VIAS_AUTH_TOKEN")
+    env.setenv("VIAS_AUTH_TOKEN_FILE", str(secret))
+    (target,) = load_config().targets
+    assert target.auth_token is not None
+    assert target.auth_token.get_secret_value() == "from-file"
+    assert "from-file" not in repr(target)
+
+
+def test_password_and_aksk_modes(env: pytest.MonkeyPatch) -> None:
+    env.delenv("VIAS_AUTH_TOKEN")
+    env.setenv("VIAS_USERNAME", "ops")
+    env.setenv("VIAS_PASSWORD", "pw-secret")
+    env.setenv("VIAS_DOMAIN_NAME", "acme")
+    (target,) = load_config().targets
+    assert (target.auth_mode, target.iam_url) == (
+        "password",
+        "https://iam.cn-north-4.myhuaweicloud.com",
+    )
+    for name in ("VIAS_USERNAME", "VIAS_PASSWORD", "VIAS_DOMAIN_NAME"):
+        env.delenv(name)
+    env.setenv("VIAS_ACCESS_KEY", "AK1")
+    env.setenv("VIAS_SECRET_KEY", "sk-secret")
+    assert load_config().targets[0].auth_mode == "aksk"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"VIAS_PROJECT_ID": None}, "VIAS_PROJECT_ID: Field required"),
+        (
+            {"VIAS_POLL_INTERVAL_SECONDS": "-5"},
+            "VIAS_POLL_INTERVAL_SECONDS: Input should be greater than 0",
+        ),
+        ({"VIAS_SOURCES": "tasks,jobs"}, "VIAS_SOURCES[1]: Input should be"),
+        ({"VIAS_ENDPOINT": "not a url"}, "VIAS_ENDPOINT:"),
+        ({"VIAS_ACCESS_KEY": "AK"}, "exactly one auth mode"),
+        ({"VIAS_AUTH_TOKEN": None}, "exactly one auth mode"),
+        ({"VIAS_REGION": None}, "endpoint or region is required"),
+        (
+            {"VIAS_AUTH_TOKEN_FILE": "/nonexistent/token"},
+            "VIAS_AUTH_TOKEN_FILE: Value error, cannot read secret file",
+        ),
+    ],
+)
+def test_bad_environment_names_the_field(
+    env: pytest.MonkeyPatch, changes: dict[str, str | None], message: str
+) -> None:
+    for name, value in changes.items():
+        if value is None:
+            env.delenv(name)
+        else:
+            env.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_config()
+    assert message.replace("Value error, ", "") in str(caught.value)
+    assert "t0k3n-secret" not in str(caught.value)
+
+
+YAML = """
+global:
+  problem_tasks_limit: 50
+  max_age_intervals: 2
+targets:
+  - project_id: p1
+    region: cn-north-4
+    auth_token: tok
+  - project_id: p2
+    endpoint: http://127.0.0.1:9801
+    username: ops
+    password: pw
+    domain_name: acme
+    iam_endpoint: http://127.0.0.1:9801
+    sources: [tasks, face_edge_tasks]
+    poll_interval_seconds: 30
+"""
+
+
+def test_many_targets_from_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "config.yml"
+    path.write_text(YAML)
+    config = load_config(path)
+    assert [t.project_id for t in config.targets] == ["p1", "p2"]
+    assert config.targets[1].sources == ("tasks", "face_edge_tasks")
+    assert config.global_.problem_tasks_limit == 50
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("targets: [", "malformed YAML"),
+        ("- a\n- b\n", "expected a mapping"),
+        ("targets: []", "targets: List should have at least 1 item"),
+        ("targets:\n  - region: x\n    auth_token: t\n", "targets[0].project_id: Field required"),
+        (
+            "targets:\n  - project_id: p\n    region: x\n    auth_token: t\n    colour: red\n",
+            "targets[0].colour: Extra inputs are not permitted",
+        ),
+        (
+            "global:\n  max_retries: -1\ntargets:\n  - {project_id: p, region: x, auth_token: t}\n",
+            "global.max_retries",
+        ),
+        (
+            "targets:\n  - {project_id: p, region: x, auth_token: t}\n  - {project_id: p, region: x, auth_token: t}\n",
+            "project listed twice: p",
+        ),
+    ],
+)
+def test_bad_yaml_names_the_field(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "config.yml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=None) as caught:
+        load_config(path)
+    assert message in str(caught.value)
+
+
+def test_unreadable_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yml")
