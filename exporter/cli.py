@@ -18,6 +18,7 @@ from exporter.logs import LEVELS, configure_logging
 from exporter.service import Exporter
 from exporter.settings import Config, ConfigError, TargetConfig, load_config
 from exporter.web import create_app
+from exporter.webconfig import WebConfig, load_web_config
 
 DEFAULT_LISTEN_ADDRESS = ":9875"
 DEMO_PROJECT_ID = "demo-project"
@@ -43,6 +44,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--web.telemetry-path", dest="telemetry_path", default="/metrics", help="metrics path"
+    )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        type=Path,
+        help="exporter-toolkit web config: TLS and basic auth",
     )
     parser.add_argument("--log.level", dest="log_level", choices=LEVELS, default="info")
     parser.add_argument(
@@ -79,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         listen = parse_listen_address(args.listen_address)
         config = None if args.demo else load_config(args.config_file)
+        web_config = load_web_config(args.web_config_file) if args.web_config_file else None
     except ConfigError as error:
         print(f"vias-exporter: configuration error:\n{error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
@@ -90,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         assert config is not None
         return asyncio.run(_once(config))
     try:
-        asyncio.run(_serve(config, listen, args.telemetry_path))
+        asyncio.run(_serve(config, listen, args.telemetry_path, web_config))
     except OSError as error:  # the listen address is taken or not ours
         print(f"vias-exporter: cannot serve on {args.listen_address}: {error}", file=sys.stderr)
         return 1
@@ -141,16 +149,25 @@ async def _demo_config() -> AsyncIterator[Config]:
         yield Config(targets=[target])
 
 
-async def _serve(config: Config | None, listen: tuple[str | None, int], path: str) -> None:
+async def _serve(
+    config: Config | None,
+    listen: tuple[str | None, int],
+    path: str,
+    web_config: WebConfig | None,
+) -> None:
     async with contextlib.AsyncExitStack() as stack:
         if config is None:
             config = await stack.enter_async_context(_demo_config())
         exporter = await stack.enter_async_context(Exporter(config))
-        runner = web.AppRunner(create_app(exporter, telemetry_path=path), access_log=None)
+        app = create_app(exporter, telemetry_path=path, web_config=web_config)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         host, port = listen
-        await web.TCPSite(runner, host, port).start()
+        tls = web_config.tls_server_config if web_config else None
+        await web.TCPSite(
+            runner, host, port, ssl_context=tls.ssl_context() if tls else None
+        ).start()
         log.info("serving", address=f"{host or '0.0.0.0'}:{port}", metrics_path=path)
         exporter.start()
         await _until_signalled()

@@ -175,8 +175,12 @@ class ViasClient:
                     self._stopped(spec, "repeated_page")
                     return
                 previous_ids = ids
-                fresh = [item for item in items if item.id is None or item.id not in seen]
-                seen.update(item.id for item in fresh if item.id is not None)
+                fresh = []
+                for item in items:
+                    if item.id is None or item.id not in seen:
+                        fresh.append(item)
+                        if item.id is not None:
+                            seen.add(item.id)
                 if fresh:
                     yield fresh
                 # A page longer than asked for means the server ignores paging.

@@ -51,9 +51,12 @@ HttpUrlText = Annotated[str | None, BeforeValidator(_http_url)]
 
 def _read_secret(path: Path) -> SecretStr:
     try:
-        return SecretStr(path.read_text(encoding="utf-8").strip())
+        secret = path.read_text(encoding="utf-8").strip()
     except OSError as error:
         raise ValueError(f"cannot read secret file: {error.strerror}") from None
+    if not secret:
+        raise ValueError("secret file is empty")
+    return SecretStr(secret)
 
 
 class TargetConfig(BaseModel):

@@ -10,6 +10,7 @@ from aiohttp import web
 from exporter import __version__
 from exporter.collector import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from exporter.service import Exporter
+from exporter.webconfig import BasicAuth, WebConfig
 
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
 TELEMETRY_PATH_KEY = web.AppKey("telemetry_path", str)
@@ -85,8 +86,11 @@ async def landing(request: web.Request) -> web.Response:
     return web.Response(text=page, content_type="text/html")
 
 
-def create_app(exporter: Exporter, *, telemetry_path: str = "/metrics") -> web.Application:
-    app = web.Application()
+def create_app(
+    exporter: Exporter, *, telemetry_path: str = "/metrics", web_config: WebConfig | None = None
+) -> web.Application:
+    users = web_config.basic_auth_users if web_config else None
+    app = web.Application(middlewares=[BasicAuth(users).middleware] if users else [])
     app[EXPORTER_KEY] = exporter
     app[TELEMETRY_PATH_KEY] = telemetry_path
     app.router.add_get(telemetry_path, metrics)

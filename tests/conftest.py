@@ -17,6 +17,7 @@ from exporter.service import Exporter
 from exporter.settings import Config
 from exporter.simulator import Simulator, World, run_simulator
 from exporter.web import create_app
+from exporter.webconfig import WebConfig
 
 TOKEN = "sim-token-s3cr3t"
 DOMAIN, USER, PASSWORD = "acme", "ops", "pa55-s3cr3t"
@@ -123,15 +124,16 @@ class Samples(dict[tuple[str, Labels], float]):
 
 
 @contextlib.asynccontextmanager
-async def serving(exporter: Exporter) -> AsyncIterator[str]:
-    """The exporter's real web app on a free loopback port."""
-    runner = web.AppRunner(create_app(exporter))
+async def serving(exporter: Exporter, web_config: WebConfig | None = None) -> AsyncIterator[str]:
+    """The exporter's real web app on a free loopback port, as the CLI serves it."""
+    runner = web.AppRunner(create_app(exporter, web_config=web_config))
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    tls = web_config.tls_server_config if web_config else None
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls.ssl_context() if tls else None)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
 

@@ -83,6 +83,7 @@ def test_password_and_aksk_modes(env: pytest.MonkeyPatch) -> None:
         ({"VIAS_ACCESS_KEY": "AK"}, "exactly one auth mode"),
         ({"VIAS_AUTH_TOKEN": None}, "exactly one auth mode"),
         ({"VIAS_REGION": None}, "endpoint or region is required"),
+        ({"VIAS_AUTH_TOKEN": None, "VIAS_AUTH_TOKEN_FILE": "/dev/null"}, "secret file is empty"),
         (
             {"VIAS_AUTH_TOKEN_FILE": "/nonexistent/token"},
             "VIAS_AUTH_TOKEN_FILE: Value error, cannot read secret file",
@@ -163,3 +164,15 @@ def test_bad_yaml_names_the_field(tmp_path: Path, text: str, message: str) -> No
 def test_unreadable_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yml")
+
+
+def test_the_documented_example_is_valid(tmp_path: Path) -> None:
+    example = (Path(__file__).parent.parent / "deploy" / "config.example.yml").read_text()
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for name in ("token", "password", "secret-key"):
+        (secrets / name).write_text("s3cr3t\n")
+    copy = tmp_path / "config.yml"
+    copy.write_text(example.replace("/var/run/secrets/vias", str(secrets)))
+    config = load_config(copy)
+    assert [t.auth_mode for t in config.targets] == ["token", "password", "aksk"]

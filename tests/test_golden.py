@@ -1,0 +1,86 @@
+"""Golden test: fixed API answers, served over real HTTP, to the exact exposition text.
+
+Regenerate after an intended change with `UPDATE_GOLDEN=1 pytest tests/test_golden.py`
+and review the diff of tests/golden/expected.prom.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from conftest import make_config
+from exporter.service import Exporter
+
+GOLDEN = Path(__file__).parent / "golden"
+ANSWERS = {
+    "/v2/p1/tasks": "tasks.json",
+    "/v1/p1/infer/tasks": "tasks.json",
+    "/v2/p1/batch-tasks": "batch-tasks.json",
+    "/v2/p1/services/c-face-edge/tasks": "face-edge-tasks.json",
+}
+# Families whose values are fixed by the answers (not timings, not timestamps).
+STABLE_PREFIXES = (
+    "vias_tasks",
+    "vias_problem_task_info",
+    "vias_batch_task_",
+    "vias_up",
+    "vias_poll_items",
+    "vias_api_requests_total",
+    "vias_task_state_transitions_total",
+)
+
+
+@pytest.fixture
+async def fixed_api() -> AsyncIterator[str]:
+    app = web.Application()
+    for path, name in ANSWERS.items():
+        body = (GOLDEN / name).read_bytes()
+
+        async def answer(request: web.Request, body: bytes = body) -> web.Response:
+            return web.Response(body=body, content_type="application/json")
+
+        app.router.add_get(path, answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+def stable_lines(exposition: str) -> str:
+    kept = []
+    for line in exposition.splitlines():
+        name = line.split(" ")[2] if line.startswith("#") else line
+        if name.startswith(STABLE_PREFIXES):
+            kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
+async def test_fixed_answers_give_the_expected_exposition(fixed_api: str) -> None:
+    config = make_config(
+        [
+            {
+                "project_id": "p1",
+                "endpoint": fixed_api,
+                "auth_token": "x",
+                "sources": ["tasks", "batch_tasks", "infer_tasks", "face_edge_tasks"],
+            }
+        ]
+    )
+    async with Exporter(config) as exporter:
+        await exporter.poll_all_once()
+        await exporter.poll_all_once()  # a second identical answer: no transitions
+        exporter.exposition.render()
+        text = exporter.exposition.body(openmetrics=False, gzipped=False).decode()
+    actual = stable_lines(text)
+    expected_file = GOLDEN / "expected.prom"
+    if os.environ.get("UPDATE_GOLDEN"):
+        expected_file.write_text(actual)
+    assert actual == expected_file.read_text()
