@@ -6,7 +6,8 @@ from __future__ import annotations
 import gzip
 from collections import Counter
 
-from conftest import SECRETS, RunningSimulator, StartExporter, make_config, target
+from conftest import SECRETS, RunningSimulator, make_config, target
+
 from exporter.models import BATCH_TASK_STATES, TASK_STATES
 
 ALL_SOURCES = ["tasks", "batch_tasks", "infer_tasks", "face_edge_tasks"]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-
 from conftest import make_config
+
 from exporter.service import Exporter
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -148,7 +148,7 @@ def test_many_targets_from_yaml(tmp_path: Path) -> None:
             "global.max_retries",
         ),
         (
-            "targets:\n  - {project_id: p, region: x, auth_token: t}\n  - {project_id: p, region: x, auth_token: t}\n",
+            "targets:\n" + "  - {project_id: p, region: x, auth_token: t}\n" * 2,
             "project listed twice: p",
         ),
     ],
