@@ -1,0 +1,1 @@
+"""The simulator's own tests (a package, so its conftest does not shadow tests/conftest)."""
