@@ -1,49 +1,26 @@
-"""Shared fixtures: the simulator on loopback, configs pointing at it, and a running
-exporter (the real aiohttp server) to scrape."""
+"""Shared fixtures: the simulator on loopback and a running exporter to scrape."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.service import Exporter
 from exporter.settings import Config
-from exporter.simulator import Simulator, World, run_simulator
-from exporter.web import create_app
-from exporter.webconfig import WebConfig
-
-TOKEN = "sim-token-s3cr3t"
-DOMAIN, USER, PASSWORD = "acme", "ops", "pa55-s3cr3t"
-ACCESS_KEY, SECRET_KEY = "AKSIMULATOR0001", "sk-s3cr3t-0123456789"
-SECRETS = (TOKEN, PASSWORD, SECRET_KEY)
-
-Labels = frozenset[tuple[str, str]]
+from exporter.simulator import World, run_simulator
+from tests.support import RunningExporter, RunningSimulator, StartExporter, make_simulator, serving
 
 
-@dataclass
-class RunningSimulator:
-    sim: Simulator
-    url: str
-
-    @property
-    def world(self) -> World:
-        return self.sim.world
-
-
-def make_simulator(world: World, **options: Any) -> Simulator:
-    return Simulator(
-        world,
-        token=TOKEN,
-        iam_users={(DOMAIN, USER): PASSWORD},
-        access_keys={ACCESS_KEY: SECRET_KEY},
-        **options,
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Only the rootdir conftest may add options; tests/reliability/test_soak.py reads it.
+    parser.addoption(
+        "--soak-full",
+        action="store_true",
+        default=False,
+        help="run the reliability soak tests at full size (30 s of scrapes, 10,000 polls)",
     )
 
 
@@ -64,81 +41,6 @@ async def simulator(world: World) -> AsyncIterator[RunningSimulator]:
     sim = make_simulator(world)
     async with run_simulator(sim, host="127.0.0.1", port=0) as url:
         yield RunningSimulator(sim, url)
-
-
-def target(url: str, project_id: str = "p1", auth: str = "token", **fields: Any) -> dict[str, Any]:
-    """One target's YAML-shaped settings for the simulator at `url`."""
-    credentials: dict[str, dict[str, Any]] = {
-        "token": {"auth_token": TOKEN},
-        "password": {
-            "username": USER,
-            "password": PASSWORD,
-            "domain_name": DOMAIN,
-            "iam_endpoint": url,
-        },
-        "aksk": {"access_key": ACCESS_KEY, "secret_key": SECRET_KEY},
-    }
-    return {"project_id": project_id, "endpoint": url, **credentials[auth], **fields}
-
-
-def make_config(targets: Iterable[dict[str, Any]], **global_settings: Any) -> Config:
-    settings = {"request_timeout_seconds": 5, **global_settings}
-    return Config.model_validate({"global": settings, "targets": list(targets)})
-
-
-@dataclass
-class RunningExporter:
-    exporter: Exporter
-    url: str
-    session: aiohttp.ClientSession
-
-    async def get(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
-        async with self.session.get(self.url + path, **kwargs) as response:
-            await response.read()
-            return response
-
-    async def metrics(self) -> Samples:
-        async with self.session.get(self.url + "/metrics") as response:
-            assert response.status == 200
-            return Samples.parse(await response.text())
-
-
-class Samples(dict[tuple[str, Labels], float]):
-    """Parsed exposition: (sample name, labels) -> value."""
-
-    @classmethod
-    def parse(cls, text: str) -> Samples:
-        samples = cls()
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-        return samples
-
-    def value(self, name: str, **labels: str) -> float | None:
-        return self.get((name, frozenset(labels.items())))
-
-    def series(self, name: str, **match: str) -> dict[Labels, float]:
-        """Every series of `name` whose labels include `match`."""
-        wanted = set(match.items())
-        return {labels: v for (n, labels), v in self.items() if n == name and wanted <= labels}
-
-
-@contextlib.asynccontextmanager
-async def serving(exporter: Exporter, web_config: WebConfig | None = None) -> AsyncIterator[str]:
-    """The exporter's real web app on a free loopback port, as the CLI serves it."""
-    runner = web.AppRunner(create_app(exporter, web_config=web_config))
-    await runner.setup()
-    tls = web_config.tls_server_config if web_config else None
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls.ssl_context() if tls else None)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-
-
-StartExporter = Callable[[Config], contextlib.AbstractAsyncContextManager[RunningExporter]]
 
 
 @pytest.fixture

@@ -13,12 +13,12 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from conftest import ACCESS_KEY, DOMAIN, PASSWORD, SECRET_KEY, TOKEN, USER, make_simulator
 from exporter.auth import AkSkAuth, Auth, IamPasswordAuth, TokenAuth
 from exporter.client import SOURCES, ClientOptions, ViasClient
 from exporter.errors import ViasError, ViasHTTPError, ViasResponseError, ViasTimeoutError
 from exporter.simulator import Fault, Simulator, World, run_simulator
 from exporter.telemetry import Telemetry
+from tests.support import ACCESS_KEY, DOMAIN, PASSWORD, SECRET_KEY, TOKEN, USER, make_simulator
 
 OPTIONS = ClientOptions(
     rate_limit_per_second=10_000,

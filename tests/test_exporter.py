@@ -6,9 +6,8 @@ from __future__ import annotations
 import gzip
 from collections import Counter
 
-from conftest import SECRETS, RunningSimulator, make_config, target
-
 from exporter.models import BATCH_TASK_STATES, TASK_STATES
+from tests.support import SECRETS, RunningSimulator, make_config, target
 
 ALL_SOURCES = ["tasks", "batch_tasks", "infer_tasks", "face_edge_tasks"]
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from conftest import make_config
 
 from exporter.service import Exporter
+from tests.support import make_config
 
 GOLDEN = Path(__file__).parent / "golden"
 ANSWERS = {

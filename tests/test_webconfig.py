@@ -10,11 +10,11 @@ import aiohttp
 import bcrypt
 import pytest
 import trustme
-from conftest import make_config, serving
 
 from exporter.service import Exporter
 from exporter.settings import ConfigError
 from exporter.webconfig import load_web_config
+from tests.support import make_config, serving
 
 PASSWORD = "scrape-pa55"
 

@@ -1,0 +1,102 @@
+"""The alert rules: valid for promtool, unit-tested alert by alert, annotated for on-call."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.stack import ROOT, RULES_FILE, RUNBOOK
+
+RULE_TESTS = sorted((ROOT / "deploy" / "prometheus" / "tests").glob("*.yml"))
+RUNBOOK_BASE = "https://github.com/vias-exporter/vias-exporter/blob/main/docs/runbook.md#"
+JOB_ALERT_LABELS = ("project_id", "vendor", "algorithm")
+
+
+def _alert_cases() -> dict[str, list[dict[str, Any]]]:
+    """alertname -> every alert_rule_test case for it, over all promtool test files."""
+    cases: dict[str, list[dict[str, Any]]] = {}
+    for path in RULE_TESTS:
+        for test in yaml.safe_load(path.read_text(encoding="utf-8"))["tests"]:
+            for case in test.get("alert_rule_test", []):
+                cases.setdefault(case["alertname"], []).append(case)
+    return cases
+
+
+def _runbook_anchors() -> set[str]:
+    headings = re.findall(r"^#+\s+(.+?)\s*$", RUNBOOK.read_text(encoding="utf-8"), re.M)
+    return {re.sub(r"[^a-z0-9 _-]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+def test_promtool_check_rules(promtool, run):
+    result = run(promtool, "check", "rules", RULES_FILE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_unit_tests_pass(promtool, run):
+    assert RULE_TESTS, "no promtool unit tests in deploy/prometheus/tests"
+    result = run(promtool, "test", "rules", *RULE_TESTS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_has_a_case_that_fires_and_one_that_does_not(alert_rules):
+    cases = _alert_cases()
+    for rule in alert_rules:
+        name = rule["alert"]
+        mine = cases.get(name, [])
+        assert any(not case.get("exp_alerts") for case in mine), f"{name}: no must-not-fire case"
+        firing = [alert for case in mine for alert in case.get("exp_alerts") or []]
+        assert firing, f"{name}: no must-fire case"
+        for alert in firing:
+            assert alert["exp_labels"]["alertname"] == name
+            assert alert["exp_labels"]["severity"] == rule["labels"]["severity"]
+            assert set(alert["exp_annotations"]) == set(rule["annotations"]), name
+
+
+def test_unit_tests_only_name_existing_alerts(alert_rules):
+    assert set(_alert_cases()) <= {rule["alert"] for rule in alert_rules}
+
+
+@pytest.mark.parametrize("field", ["severity"])
+def test_alerts_have_a_known_severity(alert_rules, field):
+    for rule in alert_rules:
+        assert rule["labels"][field] in {"critical", "warning"}, rule["alert"]
+
+
+def test_alerts_have_a_static_summary_and_a_templated_description(alert_rules):
+    for rule in alert_rules:
+        annotations = rule["annotations"]
+        assert annotations["summary"] and "{{" not in annotations["summary"], rule["alert"]
+        assert "{{ $labels." in annotations["description"], rule["alert"]
+
+
+def test_job_alerts_name_project_vendor_and_algorithm(alert_rules):
+    job_alerts = [r for r in alert_rules if r["alert"].startswith(("VIASJob", "VIASBatch"))]
+    assert len(job_alerts) == 5
+    for rule in job_alerts:
+        for label in JOB_ALERT_LABELS:
+            assert f"$labels.{label}" in rule["annotations"]["description"], (rule["alert"], label)
+
+
+def test_alerts_wait_before_firing(alert_rules):
+    for rule in alert_rules:
+        assert "for" in rule, f"{rule['alert']}: say `for:` explicitly"
+
+
+def test_runbook_urls_point_to_existing_sections(alert_rules):
+    anchors = _runbook_anchors()
+    for rule in alert_rules:
+        url = rule["annotations"]["runbook_url"]
+        assert url.startswith(RUNBOOK_BASE), url
+        anchor = url.removeprefix(RUNBOOK_BASE)
+        assert anchor == rule["alert"].lower()
+        assert anchor in anchors, f"docs/runbook.md has no section {rule['alert']}"
+
+
+def test_rules_select_the_documented_scrape_job(alert_rules):
+    up_rules = [rule["expr"] for rule in alert_rules if re.search(r"\bup\{", rule["expr"])]
+    assert up_rules
+    for expr in up_rules:
+        assert 'job="vias-exporter"' in expr, expr

@@ -1,0 +1,254 @@
+"""Dockerfile, docker-compose and Kubernetes manifests, checked without Docker or a cluster."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy import stack
+from tests.deploy.stack import COMPOSE_FILE, ROOT
+
+DOCKERFILE = ROOT / "Dockerfile"
+KUBERNETES = ROOT / "deploy" / "kubernetes"
+GENERATOR = KUBERNETES / "generate_prometheusrule.py"
+PROMETHEUSRULE = KUBERNETES / "components" / "prometheus-operator" / "prometheusrule.yaml"
+PORT = 9875
+
+
+# --- docker-compose ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+
+
+def _bind_mounts(compose: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(service, host path, mode) of every bind mount (named volumes left out)."""
+    mounts = []
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            host, _, rest = volume.partition(":")
+            if host.startswith((".", "/")):
+                mounts.append((name, host, rest.rpartition(":")[2]))
+    return mounts
+
+
+def test_compose_has_the_whole_stack(compose):
+    services = set(compose["services"])
+    assert services == {"simulator", "exporter", "prometheus", "alertmanager", "grafana"}
+
+
+def test_compose_mounts_exist_and_are_read_only(compose):
+    mounts = _bind_mounts(compose)
+    assert len(mounts) >= 5
+    for service, host, mode in mounts:
+        assert (COMPOSE_FILE.parent / host).exists(), f"{service}: {host} does not exist"
+        assert mode == "ro", f"{service}: {host} is mounted writable"
+
+
+def test_compose_prometheus_uses_the_shipped_rules(compose):
+    volumes = compose["services"]["prometheus"]["volumes"]
+    assert "./prometheus/alerts.yml:/etc/prometheus/rules/alerts.yml:ro" in volumes
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["/etc/prometheus/rules/alerts.yml"]
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == stack.SCRAPE_JOB
+    assert job["static_configs"][0]["targets"] == [f"exporter:{PORT}"]
+    targets = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert targets == ["alertmanager:9093"]
+
+
+def test_compose_runs_the_simulator_as_the_e2e_test_does(compose):
+    service = compose["services"]["simulator"]
+    assert service["entrypoint"] == ["python", "-m", stack.SIMULATOR_MODULE]
+    e2e = stack.simulator_args("127.0.0.1:1", "incident", 1, "p1", "sim-token", tasks=200)
+    assert set(stack.option_names(service["command"])) <= set(stack.option_names(e2e))
+    assert service["command"][service["command"].index("--listen") + 1] == "0.0.0.0:9801"
+
+
+def test_compose_runs_the_exporter_as_the_e2e_test_does(compose):
+    service = compose["services"]["exporter"]
+    assert "entrypoint" not in service  # the image's: the vias-exporter console script
+    assert service["command"] == stack.exporter_args(f"0.0.0.0:{PORT}")
+    e2e_env = stack.exporter_env("http://x", "p1", "sim-token", "tasks", poll=None)
+    assert set(service["environment"]) == set(e2e_env)
+    assert service["environment"]["VIAS_ENDPOINT"] == "http://simulator:9801"
+    assert service["environment"]["VIAS_AUTH_TOKEN"] == "sim-token"  # the simulator's --token
+
+
+def test_compose_runs_prometheus_and_alertmanager_as_the_e2e_test_does(compose):
+    prometheus = compose["services"]["prometheus"]["command"]
+    assert stack.option_names(prometheus) == stack.option_names(stack.prometheus_args("", "", ""))
+    alertmanager = compose["services"]["alertmanager"]["command"]
+    e2e = stack.alertmanager_args("", "", "")
+    assert stack.option_names(alertmanager) == stack.option_names(e2e)
+
+
+def test_compose_builds_simulator_and_exporter_from_the_dockerfile(compose):
+    for name in ("simulator", "exporter"):
+        build = compose["services"][name]["build"]
+        assert (
+            COMPOSE_FILE.parent / build["context"] / build["dockerfile"]
+        ).resolve() == DOCKERFILE
+        assert compose["services"][name]["read_only"] is True
+
+
+# --- Dockerfile ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> list[str]:
+    """Instructions, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text(encoding="utf-8"))
+    return [line.strip() for line in text.splitlines() if line.strip() and line[0] != "#"]
+
+
+def _instructions(dockerfile: list[str], keyword: str) -> list[str]:
+    return [line.split(None, 1)[1] for line in dockerfile if line.split()[0].upper() == keyword]
+
+
+def _final_stage(dockerfile: list[str]) -> list[str]:
+    starts = [i for i, line in enumerate(dockerfile) if line.upper().startswith("FROM ")]
+    return dockerfile[starts[-1] :]
+
+
+def test_dockerfile_is_multi_stage_from_a_pinned_base(dockerfile):
+    froms = _instructions(dockerfile, "FROM")
+    assert len(froms) >= 2
+    for image in froms:
+        assert re.match(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?\b", image), image
+    assert any("COPY --from=builder /opt/venv" in line for line in _final_stage(dockerfile))
+
+
+def test_dockerfile_runs_as_a_numeric_non_root_user(dockerfile):
+    (user,) = _instructions(_final_stage(dockerfile), "USER")
+    uid = user.split(":")[0]
+    assert uid.isdigit() and int(uid) != 0
+
+
+def test_dockerfile_runtime(dockerfile):
+    final = _final_stage(dockerfile)
+    assert _instructions(final, "EXPOSE") == [str(PORT)]
+    assert _instructions(final, "ENTRYPOINT") == [f'["{stack.EXPORTER_SCRIPT}"]']
+    assert any("PYTHONDONTWRITEBYTECODE=1" in env for env in _instructions(final, "ENV"))
+    (healthcheck,) = _instructions(final, "HEALTHCHECK")
+    assert "urllib.request" in healthcheck and f":{PORT}/-/healthy" in healthcheck
+
+
+def test_entrypoint_is_the_declared_console_script():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert stack.EXPORTER_SCRIPT in project["scripts"]
+
+
+def test_dockerignore_keeps_the_context_small():
+    lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    assert "*" in lines and "!exporter/" in lines and "!pyproject.toml" in lines
+
+
+# --- Kubernetes ---------------------------------------------------------------------------
+
+
+def _documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
+
+
+def _kustomize(kubectl: str, directory: Path) -> list[dict[str, Any]]:
+    result = subprocess.run(
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def _by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {obj["kind"]: obj for obj in objects}
+
+
+def check_objects(objects: list[dict[str, Any]]) -> None:
+    """What a cluster would reject or what would make the exporter unreachable or unsafe."""
+    for obj in objects:
+        assert obj.get("apiVersion") and obj.get("kind"), obj
+        assert obj["metadata"]["name"], obj
+    kinds = _by_kind(objects)
+    deployment, service = kinds["Deployment"], kinds["Service"]
+    template = deployment["spec"]["template"]
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector and selector.items() <= template["metadata"]["labels"].items()
+    assert service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
+    pod = template["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert security["seccompProfile"]["type"] == "RuntimeDefault"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/-/healthy"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/-/ready"
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"metrics": PORT}
+    (service_port,) = service["spec"]["ports"]
+    assert service_port["name"] == "metrics" and service_port["targetPort"] in ("metrics", PORT)
+    assert container["args"][container["args"].index("--web.listen-address") + 1].endswith(
+        f":{PORT}"
+    )
+    secret_refs = [ref["secretRef"]["name"] for ref in container["envFrom"]]
+    assert kinds["Secret"]["metadata"]["name"] in secret_refs
+    if "ServiceMonitor" in kinds:
+        monitor = kinds["ServiceMonitor"]["spec"]
+        assert monitor["endpoints"][0]["port"] == service_port["name"]
+        assert monitor["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+        # the job label the alert rules select (up{job="vias-exporter"})
+        assert service["metadata"]["labels"][monitor["jobLabel"]] == stack.SCRAPE_JOB
+
+
+def test_base_manifests_are_valid():
+    base = KUBERNETES / "base"
+    kustomization = yaml.safe_load((base / "kustomization.yaml").read_text())
+    objects = [doc for name in kustomization["resources"] for doc in _documents(base / name)]
+    # without kustomize the commonLabels are not applied: fill them in as kustomize would
+    labels = kustomization["labels"][0]["pairs"]
+    for obj in objects:
+        obj["metadata"].setdefault("labels", {}).update(labels)
+    kinds = _by_kind(objects)
+    kinds["Deployment"]["spec"]["selector"]["matchLabels"].update(labels)
+    kinds["Deployment"]["spec"]["template"]["metadata"]["labels"].update(labels)
+    kinds["Service"]["spec"]["selector"].update(labels)
+    check_objects(objects)
+
+
+def test_kustomize_renders_the_base(kubectl):
+    objects = _kustomize(kubectl, KUBERNETES / "base")
+    assert {obj["kind"] for obj in objects} == {"Secret", "Deployment", "Service"}
+    check_objects(objects)
+
+
+def test_kustomize_renders_the_overlay_with_the_operator_component(kubectl):
+    objects = _kustomize(kubectl, KUBERNETES / "overlays" / "example")
+    kinds = _by_kind(objects)
+    assert {"ServiceMonitor", "PrometheusRule"} <= set(kinds)
+    assert all(obj["metadata"]["namespace"] == "monitoring" for obj in objects)
+    check_objects(objects)
+    rules = yaml.safe_load(stack.RULES_FILE.read_text(encoding="utf-8"))
+    assert kinds["PrometheusRule"]["spec"]["groups"] == rules["groups"]
+
+
+def test_prometheusrule_does_not_drift_from_the_rules_file():
+    result = subprocess.run(
+        [sys.executable, str(GENERATOR), "--check"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    (rule,) = _documents(PROMETHEUSRULE)
+    rules = yaml.safe_load(stack.RULES_FILE.read_text(encoding="utf-8"))
+    assert rule["kind"] == "PrometheusRule"
+    assert rule["spec"]["groups"] == rules["groups"]
