@@ -114,7 +114,8 @@ class IamPasswordAuth(Auth):
         self._clock = clock
         self._lock = asyncio.Lock()
         self._token: str | None = None
-        self._expires_at = 0.0
+        self._dropped: str | None = None  # the token last refused by VIAS
+        self._refresh_at = 0.0
         self._failures = 0
         self._blocked_until = 0.0
         self._last_error: Exception | None = None
@@ -124,13 +125,18 @@ class IamPasswordAuth(Auth):
         return {"X-Auth-Token": await self._current_token()}
 
     def invalidate(self, sent: Mapping[str, str]) -> bool:
-        if self._token is not None and sent.get("X-Auth-Token") == self._token:
-            self._token = None
+        token = sent.get("X-Auth-Token")
+        if token is None:
+            return False
+        if token == self._token:
+            self._token, self._dropped = None, token
             return True
-        return False
+        # Requests in flight with the same token get their 401 after the first one dropped
+        # it: they retry once too, sharing the one login (or its cool-down).
+        return token == self._dropped
 
     def _fresh(self) -> bool:
-        return self._token is not None and self._clock() < self._expires_at - self._refresh_ahead
+        return self._token is not None and self._clock() < self._refresh_at
 
     async def _current_token(self) -> str:
         if self._fresh():
@@ -145,7 +151,8 @@ class IamPasswordAuth(Auth):
     async def _login(self) -> None:
         now = self._clock()
         if now < self._blocked_until and self._last_error is not None:
-            raise self._last_error
+            # A fresh traceback each time: re-raising one object would grow its traceback.
+            raise self._last_error.with_traceback(None)
         try:
             token, expires_at = await self._request_token()
         except (ViasHTTPError, ViasConnectionError, ViasTimeoutError) as error:
@@ -155,7 +162,9 @@ class IamPasswordAuth(Auth):
             self._last_error = error
             log.warning("iam login failed", error=str(error), retry_in_seconds=backoff)
             raise
-        self._token, self._expires_at = token, expires_at
+        # Refresh ahead of expiry, but never sooner than half-way through a short-lived token.
+        lifetime = max(0.0, expires_at - now)
+        self._token, self._refresh_at = token, expires_at - min(self._refresh_ahead, lifetime / 2)
         self._failures, self._last_error = 0, None
         self.logins += 1
         self._telemetry.token_expiry.labels(self._project_id).set(expires_at)
@@ -194,6 +203,7 @@ class IamPasswordAuth(Auth):
                         response.status if response.status != 201 else 401,
                         IAM_TOKENS_ENDPOINT,
                         payload,
+                        request_id=response.headers.get("X-Request-Id", ""),
                     )
                 return token, _expiry(payload, self._clock())
         except TimeoutError as error:
@@ -213,6 +223,6 @@ def _expiry(payload: bytes, now: float) -> float:
     """`token.expires_at` as Unix time; 24 h (IAM's validity) if the body lacks it."""
     try:
         expires = parse_time(json.loads(payload)["token"]["expires_at"])
-    except (ValueError, KeyError, TypeError):
-        expires = None
+    except (ValueError, KeyError, TypeError, OverflowError, OSError, RecursionError):
+        expires = None  # not JSON, no such field, or a time no clock can hold
     return expires.timestamp() if expires else now + 24 * 3600

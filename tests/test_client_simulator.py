@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -188,7 +189,7 @@ async def test_iam_token_refreshed_ahead_of_expiry() -> None:
         assert iam is not None
         await client.list_all("tasks")
         # The token lives 2 h; refresh-ahead is 1 h: an hour and a minute later, log in again.
-        iam._clock = lambda: __import__("time").time() + 3660
+        iam._clock = lambda: time.time() + 3660
         await client.list_all("tasks")
         assert iam.logins == 2
 
@@ -265,3 +266,17 @@ async def test_repeated_page_trap_ends() -> None:
         listed = await client.list_all("tasks")
         assert len(listed) == 1000
         assert calls(sim, "tasks") <= 1 + OPTIONS.page_window
+
+
+async def test_short_lived_iam_token_is_used_for_half_its_life() -> None:
+    world = one_project(tasks=1)
+    async with client_for(world, auth="password", token_ttl_seconds=600) as (client, _, iam):
+        assert iam is not None
+        started = time.time()
+        await client.list_all("tasks")
+        iam._clock = lambda: started + 200  # refresh-ahead (1 h) exceeds the lifetime
+        await client.list_all("tasks")
+        assert iam.logins == 1
+        iam._clock = lambda: started + 310
+        await client.list_all("tasks")
+        assert iam.logins == 2
