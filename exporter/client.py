@@ -294,7 +294,11 @@ class ViasClient:
                 )
         if response.status >= 300:
             raise http_error(
-                response.status, endpoint, body, _retry_after(response.headers.get("Retry-After"))
+                response.status,
+                endpoint,
+                body,
+                _retry_after(response.headers.get("Retry-After")),
+                response.headers.get("X-Request-Id", ""),
             )
         return body
 

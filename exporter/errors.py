@@ -94,20 +94,29 @@ def _field(data: dict[str, object], name: str) -> str:
 
 
 def http_error(
-    status: int, endpoint: str, payload: bytes, retry_after: float | None = None
+    status: int,
+    endpoint: str,
+    payload: bytes,
+    retry_after: float | None = None,
+    request_id: str = "",
 ) -> ViasHTTPError:
     """The typed error for a non-2xx answer, with the body's error fields when it has them.
 
     VIAS and its API gateway answer `{"error_code", "error_msg", "request_id"}`; IAM nests
-    `{"error": {"code", "message"}}`; a gateway may answer HTML.
+    `{"error": {"code", "message"}}`; a gateway may answer HTML. `request_id` (the
+    X-Request-Id header) names the request when the body does not.
     """
     try:
         data = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         data = None
     if not isinstance(data, dict):
         return ViasHTTPError(
-            status=status, endpoint=endpoint, excerpt=safe_excerpt(payload), retry_after=retry_after
+            status=status,
+            endpoint=endpoint,
+            excerpt=safe_excerpt(payload),
+            request_id=request_id[:EXCERPT_CHARS],
+            retry_after=retry_after,
         )
     nested = data.get("error")
     if isinstance(nested, dict):
@@ -117,6 +126,6 @@ def http_error(
         endpoint=endpoint,
         error_code=_field(data, "error_code"),
         error_msg=_field(data, "error_msg"),
-        request_id=_field(data, "request_id"),
+        request_id=_field(data, "request_id") or request_id[:EXCERPT_CHARS],
         retry_after=retry_after,
     )

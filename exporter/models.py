@@ -99,7 +99,11 @@ def _state_counts(raw: object) -> dict[str, int]:
     for state, count in raw.items():
         if count is None:
             continue
-        counts[normalize_state(state)] = counts.get(normalize_state(state), 0) + int(count)
+        try:
+            number = int(count)
+        except (TypeError, OverflowError):  # a list, an object, inf: pydantic wants ValueError
+            raise ValueError("expected a number of tasks per state") from None
+        counts[normalize_state(state)] = counts.get(normalize_state(state), 0) + number
     return counts
 
 

@@ -36,6 +36,8 @@ def _client_options(config: GlobalConfig) -> ClientOptions:
     return ClientOptions(
         timeout_seconds=config.request_timeout_seconds,
         max_retries=config.max_retries,
+        backoff_initial_seconds=config.backoff_initial_seconds,
+        backoff_max_seconds=config.backoff_max_seconds,
         rate_limit_per_second=config.rate_limit_per_second,
         max_concurrency=config.max_concurrency,
         page_window=config.page_window,

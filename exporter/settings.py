@@ -159,6 +159,8 @@ class GlobalConfig(BaseModel):
     problem_tasks_limit: int = Field(default=200, ge=0)
     request_timeout_seconds: float = Field(default=15.0, gt=0)
     max_retries: int = Field(default=3, ge=0, le=10)
+    backoff_initial_seconds: float = Field(default=0.5, gt=0)
+    backoff_max_seconds: float = Field(default=30.0, gt=0)
     rate_limit_per_second: float = Field(default=20.0, gt=0)
     max_concurrency: int = Field(default=4, ge=1, le=64)
     page_window: int = Field(default=4, ge=1, le=64)
