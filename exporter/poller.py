@@ -17,7 +17,7 @@ from exporter.aggregation import (
     JobIndex,
     JobSnapshot,
     Transition,
-    count_transitions,
+    counting_transitions,
     summarize_batch_tasks,
 )
 from exporter.client import ViasClient
@@ -125,7 +125,10 @@ class SourcePoller:
             aggregator.add(page)
         snapshot, index = aggregator.finish()
         if self._index is not None:
-            self._transitions.update(count_transitions(self._index, index))
+            transitions: Counter[Transition] = Counter()
+            for _ in counting_transitions(self._index, index, transitions):
+                await asyncio.sleep(0)  # scrapes go on while 100,000s of jobs are compared
+            self._transitions.update(transitions)
         self._index = index
         if snapshot.problem_tasks_dropped:
             self._telemetry.problem_tasks_dropped.labels(self.project_id).inc(

@@ -1,0 +1,3 @@
+from exporter.bench.runner import main
+
+raise SystemExit(main())

@@ -1,0 +1,29 @@
+"""Smoke test of the benchmark suite: every case runs at tiny sizes and prints its row.
+Never a timing assertion: CI machines are too noisy for that."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+CASE_ROWS = {
+    "scrape": "requests/s",
+    "ingest": "CPU time",
+    "poll": "wall time",
+    "memory": "peak RSS",
+    "stall": "scrape p99",
+}
+
+
+def test_quick_bench_runs_every_case_and_prints_its_row() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter.bench", "--quick", "--markdown"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    for case, metric in CASE_ROWS.items():
+        assert any(row.startswith(f"| {case} | {metric}") for row in rows), (case, result.stdout)
