@@ -15,7 +15,7 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.logs import LEVELS, configure_logging
-from exporter.service import Exporter
+from exporter.service import Exporter, freeze_startup_heap
 from exporter.settings import Config, ConfigError, TargetConfig, load_config
 from exporter.web import create_app
 from exporter.webconfig import WebConfig, load_web_config
@@ -118,6 +118,7 @@ def _describe_config(config: Config) -> str:
 
 async def _once(config: Config) -> int:
     async with Exporter(config) as exporter:
+        freeze_startup_heap()
         await exporter.poll_all_once()
         exporter.exposition.render()
         sys.stdout.buffer.write(exporter.exposition.body(openmetrics=False, gzipped=False))
@@ -169,6 +170,7 @@ async def _serve(
             runner, host, port, ssl_context=tls.ssl_context() if tls else None
         ).start()
         log.info("serving", address=f"{host or '0.0.0.0'}:{port}", metrics_path=path)
+        freeze_startup_heap()
         exporter.start()
         await _until_signalled()
         log.info("shutting down")

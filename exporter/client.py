@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -155,32 +156,32 @@ class ViasClient:
 
     # -- listings -------------------------------------------------------------------------
 
-    async def iter_pages(self, source: str) -> AsyncIterator[list[Any]]:
+    async def iter_pages(self, source: str, *, dedupe: bool = True) -> AsyncIterator[list[Any]]:
         """Yield the new (not yet seen) items of each page of a complete listing.
 
         Pages until a short or empty page, never trusting `count` as a total where it is
         "items on this page"; stops on a repeated page and at `max_pages`; de-duplicates
-        by `id` because offset paging shifts while jobs change.
+        by `id` because offset paging shifts while jobs change. With `dedupe=False` the
+        caller de-duplicates (the poller does, against the job index it keeps anyway).
         """
         spec = SOURCES[source]
         seen: set[str] = set()
+        listed = 0
         previous_ids: list[str | None] | None = None
         next_page, window, total = 1, 1, None
         while next_page <= self.options.max_pages:
             numbers = range(next_page, min(next_page + window, self.options.max_pages + 1))
-            for page in await self._fetch_pages(spec, numbers):
+            bodies = await self._fetch_pages(spec, numbers)
+            for number in numbers:
+                page = await self._parse_page(spec, number, bodies.popleft())
                 items = page.items
                 ids = [item.id for item in items]
                 if items and ids == previous_ids:
                     self._stopped(spec, "repeated_page")
                     return
                 previous_ids = ids
-                fresh = []
-                for item in items:
-                    if item.id is None or item.id not in seen:
-                        fresh.append(item)
-                        if item.id is not None:
-                            seen.add(item.id)
+                fresh = _unseen(items, seen) if dedupe else items
+                listed += len(fresh)
                 if fresh:
                     yield fresh
                 # A page longer than asked for means the server ignores paging.
@@ -188,12 +189,12 @@ class ViasClient:
                     return
                 if spec.count_is_total and page.count is not None:
                     total = page.count
-                    if len(seen) >= total:
+                    if listed >= total:
                         return
             next_page += len(numbers)
             window = self.options.page_window
             if total is not None:  # fetch no further than the total says
-                window = max(1, min(window, math.ceil((total - len(seen)) / spec.page_size)))
+                window = max(1, min(window, math.ceil((total - listed) / spec.page_size)))
         self._stopped(spec, "page_cap")
 
     async def list_all(self, source: str) -> list[Any]:
@@ -209,29 +210,59 @@ class ViasClient:
         self._telemetry.pagination_stops.labels(self.project_id, spec.name, reason).inc()
         log.warning("listing cut short", source=spec.name, reason=reason)
 
-    async def _fetch_pages(self, spec: SourceSpec, numbers: Iterable[int]) -> list[Page]:
+    def _page_request(self, spec: SourceSpec, number: int) -> tuple[str, dict[str, str]]:
         path = spec.endpoint.format(project_id=quote(self.project_id))
-        requests = [
-            self._get(
-                spec.endpoint,
-                path,
-                {
-                    **spec.extra_params,
-                    spec.page_param: str(number),
-                    spec.size_param: str(spec.page_size),
-                },
-                spec.page_model,
-            )
-            for number in numbers
-        ]
-        return await _gather_or_cancel(requests)
+        params = {
+            **spec.extra_params,
+            spec.page_param: str(number),
+            spec.size_param: str(spec.page_size),
+        }
+        return path, params
+
+    async def _fetch_pages(self, spec: SourceSpec, numbers: Iterable[int]) -> deque[bytes]:
+        """A window of pages fetched concurrently, kept as bytes: parsed one at a time,
+        they cost a page of models instead of a window of them."""
+        bodies = [self._get_body(spec.endpoint, *self._page_request(spec, n)) for n in numbers]
+        return deque(await _gather_or_cancel(bodies))
+
+    async def _parse_page(self, spec: SourceSpec, number: int, body: bytes) -> Page:
+        try:
+            return parse_model(spec.page_model, body, spec.endpoint)
+        except ViasResponseError as error:
+            if not error.transient or self.options.max_retries == 0:
+                raise
+        # A cut body may be a dropped connection: fetch the page again, with the attempts left.
+        path, params = self._page_request(spec, number)
+        return await self._get(
+            spec.endpoint, path, params, spec.page_model, attempts=self.options.max_retries
+        )
 
     # -- one request ----------------------------------------------------------------------
 
-    async def _get(self, endpoint: str, path: str, params: Mapping[str, str], model: type[M]) -> M:
+    async def _get(
+        self,
+        endpoint: str,
+        path: str,
+        params: Mapping[str, str],
+        model: type[M],
+        attempts: int | None = None,
+    ) -> M:
+        """GET and parse, retrying transient failures of either."""
         url = URL(self._base_url + path).with_query(params)
+
+        async def get_and_parse() -> M:
+            body = await self._send_authenticated("GET", endpoint, url)
+            return parse_model(model, body, endpoint)
+
+        return await self._retrying(get_and_parse, attempts)
+
+    async def _get_body(self, endpoint: str, path: str, params: Mapping[str, str]) -> bytes:
+        url = URL(self._base_url + path).with_query(params)
+        return await self._retrying(lambda: self._send_authenticated("GET", endpoint, url))
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]], attempts: int | None = None) -> T:
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.options.max_retries + 1),
+            stop=stop_after_attempt(attempts or self.options.max_retries + 1),
             wait=self._backoff,
             retry=retry_if_exception(_retryable),
             reraise=True,
@@ -239,8 +270,7 @@ class ViasClient:
         )
         async for attempt in retrying:
             with attempt:
-                body = await self._send_authenticated("GET", endpoint, url)
-                return parse_model(model, body, endpoint)
+                return await call()
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     def _backoff(self, state: RetryCallState) -> float:
@@ -301,6 +331,17 @@ class ViasClient:
                 response.headers.get("X-Request-Id", ""),
             )
         return body
+
+
+def _unseen(items: list[Any], seen: set[str]) -> list[Any]:
+    """The items whose id is not in `seen` (adding them), and every item without an id."""
+    fresh = []
+    for item in items:
+        if item.id is None or item.id not in seen:
+            fresh.append(item)
+            if item.id is not None:
+                seen.add(item.id)
+    return fresh
 
 
 def _log_retry(state: RetryCallState) -> None:

@@ -190,8 +190,7 @@ class Task(_ApiModel):
     algorithm: Text = Field(default="", alias="title")
     deployment: Deployment = Field(default="", alias="type")
     error: TaskError | None = None
-    status: Text = ""
-    group_name: Text = ""
+    # Only what the metrics use is kept: a page of models is held in memory at a time.
     created_at: RawTime = None
     updated_at: RawTime = None
 

@@ -121,8 +121,9 @@ class SourcePoller:
         if self.source not in JOB_SOURCES:
             return summarize_batch_tasks(await self.client.list_all(self.source))
         aggregator = JobAggregator(self._problem_limit)
-        async for page in self.client.iter_pages(self.source):
+        async for page in self.client.iter_pages(self.source, dedupe=False):
             aggregator.add(page)
+            await asyncio.sleep(0)  # let scrapes in between pages, not after a whole window
         snapshot, index = aggregator.finish()
         if self._index is not None:
             transitions: Counter[Transition] = Counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ssl
 import time
 from collections.abc import Callable
@@ -22,6 +23,14 @@ from exporter.snapshot import SnapshotStore
 from exporter.telemetry import Telemetry
 
 USER_AGENT = f"vias-exporter/{__version__}"
+
+
+def freeze_startup_heap() -> None:
+    """Move everything start-up made (modules, models, config) out of the garbage
+    collector's sight, so that full collections during a big poll walk only poll data:
+    shorter event-loop stalls, and so shorter scrape latency."""
+    gc.collect()
+    gc.freeze()
 
 
 def _ssl_context(config: GlobalConfig) -> ssl.SSLContext | bool:
@@ -47,7 +56,11 @@ def _client_options(config: GlobalConfig) -> ClientOptions:
 
 
 def build_auth(
-    target: TargetConfig, session: aiohttp.ClientSession, telemetry: Telemetry, timeout: float
+    target: TargetConfig,
+    session: aiohttp.ClientSession,
+    telemetry: Telemetry,
+    timeout: float,
+    proxy: str | None = None,
 ) -> Auth:
     if target.auth_mode == "token":
         assert target.auth_token is not None
@@ -65,6 +78,7 @@ def build_auth(
         project_id=target.project_id,
         telemetry=telemetry,
         timeout_seconds=timeout,
+        proxy=proxy,
     )
 
 
@@ -95,7 +109,13 @@ class Exporter:
                 session=session,
                 base_url=target.api_url,
                 project_id=target.project_id,
-                auth=build_auth(target, session, self.telemetry, settings.request_timeout_seconds),
+                auth=build_auth(
+                    target,
+                    session,
+                    self.telemetry,
+                    settings.request_timeout_seconds,
+                    settings.proxy,
+                ),
                 telemetry=self.telemetry,
                 options=_client_options(settings),
             )

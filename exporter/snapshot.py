@@ -42,5 +42,7 @@ class SnapshotStore:
     def replace(self, state: SourceState) -> Snapshot:
         sources = dict(self.current.sources)
         sources[state.key] = state
+        # Sorted, so the exposition's order does not depend on which poll finished first.
+        sources = dict(sorted(sources.items()))
         self.current = Snapshot(MappingProxyType(sources), self.current.version + 1)
         return self.current

@@ -39,7 +39,7 @@ def test_counts_by_group_and_state_across_pages() -> None:
     assert [(p.task_id, p.state, p.error_code) for p in snapshot.problem_tasks] == [
         ("c", "ABNORMAL", "E1")
     ]
-    assert index["b"] == ("RUNNING", ("huawei", "helmet", "edge"))
+    assert index[hash("b")] == ("RUNNING", ("huawei", "helmet", "edge"))
 
 
 def test_problem_tasks_are_capped_most_urgent_first() -> None:

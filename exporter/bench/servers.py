@@ -24,7 +24,7 @@ from aiohttp import web
 from exporter.bench.fixtures import HOST, count_series, exporter_config, snapshot_exporter
 from exporter.collector import TEXT_CONTENT_TYPE
 from exporter.logs import configure_logging
-from exporter.service import Exporter
+from exporter.service import Exporter, freeze_startup_heap
 from exporter.web import create_app
 
 try:  # prometheus-client >= 0.21
@@ -109,6 +109,7 @@ class StallMonitor:
 async def stall(url: str, settings: dict[str, object]) -> None:
     config = exporter_config(url, **settings)
     async with Exporter(config) as exporter:
+        freeze_startup_heap()  # as the CLI does
         await exporter.poll_all_once()  # the next poll has a previous one (transitions)
         runner, port = await _serve(create_app(exporter))
         monitor = StallMonitor()
