@@ -95,6 +95,7 @@ class IamPasswordAuth(Auth):
         project_id: str,
         telemetry: Telemetry,
         timeout_seconds: float = 10.0,
+        proxy: str | None = None,
         refresh_ahead_seconds: float = 3600.0,
         min_login_backoff_seconds: float = 30.0,
         max_login_backoff_seconds: float = 600.0,
@@ -108,6 +109,7 @@ class IamPasswordAuth(Auth):
         self._project_id = project_id
         self._telemetry = telemetry
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._proxy = proxy  # the same proxy as the VIAS calls: IAM is outside too
         self._refresh_ahead = refresh_ahead_seconds
         self._min_backoff = min_login_backoff_seconds
         self._max_backoff = max_login_backoff_seconds
@@ -193,6 +195,7 @@ class IamPasswordAuth(Auth):
                 data=self._login_body(),
                 headers={"Content-Type": "application/json;charset=utf8"},
                 timeout=self._timeout,
+                proxy=self._proxy,
             ) as response:
                 code = str(response.status)
                 payload = await response.read()
@@ -223,6 +226,14 @@ def _expiry(payload: bytes, now: float) -> float:
     """`token.expires_at` as Unix time; 24 h (IAM's validity) if the body lacks it."""
     try:
         expires = parse_time(json.loads(payload)["token"]["expires_at"])
-    except (ValueError, KeyError, TypeError, OverflowError, OSError, RecursionError):
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        OverflowError,
+        OSError,
+        RecursionError,
+    ):
         expires = None  # not JSON, no such field, or a time no clock can hold
     return expires.timestamp() if expires else now + 24 * 3600
