@@ -24,6 +24,41 @@ log = structlog.get_logger(__name__)
 IAM_TOKENS_ENDPOINT = "/v3/auth/tokens"
 
 
+class CoolDown:
+    """After a refused authentication, no new attempt before a pause that doubles with each
+    failure in a row (30 s up to 10 min by default): Huawei locks an account or access key
+    after 5 failed authentications in a row, and retrying at once cannot succeed anyway."""
+
+    def __init__(
+        self,
+        minimum_seconds: float = 30.0,
+        maximum_seconds: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._minimum = minimum_seconds
+        self._maximum = maximum_seconds
+        self._clock = clock
+        self._failures = 0
+        self._until = 0.0
+        self._error: Exception | None = None
+
+    def check(self) -> None:
+        """Raise the last refusal again while the pause lasts."""
+        if self._error is not None and self._clock() < self._until:
+            # A fresh traceback each time: re-raising one object would grow its traceback.
+            raise self._error.with_traceback(None)
+
+    def failed(self, error: Exception) -> float:
+        """Start (or lengthen) the pause; returns its length in seconds."""
+        self._failures += 1
+        pause = min(self._maximum, self._minimum * 2.0 ** (self._failures - 1))
+        self._until, self._error = self._clock() + pause, error
+        return pause
+
+    def succeeded(self) -> None:
+        self._failures, self._error = 0, None
+
+
 class Auth(ABC):
     """Adds credentials to one request."""
 
@@ -111,16 +146,12 @@ class IamPasswordAuth(Auth):
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._proxy = proxy  # the same proxy as the VIAS calls: IAM is outside too
         self._refresh_ahead = refresh_ahead_seconds
-        self._min_backoff = min_login_backoff_seconds
-        self._max_backoff = max_login_backoff_seconds
+        self._cool_down = CoolDown(min_login_backoff_seconds, max_login_backoff_seconds, clock)
         self._clock = clock
         self._lock = asyncio.Lock()
         self._token: str | None = None
         self._dropped: str | None = None  # the token last refused by VIAS
         self._refresh_at = 0.0
-        self._failures = 0
-        self._blocked_until = 0.0
-        self._last_error: Exception | None = None
         self.logins = 0
 
     async def headers(self, method: str, url: str, body: bytes) -> dict[str, str]:
@@ -151,23 +182,18 @@ class IamPasswordAuth(Auth):
             return self._token
 
     async def _login(self) -> None:
+        self._cool_down.check()
         now = self._clock()
-        if now < self._blocked_until and self._last_error is not None:
-            # A fresh traceback each time: re-raising one object would grow its traceback.
-            raise self._last_error.with_traceback(None)
         try:
             token, expires_at = await self._request_token()
         except (ViasHTTPError, ViasConnectionError, ViasTimeoutError) as error:
-            self._failures += 1
-            backoff = min(self._max_backoff, self._min_backoff * 2 ** (self._failures - 1))
-            self._blocked_until = now + backoff
-            self._last_error = error
-            log.warning("iam login failed", error=str(error), retry_in_seconds=backoff)
+            pause = self._cool_down.failed(error)
+            log.warning("iam login failed", error=str(error), retry_in_seconds=pause)
             raise
         # Refresh ahead of expiry, but never sooner than half-way through a short-lived token.
         lifetime = max(0.0, expires_at - now)
         self._token, self._refresh_at = token, expires_at - min(self._refresh_ahead, lifetime / 2)
-        self._failures, self._last_error = 0, None
+        self._cool_down.succeeded()
         self.logins += 1
         self._telemetry.token_expiry.labels(self._project_id).set(expires_at)
         log.info("iam login succeeded", expires_at=expires_at)

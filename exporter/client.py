@@ -26,7 +26,7 @@ from tenacity import (
 )
 from yarl import URL
 
-from exporter.auth import Auth
+from exporter.auth import Auth, CoolDown
 from exporter.errors import (
     ViasConnectionError,
     ViasError,
@@ -102,6 +102,7 @@ class ClientOptions:
     page_window: int = 4  # pages fetched at once where `count` gives no total
     max_pages: int = 10_000
     proxy: str | None = None
+    auth_backoff_seconds: float = 30.0  # first pause after 401/403, doubling up to 10 min
 
 
 def _retryable(error: BaseException) -> bool:
@@ -148,6 +149,7 @@ class ViasClient:
         self._timeout = aiohttp.ClientTimeout(total=self.options.timeout_seconds)
         self._limiter = AsyncLimiter(self.options.rate_limit_per_second, 1.0)
         self._concurrency = asyncio.Semaphore(self.options.max_concurrency)
+        self._auth_cool_down = CoolDown(self.options.auth_backoff_seconds)
         self._exponential = wait_exponential_jitter(
             multiplier=self.options.backoff_initial_seconds,
             max=self.options.backoff_max_seconds,
@@ -281,15 +283,24 @@ class ViasClient:
         return float(self._exponential(state))
 
     async def _send_authenticated(self, method: str, endpoint: str, url: URL) -> bytes:
+        self._auth_cool_down.check()
         headers = await self._auth.headers(method, str(url), b"")
         try:
-            return await self._send(method, endpoint, url, headers)
-        except ViasHTTPError as error:
-            # An IAM token may be revoked before its expiry: log in again, once.
-            if error.status == 401 and self._auth.invalidate(headers):
+            try:
+                body = await self._send(method, endpoint, url, headers)
+            except ViasHTTPError as error:
+                # An IAM token may be revoked before its expiry: log in again, once.
+                if error.status != 401 or not self._auth.invalidate(headers):
+                    raise
                 headers = await self._auth.headers(method, str(url), b"")
-                return await self._send(method, endpoint, url, headers)
+                body = await self._send(method, endpoint, url, headers)
+        except ViasHTTPError as error:
+            if error.status in (401, 403):
+                pause = self._auth_cool_down.failed(error)
+                log.warning("credentials refused", endpoint=endpoint, retry_in_seconds=pause)
             raise
+        self._auth_cool_down.succeeded()
+        return body
 
     async def _send(
         self, method: str, endpoint: str, url: URL, headers: Mapping[str, str]

@@ -47,6 +47,7 @@ def _client_options(config: GlobalConfig) -> ClientOptions:
         max_retries=config.max_retries,
         backoff_initial_seconds=config.backoff_initial_seconds,
         backoff_max_seconds=config.backoff_max_seconds,
+        auth_backoff_seconds=config.auth_backoff_seconds,
         rate_limit_per_second=config.rate_limit_per_second,
         max_concurrency=config.max_concurrency,
         page_window=config.page_window,

@@ -161,6 +161,7 @@ class GlobalConfig(BaseModel):
     max_retries: int = Field(default=3, ge=0, le=10)
     backoff_initial_seconds: float = Field(default=0.5, gt=0)
     backoff_max_seconds: float = Field(default=30.0, gt=0)
+    auth_backoff_seconds: float = Field(default=30.0, ge=0)
     rate_limit_per_second: float = Field(default=20.0, gt=0)
     max_concurrency: int = Field(default=4, ge=1, le=64)
     page_window: int = Field(default=4, ge=1, le=64)

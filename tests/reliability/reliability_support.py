@@ -33,6 +33,9 @@ FAST: dict[str, Any] = {
     "backoff_initial_seconds": 0.01,
     "backoff_max_seconds": 1.0,
     "rate_limit_per_second": 1000,
+    # No pause after refused credentials, so a test can fail and recover in a few polls;
+    # test_a_rejected_static_token_is_never_retried turns the pause on.
+    "auth_backoff_seconds": 0,
 }
 ATTEMPTS = FAST["max_retries"] + 1
 

@@ -336,21 +336,23 @@ async def test_a_page_repeated_forever_ends_the_listing(simulator, logs) -> None
 
 
 async def test_a_rejected_static_token_is_never_retried(simulator, logs) -> None:
-    """401 APIGW.0301 to a static token: `auth`, one call per request and poll, never a
-    retry (Huawei locks credentials after 5 failures)."""
+    """401 APIGW.0301 to a static token: `auth`, never a retry, and after the first refusal
+    no request at all until the cool-down ends (Huawei locks credentials after 5 failures).
+    The first poll's two sources ask concurrently: one refusal each, then silence."""
     simulator.sim.faults.add(Fault("unauthorized", match="/p1/"))
-    config = fast_config(two_projects(simulator.url))
+    config = fast_config(two_projects(simulator.url), auth_backoff_seconds=30)
     async with running_exporter(config) as running:
         for _ in range(3):
             await running.exporter.poll_all_once()
         samples = await serving_ok(running)
     for source, endpoint in (("tasks", TASKS), ("batch_tasks", BATCH)):
         assert_failed(samples, "p1", source, "auth", polls=3)
-        assert api_requests(samples, "p1", endpoint, "401") == 3
-    assert len(calls(simulator.sim, "/p1/")) == 6
+        assert api_requests(samples, "p1", endpoint, "401") == 1
+    assert len(calls(simulator.sim, "/p1/")) == 2
     assert_healthy(samples, [("p2", "tasks"), ("p2", "batch_tasks")])
     assert events(logs, "retrying request") == []
     failures = events(logs, "poll failed", project_id="p1")
+    assert len(failures) == 6
     assert {f["error_code"] for f in failures} == {"APIGW.0301"}
     assert all(f["request_id"] for f in failures)
 
