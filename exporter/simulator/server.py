@@ -309,6 +309,9 @@ class Simulator:
     ) -> str:
         """Comma-joined JSON of `tasks`, reusing each job's JSON until the job changes."""
         cache = self._rendered.setdefault((project.project_id, fmt), {})
+        if len(cache) > 2 * len(project.tasks) + 1000:  # forget deleted jobs now and then
+            for task_id in [i for i in cache if i not in project.tasks]:
+                del cache[task_id]
         parts = []
         for task in tasks:
             hit = cache.get(task.id)
