@@ -155,9 +155,9 @@ class SourcePoller:
         if last is None:
             return SourceState(self.project_id, self.source, up=False)
         if last.last_success is not None and self._clock() - last.last_success > self._max_age:
-            # Too old to show as current. Forget the jobs too: when the source comes back,
-            # its jobs are not new, so they must not count as transitions from NONE.
-            self._index = None
+            # Too old to show as current. The job index stays: when the source comes back,
+            # what changed during the outage counts as transitions (a job that failed
+            # meanwhile still pages), and jobs already known do not count as new.
             return SourceState(
                 self.project_id,
                 self.source,
