@@ -18,6 +18,7 @@ from exporter.errors import ViasConnectionError, ViasHTTPError, ViasTimeoutError
 from exporter.models import parse_time
 from exporter.signing import sign_request
 from exporter.telemetry import Telemetry
+from exporter.transport import exchange
 
 log = structlog.get_logger(__name__)
 
@@ -213,39 +214,27 @@ class IamPasswordAuth(Auth):
         return json.dumps(body).encode()
 
     async def _request_token(self) -> tuple[str, float]:
-        started = time.perf_counter()
-        code = "connection_error"
-        try:
-            async with self._session.post(
-                self._url,
-                data=self._login_body(),
-                headers={"Content-Type": "application/json;charset=utf8"},
-                timeout=self._timeout,
-                proxy=self._proxy,
-            ) as response:
-                code = str(response.status)
-                payload = await response.read()
-                token = response.headers.get("X-Subject-Token", "")
-                if response.status != 201 or not token:
-                    # 201 without a token is a refusal too
-                    raise http_error(
-                        response.status if response.status != 201 else 401,
-                        IAM_TOKENS_ENDPOINT,
-                        payload,
-                        request_id=response.headers.get("X-Request-Id", ""),
-                    )
-                return token, _expiry(payload, self._clock())
-        except TimeoutError as error:
-            code = "timeout"
-            raise ViasTimeoutError("IAM login timed out", endpoint=IAM_TOKENS_ENDPOINT) from error
-        except aiohttp.ClientError as error:
-            raise ViasConnectionError(
-                f"IAM login failed: {type(error).__name__}", endpoint=IAM_TOKENS_ENDPOINT
-            ) from error
-        finally:
-            self._telemetry.observe_request(
-                self._project_id, IAM_TOKENS_ENDPOINT, code, time.perf_counter() - started
+        answer = await exchange(
+            self._session,
+            "POST",
+            self._url,
+            endpoint=IAM_TOKENS_ENDPOINT,
+            project_id=self._project_id,
+            telemetry=self._telemetry,
+            client_timeout=self._timeout,
+            data=self._login_body(),
+            headers={"Content-Type": "application/json;charset=utf8"},
+            proxy=self._proxy,
+        )
+        token = answer.headers.get("X-Subject-Token", "")
+        if answer.status != 201 or not token:
+            raise http_error(
+                answer.status if answer.status != 201 else 401,  # 201 without a token: refused
+                IAM_TOKENS_ENDPOINT,
+                answer.body,
+                request_id=answer.headers.get("X-Request-Id", ""),
             )
+        return token, _expiry(answer.body, self._clock())
 
 
 def _expiry(payload: bytes, now: float) -> float:

@@ -37,6 +37,7 @@ from exporter.errors import (
 )
 from exporter.models import BatchTaskPage, FaceEdgeTaskPage, Page, Task, TaskPage, parse_model
 from exporter.telemetry import Telemetry
+from exporter.transport import exchange
 
 log = structlog.get_logger(__name__)
 
@@ -307,41 +308,26 @@ class ViasClient:
     ) -> bytes:
         async with self._concurrency:
             await self._limiter.acquire()
-            started = time.perf_counter()
-            code = "connection_error"
-            try:
-                async with self._session.request(
-                    method,
-                    url,
-                    headers=dict(headers),
-                    timeout=self._timeout,
-                    proxy=self.options.proxy,
-                ) as response:
-                    code = str(response.status)
-                    body = await response.read()
-            except TimeoutError as error:
-                code = "timeout"
-                raise ViasTimeoutError(
-                    f"no answer from {endpoint} within {self.options.timeout_seconds:g}s",
-                    endpoint=endpoint,
-                ) from error
-            except aiohttp.ClientError as error:
-                raise ViasConnectionError(
-                    f"{endpoint}: {type(error).__name__}: {error}", endpoint=endpoint
-                ) from error
-            finally:
-                self._telemetry.observe_request(
-                    self.project_id, endpoint, code, time.perf_counter() - started
-                )
-        if response.status >= 300:
-            raise http_error(
-                response.status,
-                endpoint,
-                body,
-                _retry_after(response.headers.get("Retry-After")),
-                response.headers.get("X-Request-Id", ""),
+            answer = await exchange(
+                self._session,
+                method,
+                url,
+                endpoint=endpoint,
+                project_id=self.project_id,
+                telemetry=self._telemetry,
+                client_timeout=self._timeout,
+                headers=dict(headers),
+                proxy=self.options.proxy,
             )
-        return body
+        if answer.status >= 300:
+            raise http_error(
+                answer.status,
+                endpoint,
+                answer.body,
+                _retry_after(answer.headers.get("Retry-After")),
+                answer.headers.get("X-Request-Id", ""),
+            )
+        return answer.body
 
 
 def _unseen(items: list[Any], seen: set[str]) -> list[Any]:

@@ -7,6 +7,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from types import MappingProxyType
 
 import structlog
@@ -154,25 +155,13 @@ class SourcePoller:
         last = self._last_good
         if last is None:
             return SourceState(self.project_id, self.source, up=False)
-        if last.last_success is not None and self._clock() - last.last_success > self._max_age:
-            # Too old to show as current. The job index stays: when the source comes back,
-            # what changed during the outage counts as transitions (a job that failed
-            # meanwhile still pages), and jobs already known do not count as new.
-            return SourceState(
-                self.project_id,
-                self.source,
-                up=False,
-                last_success=last.last_success,
-                transitions=last.transitions,
-            )
-        return SourceState(
-            self.project_id,
-            self.source,
-            up=False,
-            last_success=last.last_success,
-            data=last.data,
-            transitions=last.transitions,
-        )
+        assert last.last_success is not None
+        # The last good data stays, with its age visible, until it is too old to show as
+        # current. The job index stays in any case: when the source comes back, what changed
+        # during the outage counts as transitions (a job that failed meanwhile still pages),
+        # and jobs already known do not count as new.
+        stale = self._clock() - last.last_success > self._max_age
+        return replace(last, up=False, data=None if stale else last.data)
 
     def _where(self) -> dict[str, str]:
         return {"project_id": self.project_id, "source": self.source}
