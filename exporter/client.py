@@ -109,9 +109,9 @@ class ClientOptions:
 def _retryable(error: BaseException) -> bool:
     if isinstance(error, ViasHTTPError):
         return error.retryable  # never 401/403: Huawei locks keys that fail repeatedly
-    if isinstance(error, ViasResponseError):
+    if isinstance(error, ViasResponseError | ViasConnectionError):
         return error.transient
-    return isinstance(error, ViasConnectionError | ViasTimeoutError)
+    return isinstance(error, ViasTimeoutError)
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -33,6 +33,13 @@ class ViasError(Exception):
 
 class ViasConnectionError(ViasError):
     reason = "connection"
+    transient = True
+
+
+class ViasCertificateError(ViasConnectionError):
+    """The server's TLS certificate was refused: retrying at once cannot change that."""
+
+    transient = False
 
 
 class ViasTimeoutError(ViasError):

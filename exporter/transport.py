@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from exporter.errors import ViasConnectionError, ViasTimeoutError
+from exporter.errors import ViasCertificateError, ViasConnectionError, ViasTimeoutError
 from exporter.telemetry import Telemetry
 
 
@@ -47,6 +47,10 @@ async def exchange(
         total = client_timeout.total
         seconds = f" within {total:g}s" if total else ""
         raise ViasTimeoutError(f"no answer from {endpoint}{seconds}", endpoint=endpoint) from error
+    except aiohttp.ClientConnectorCertificateError as error:
+        raise ViasCertificateError(
+            f"{endpoint}: TLS certificate refused: {error.certificate_error}", endpoint=endpoint
+        ) from error
     except aiohttp.ClientError as error:
         raise ViasConnectionError(
             f"{endpoint}: {type(error).__name__}: {error}", endpoint=endpoint
