@@ -1,0 +1,128 @@
+"""The command line as users run it: the console script in a process of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from exporter.cli import parse_listen_address
+from exporter.settings import ConfigError
+from exporter.simulator import Fault
+from tests.support import TOKEN, Samples
+
+EXPORTER = Path(sys.executable).parent / "vias-exporter"
+
+
+def env_for(url: str, **extra: str) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("VIAS_")}
+    return {
+        **clean,
+        "VIAS_ENDPOINT": url,
+        "VIAS_PROJECT_ID": "p1",
+        "VIAS_AUTH_TOKEN": TOKEN,
+        **extra,
+    }
+
+
+async def run(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        str(EXPORTER),
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [(":9875", (None, 9875)), ("127.0.0.1:0", ("127.0.0.1", 0)), ("[::1]:9875", ("::1", 9875))],
+)
+def test_listen_addresses(address: str, expected: tuple[str | None, int]) -> None:
+    assert parse_listen_address(address) == expected
+
+
+@pytest.mark.parametrize("address", ["9875", "host:port", ":70000"])
+def test_bad_listen_address(address: str) -> None:
+    with pytest.raises(ConfigError, match=r"--web\.listen-address"):
+        parse_listen_address(address)
+
+
+async def test_once_prints_the_metrics_of_one_poll(simulator) -> None:
+    code, out, err = await run("--once", env=env_for(simulator.url))
+    assert code == 0, err
+    samples = Samples.parse(out)
+    for source in ("tasks", "batch_tasks"):
+        assert samples.value("vias_up", project_id="p1", source=source) == 1
+    running = sum(1 for t in simulator.world.projects["p1"].tasks.values() if t.state == "RUNNING")
+    assert (
+        sum(samples.series("vias_tasks", project_id="p1", source="tasks", state="RUNNING").values())
+        == running
+    )
+    assert "poll succeeded" in err  # logs go to stderr, metrics alone to stdout
+
+
+async def test_once_exits_1_when_a_source_fails(simulator) -> None:
+    simulator.sim.faults.add(Fault(kind="unauthorized", match="/batch-tasks"))
+    code, out, _ = await run("--once", env=env_for(simulator.url))
+    assert code == 1
+    assert Samples.parse(out).value("vias_up", project_id="p1", source="batch_tasks") == 0
+
+
+async def test_check_config_summarizes_without_secrets() -> None:
+    code, out, _ = await run("--check-config", env=env_for("http://127.0.0.1:9"))
+    assert code == 0
+    assert "configuration OK: 1 target(s)" in out and "p1" in out and "auth token" in out
+    assert TOKEN not in out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_demo_serves_the_simulators_jobs_and_stops_on_sigterm() -> None:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        str(EXPORTER),
+        "--demo",
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = asyncio.get_running_loop().time() + 30
+            while True:  # a deadline, not a sleep: ready once every source has polled
+                try:
+                    async with session.get(url + "/-/ready") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                assert asyncio.get_running_loop().time() < deadline, "demo never got ready"
+                await asyncio.sleep(0.1)
+            async with session.get(url + "/metrics") as response:
+                samples = Samples.parse(await response.text())
+        for source in ("tasks", "batch_tasks", "face_edge_tasks"):
+            assert samples.value("vias_up", project_id="demo-project", source=source) == 1
+        assert samples.series("vias_tasks", project_id="demo-project")
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=5) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
