@@ -243,19 +243,23 @@ class Simulator:
     # --- VIAS task APIs ---
 
     async def _tasks_v2(self, request: web.Request) -> web.Response:
-        project = self._project(request)
-        page, size = _paging(request, "page", 1000)
-        tasks = project.newest_first((page - 1) * size, page * size)
-        items = self._render(project, "v2", tasks, _task_v2)
-        return _raw_json(
-            f'{{"count":{len(tasks)},"tasks":[{items}],"page":{page},"page_size":{size}}}'
-        )
+        return self._task_listing(request, "v2", 1000, _task_v2)
 
     async def _tasks_v1(self, request: web.Request) -> web.Response:
+        return self._task_listing(request, "v1", 50, _task_v1_item)
+
+    def _task_listing(
+        self,
+        request: web.Request,
+        fmt: str,
+        max_size: int,
+        render: Callable[[SimTask, str], Json],
+    ) -> web.Response:
+        """/v2/tasks and /v1/infer/tasks: same jobs, `count` = items on this page."""
         project = self._project(request)
-        page, size = _paging(request, "page", 50)
+        page, size = _paging(request, "page", max_size)
         tasks = project.newest_first((page - 1) * size, page * size)
-        items = self._render(project, "v1", tasks, _task_v1_item)
+        items = self._render(project, fmt, tasks, render)
         return _raw_json(
             f'{{"count":{len(tasks)},"tasks":[{items}],"page":{page},"page_size":{size}}}'
         )
