@@ -41,6 +41,11 @@ class ProblemTask:
     group: GroupKey
 
 
+def problem_rank(problem: ProblemTask) -> tuple[int, str]:
+    """The order in which the cap keeps problem jobs: most urgent state first, then by id."""
+    return (_PROBLEM_ORDER[problem.state], problem.task_id)
+
+
 @dataclass(frozen=True, slots=True)
 class JobSnapshot:
     """One job source's aggregates from one complete listing."""
@@ -106,9 +111,7 @@ class JobAggregator:
 
     def finish(self) -> tuple[JobSnapshot, JobIndex]:
         # dict.fromkeys: jobs without an id can be identical in every label: one series
-        ranked = sorted(
-            dict.fromkeys(self._problems), key=lambda p: (_PROBLEM_ORDER[p.state], p.task_id)
-        )
+        ranked = sorted(dict.fromkeys(self._problems), key=problem_rank)
         kept = tuple(ranked[: self._limit])
         snapshot = JobSnapshot(
             state_counts=MappingProxyType(

@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from exporter.aggregation import BatchSnapshot, JobSnapshot
 from exporter.models import BATCH_TASK_STATES, TASK_STATES
-from exporter.snapshot import Snapshot, SnapshotStore, SourceState
+from exporter.snapshot import Snapshot, SnapshotStore, SourceState, shown_problem_tasks
 from exporter.telemetry import Telemetry
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -30,13 +30,14 @@ GROUP_LABELS = ["project_id", "source", "vendor", "algorithm", "deployment"]
 class SnapshotCollector(Collector):
     """Metric families of the current snapshot, built afresh on each render."""
 
-    def __init__(self, store: SnapshotStore) -> None:
+    def __init__(self, store: SnapshotStore, problem_tasks_limit: int) -> None:
         self._store = store
+        self._problem_tasks_limit = problem_tasks_limit
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self._store.current
         yield from _health(snapshot)
-        yield from _jobs(snapshot)
+        yield from _jobs(snapshot, self._problem_tasks_limit)
         yield from _batch_tasks(snapshot)
 
 
@@ -69,7 +70,7 @@ def _job_sources(snapshot: Snapshot) -> Iterator[tuple[SourceState, JobSnapshot]
             yield state, state.data
 
 
-def _jobs(snapshot: Snapshot) -> Iterator[Metric]:
+def _jobs(snapshot: Snapshot, problem_tasks_limit: int) -> Iterator[Metric]:
     tasks = GaugeMetricFamily("vias_tasks", "Jobs in each state.", labels=[*GROUP_LABELS, "state"])
     transitions = CounterMetricFamily(
         "vias_task_state_transitions",
@@ -97,10 +98,12 @@ def _jobs(snapshot: Snapshot) -> Iterator[Metric]:
             unknown = sorted(s for s in counts if s not in TASK_STATES)
             for job_state in (*TASK_STATES, *unknown):
                 tasks.add_metric([*where, *group, job_state], counts.get(job_state, 0))
-        for problem in data.problem_tasks:
+    for (project_id, source), shown in shown_problem_tasks(snapshot, problem_tasks_limit).items():
+        for problem in shown:
             problems.add_metric(
                 [
-                    *where,
+                    project_id,
+                    source,
                     problem.task_id,
                     problem.task_name,
                     problem.state,
@@ -151,9 +154,12 @@ class _Combined(Collector):
 class Exposition:
     """The rendered exposition of the latest snapshot, in both formats, gzip on demand."""
 
-    def __init__(self, store: SnapshotStore, telemetry: Telemetry) -> None:
+    def __init__(
+        self, store: SnapshotStore, telemetry: Telemetry, problem_tasks_limit: int = 200
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Combined(telemetry.registry, SnapshotCollector(store)))
+        snapshot_collector = SnapshotCollector(store, problem_tasks_limit)
+        self.registry.register(_Combined(telemetry.registry, snapshot_collector))
         self._rendered: dict[tuple[bool, bool], bytes] = {}
         self._dirty = False
         self._lock = asyncio.Lock()

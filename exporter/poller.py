@@ -23,7 +23,7 @@ from exporter.aggregation import (
 )
 from exporter.client import ViasClient
 from exporter.errors import ViasError
-from exporter.snapshot import SnapshotStore, SourceState
+from exporter.snapshot import Snapshot, SnapshotStore, SourceState, shown_problem_tasks
 from exporter.telemetry import Telemetry
 
 log = structlog.get_logger(__name__)
@@ -114,7 +114,7 @@ class SourcePoller:
             self.last_duration
         )
         self.polls += 1
-        self._store.replace(state)
+        self._count_hidden_problems(self._store.replace(state), state)
         await self._on_update()
         return state
 
@@ -132,10 +132,6 @@ class SourcePoller:
                 await asyncio.sleep(0)  # scrapes go on while 100,000s of jobs are compared
             self._transitions.update(transitions)
         self._index = index
-        if snapshot.problem_tasks_dropped:
-            self._telemetry.problem_tasks_dropped.labels(self.project_id).inc(
-                snapshot.problem_tasks_dropped
-            )
         return snapshot
 
     def _succeeded(self, data: JobSnapshot | BatchSnapshot) -> SourceState:
@@ -162,6 +158,15 @@ class SourcePoller:
         # and jobs already known do not count as new.
         stale = self._clock() - last.last_success > self._max_age
         return replace(last, up=False, data=None if stale else last.data)
+
+    def _count_hidden_problems(self, snapshot: Snapshot, state: SourceState) -> None:
+        """Add the problem jobs of this poll that the per-project cap leaves unnamed."""
+        if not state.up or not isinstance(state.data, JobSnapshot):
+            return
+        shown = shown_problem_tasks(snapshot, self._problem_limit).get(state.key, [])
+        found = len(state.data.problem_tasks) + state.data.problem_tasks_dropped
+        if found > len(shown):
+            self._telemetry.problem_tasks_dropped.labels(self.project_id).inc(found - len(shown))
 
     def _where(self) -> dict[str, str]:
         return {"project_id": self.project_id, "source": self.source}

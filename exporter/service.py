@@ -91,7 +91,7 @@ class Exporter:
         self._clock = clock
         self.telemetry = Telemetry()
         self.store = SnapshotStore()
-        self.exposition = Exposition(self.store, self.telemetry)
+        self.exposition = Exposition(self.store, self.telemetry, config.global_.problem_tasks_limit)
         self.pollers: list[SourcePoller] = []
         self._sessions: list[aiohttp.ClientSession] = []
         self._tasks: list[asyncio.Task[None]] = []

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from exporter.aggregation import BatchSnapshot, JobSnapshot, Transition
+from exporter.aggregation import BatchSnapshot, JobSnapshot, ProblemTask, Transition, problem_rank
 
 SourceKey = tuple[str, str]  # project_id, source
 
@@ -46,3 +46,20 @@ class SnapshotStore:
         sources = dict(sorted(sources.items()))
         self.current = Snapshot(MappingProxyType(sources), self.current.version + 1)
         return self.current
+
+
+def shown_problem_tasks(snapshot: Snapshot, limit: int) -> dict[SourceKey, list[ProblemTask]]:
+    """The problem jobs the exposition names: the `limit` most urgent of each project,
+    across its job sources (each source already keeps at most `limit`)."""
+    ranked: dict[str, list[tuple[tuple[int, str, str], SourceKey, ProblemTask]]] = {}
+    for key, state in snapshot.sources.items():
+        if isinstance(state.data, JobSnapshot):
+            for problem in state.data.problem_tasks:
+                rank = (*problem_rank(problem), state.source)
+                ranked.setdefault(state.project_id, []).append((rank, key, problem))
+    shown: dict[SourceKey, list[ProblemTask]] = {}
+    for entries in ranked.values():
+        entries.sort(key=lambda entry: entry[0])
+        for _, key, problem in entries[:limit]:
+            shown.setdefault(key, []).append(problem)
+    return shown

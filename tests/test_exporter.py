@@ -6,7 +6,7 @@ from __future__ import annotations
 import gzip
 from collections import Counter
 
-from exporter.models import BATCH_TASK_STATES, TASK_STATES
+from exporter.models import BATCH_TASK_STATES, PROBLEM_STATES, TASK_STATES
 from tests.support import SECRETS, RunningSimulator, make_config, target
 
 ALL_SOURCES = ["tasks", "batch_tasks", "infer_tasks", "face_edge_tasks"]
@@ -214,3 +214,39 @@ async def test_endpoints_negotiation_gzip_readiness_and_landing_page(
     assert "p1" in landing and "batch_tasks" in landing and "ok" in landing
     for secret in SECRETS:
         assert secret not in landing and secret not in text and secret not in body
+
+
+async def test_problem_jobs_are_capped_per_project_across_sources(
+    simulator, start_exporter
+) -> None:
+    project = simulator.world.projects["p1"]
+    problems = sum(1 for t in project.tasks.values() if t.state in PROBLEM_STATES)
+    assert problems > 3  # the seeded world has enough to cap
+    config = make_config(
+        [target(simulator.url, sources=["tasks", "infer_tasks"])], problem_tasks_limit=3
+    )
+    async with start_exporter(config) as running:
+        tasks_poller, infer_poller = running.exporter.pollers
+        await tasks_poller.poll_once()
+        await infer_poller.poll_once()
+        samples = await running.metrics()
+    shown = samples.series("vias_problem_task_info", project_id="p1")
+    assert len(shown) == 3
+    # The most urgent kept: FAILED, ABNORMAL, START_FAILED, CREATE_FAILED,
+    # LACK_OF_RESOURCES, then by id (and source).
+    urgency = ["FAILED", "ABNORMAL", "START_FAILED", "CREATE_FAILED", "LACK_OF_RESOURCES"]
+    ranked = sorted(
+        (urgency.index(t.state), t.id, source)
+        for t in project.tasks.values()
+        if t.state in PROBLEM_STATES
+        for source in ("infer_tasks", "tasks")
+    )
+    assert {(dict(labels)["task_id"], dict(labels)["source"]) for labels in shown} == {
+        (task_id, source) for _, task_id, source in ranked[:3]
+    }
+    # Each poll adds its own problem jobs the cap leaves unnamed: `tasks` alone, all but 3;
+    # then `infer_tasks`, all but its share of the project's top 3.
+    infer_shown = sum(1 for _, _, source in ranked[:3] if source == "infer_tasks")
+    assert samples.value("vias_problem_task_series_dropped_total", project_id="p1") == (
+        (problems - 3) + (problems - infer_shown)
+    )
