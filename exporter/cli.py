@@ -119,8 +119,7 @@ def _describe_config(config: Config) -> str:
 async def _once(config: Config) -> int:
     async with Exporter(config) as exporter:
         freeze_startup_heap()
-        await exporter.poll_all_once()
-        exporter.exposition.render()
+        await exporter.poll_all_once()  # each poll re-renders the exposition before returning
         sys.stdout.buffer.write(exporter.exposition.body(openmetrics=False, gzipped=False))
         sys.stdout.flush()
         states = exporter.store.current.sources.values()

@@ -63,7 +63,6 @@ class SourcePoller:
         self._last_good: SourceState | None = None
         self.polls = 0
         self.last_error: str | None = None
-        self.last_duration: float | None = None
 
     async def run(self) -> None:
         """Poll forever: first after a small random delay that spreads sources apart."""
@@ -109,9 +108,8 @@ class SourcePoller:
                 items=data.item_count,
                 duration_seconds=round(time.perf_counter() - started, 3),
             )
-        self.last_duration = time.perf_counter() - started
         self._telemetry.poll_duration.labels(self.project_id, self.source).observe(
-            self.last_duration
+            time.perf_counter() - started
         )
         self.polls += 1
         self._count_hidden_problems(self._store.replace(state), state)

@@ -81,7 +81,6 @@ class LoadResult:
     requests: int
     seconds: float
     latencies: list[float] = field(repr=False)  # seconds, one per request
-    body_bytes: int = 0
 
     @property
     def rate(self) -> float:
@@ -119,7 +118,6 @@ async def run_load(
         _, protocol = await loop.create_connection(lambda: _Connection(request), host, port)
         conns.append(protocol)
     latencies: list[float] = []
-    sizes = [0]
     started = loop.time()
     measure_from = started + warmup
     stop_at = measure_from + duration if duration is not None else None
@@ -132,11 +130,10 @@ async def run_load(
     async def worker(conn: _Connection) -> None:
         while running():
             sent = time.perf_counter()
-            size = await conn.get()
+            await conn.get()
             elapsed = time.perf_counter() - sent
             if loop.time() >= measure_from:
                 latencies.append(elapsed)
-                sizes[0] = size
             if think_seconds:
                 await asyncio.sleep(think_seconds)
 
@@ -146,4 +143,4 @@ async def run_load(
         for conn in conns:
             conn.close()
     seconds = loop.time() - max(measure_from, started)
-    return LoadResult(len(latencies), seconds, latencies, sizes[0])
+    return LoadResult(len(latencies), seconds, latencies)
