@@ -18,7 +18,13 @@ from prometheus_client.registry import Collector
 
 from exporter.aggregation import BatchSnapshot, JobSnapshot
 from exporter.models import BATCH_TASK_STATES, TASK_STATES
-from exporter.snapshot import Snapshot, SnapshotStore, SourceState, shown_problem_tasks
+from exporter.snapshot import (
+    Snapshot,
+    SnapshotStore,
+    SourceKey,
+    SourceState,
+    shown_problem_tasks,
+)
 from exporter.telemetry import Telemetry
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -158,19 +164,25 @@ class Exposition:
         self, store: SnapshotStore, telemetry: Telemetry, problem_tasks_limit: int = 200
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
+        self._store = store
         snapshot_collector = SnapshotCollector(store, problem_tasks_limit)
         self.registry.register(_Combined(telemetry.registry, snapshot_collector))
         self._rendered: dict[tuple[bool, bool], bytes] = {}
+        self.rendered_sources: frozenset[SourceKey] = frozenset()
         self._dirty = False
         self._lock = asyncio.Lock()
         self.render()
 
     def render(self) -> None:
         """Render synchronously (start-up, one-shot mode)."""
+        # Taken before rendering: sources are only ever added, so the render holds at least
+        # these, and readiness never claims a source the served bytes do not show yet.
+        sources = frozenset(self._store.current.sources)
         self._rendered = {
             (False, False): render_text(self.registry),
             (True, False): render_openmetrics(self.registry),  # type: ignore[no-untyped-call]
         }
+        self.rendered_sources = sources
 
     async def refresh(self) -> None:
         """Re-render after a snapshot swap; concurrent calls coalesce into one more render."""

@@ -156,8 +156,9 @@ class Exporter:
 
     @property
     def ready(self) -> bool:
-        """True once every source has finished its first poll, successful or not."""
-        return all(poller.polls > 0 for poller in self.pollers)
+        """True once /metrics shows every source's first poll, successful or not."""
+        shown = self.exposition.rendered_sources
+        return all((poller.project_id, poller.source) in shown for poller in self.pollers)
 
     async def stop(self) -> None:
         for task in self._tasks:

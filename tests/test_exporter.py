@@ -216,6 +216,25 @@ async def test_endpoints_negotiation_gzip_readiness_and_landing_page(
         assert secret not in landing and secret not in text and secret not in body
 
 
+async def test_ready_waits_until_metrics_show_every_source(simulator, start_exporter) -> None:
+    """A poll that finishes while another render is running has its render coalesced into
+    the next one; until that lands, /metrics lacks the source and /-/ready must say so."""
+    config = make_config([target(simulator.url, sources=["tasks", "face_edge_tasks"])])
+    async with start_exporter(config) as running:
+        exposition = running.exporter.exposition
+        async with exposition._lock:  # a render in flight: the polls' refreshes coalesce
+            await running.exporter.poll_all_once()
+            assert all(poller.polls == 1 for poller in running.exporter.pollers)
+            assert (await running.get("/-/ready")).status == 503
+            samples = await running.metrics()
+            assert samples.value("vias_up", project_id="p1", source="face_edge_tasks") is None
+        await exposition.refresh()  # the coalesced render
+        assert (await running.get("/-/ready")).status == 200
+        samples = await running.metrics()
+    for source in ("tasks", "face_edge_tasks"):
+        assert samples.value("vias_up", project_id="p1", source=source) == 1
+
+
 async def test_problem_jobs_are_capped_per_project_across_sources(
     simulator, start_exporter
 ) -> None:
