@@ -4,6 +4,8 @@ web server on loopback, and a parsed-exposition view."""
 from __future__ import annotations
 
 import contextlib
+import socket
+import subprocess
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -119,3 +121,22 @@ async def serving(exporter: Exporter, web_config: WebConfig | None = None) -> As
 
 
 StartExporter = Callable[[Config], contextlib.AbstractAsyncContextManager[RunningExporter]]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then closed): for a process to listen on,
+    or to refuse a connection."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 10) -> None:
+    """Terminate a helper process and reap it, killing it if it ignores SIGTERM."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from exporter.cli import parse_listen_address
 from exporter.settings import ConfigError
 from exporter.simulator import Fault
-from tests.support import TOKEN, Samples
+from tests.support import TOKEN, Samples, free_port
 
 EXPORTER = Path(sys.executable).parent / "vias-exporter"
 
@@ -84,12 +83,6 @@ async def test_check_config_summarizes_without_secrets() -> None:
     assert code == 0
     assert "configuration OK: 1 target(s)" in out and "p1" in out and "auth token" in out
     assert TOKEN not in out
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_demo_serves_the_simulators_jobs_and_stops_on_sigterm() -> None:

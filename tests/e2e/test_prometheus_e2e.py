@@ -13,8 +13,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +27,7 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
 from tests.deploy import dashboard as dash
 from tests.deploy import stack
+from tests.support import free_port, stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -59,12 +58,6 @@ if PROMETHEUS is None or ALERTMANAGER is None:
         "prometheus and prometheus-alertmanager are needed (Debian packages; make system-deps)",
         allow_module_level=True,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def eventually(
@@ -110,14 +103,7 @@ class Processes:
 
     def stop(self) -> None:
         for _, process, _ in reversed(self.running):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for _, process, _ in reversed(self.running):
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop_process(process)
 
     def dump_logs(self) -> None:
         for name, _, log in self.running:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import aiohttp
 
 from exporter.service import Exporter
 from exporter.settings import Config
-from tests.support import Samples, make_config, serving
+from tests.support import Samples, make_config, serving, stop_process
 
 TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent
@@ -87,17 +86,6 @@ async def running_exporter(
         yield Running(exporter, url, session)
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then closed)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def free_port() -> int:
-    return closed_port()
-
-
 def events(logs: list[dict[str, Any]], event: str, **match: Any) -> list[dict[str, Any]]:
     """Captured structlog entries with this event whose fields include `match`."""
     return [
@@ -143,12 +131,7 @@ def simulator_process(*args: str, deadline: float = 15.0) -> Iterator[str]:
         assert url is not None, "the simulator did not start"
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=5)
 
 
 async def wait_until(

@@ -24,13 +24,12 @@ from tests.reliability.reliability_support import (
     ATTEMPTS,
     FakeClock,
     Running,
-    closed_port,
     events,
     fast_config,
     running_exporter,
     wait_until,
 )
-from tests.support import target
+from tests.support import free_port, target
 
 TASKS = "/v2/{project_id}/tasks"
 BATCH = "/v2/{project_id}/batch-tasks"
@@ -98,7 +97,7 @@ def two_projects(url: str, **fields: Any) -> list[dict[str, Any]]:
 
 async def test_connection_refused_fails_that_project_only(simulator, logs) -> None:
     """A closed loopback port: `connection`, 3 attempts per request, the other project fine."""
-    dead = f"http://127.0.0.1:{closed_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     config = fast_config([target(simulator.url, "p1"), target(dead, "p2")])
     async with running_exporter(config) as running:
         await running.exporter.poll_all_once()

@@ -24,11 +24,10 @@ from tests.reliability.reliability_support import (
     ROOT,
     clean_env,
     fast_config,
-    free_port,
     running_exporter,
     simulator_process,
 )
-from tests.support import make_simulator, target
+from tests.support import free_port, make_simulator, target
 
 SCRAPERS = 200
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
