@@ -119,8 +119,9 @@ def _jobs(snapshot: Snapshot, problem_tasks_limit: int) -> Iterator[Metric]:
                 1.0,
             )
     for state in snapshot.sources.values():
-        for (group, before, after), count in state.transitions.items():
-            transitions.add_metric([state.project_id, state.source, *group, before, after], count)
+        for (group, before, after), (total, created) in state.transitions.items():
+            labels = [state.project_id, state.source, *group, before, after]
+            transitions.add_metric(labels, total, created=created)
     yield from (tasks, transitions, problems)
 
 

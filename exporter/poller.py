@@ -23,7 +23,13 @@ from exporter.aggregation import (
 )
 from exporter.client import ViasClient
 from exporter.errors import ViasError
-from exporter.snapshot import Snapshot, SnapshotStore, SourceState, shown_problem_tasks
+from exporter.snapshot import (
+    Snapshot,
+    SnapshotStore,
+    SourceState,
+    TransitionCount,
+    shown_problem_tasks,
+)
 from exporter.telemetry import Telemetry
 
 log = structlog.get_logger(__name__)
@@ -59,7 +65,7 @@ class SourcePoller:
         self._on_update = on_update
         self._clock = clock
         self._index: JobIndex | None = None  # last listing's jobs, for transitions
-        self._transitions: Counter[Transition] = Counter()
+        self._transitions: dict[Transition, TransitionCount] = {}
         self._last_good: SourceState | None = None
         self.polls = 0
         self.last_error: str | None = None
@@ -128,7 +134,10 @@ class SourcePoller:
             transitions: Counter[Transition] = Counter()
             for _ in counting_transitions(self._index, index, transitions):
                 await asyncio.sleep(0)  # scrapes go on while 100,000s of jobs are compared
-            self._transitions.update(transitions)
+            now = self._clock()
+            for transition, count in transitions.items():
+                total, created = self._transitions.get(transition, (0, now))
+                self._transitions[transition] = TransitionCount(total + count, created)
         self._index = index
         return snapshot
 

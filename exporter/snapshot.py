@@ -5,10 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import NamedTuple
 
 from exporter.aggregation import BatchSnapshot, JobSnapshot, ProblemTask, Transition, problem_rank
 
 SourceKey = tuple[str, str]  # project_id, source
+
+
+class TransitionCount(NamedTuple):
+    total: int
+    # Unix time the series first counted, exposed as its `_created` sample: it lets the
+    # new-failure alert tell a series born minutes ago from one Prometheus has just met.
+    created: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +28,9 @@ class SourceState:
     up: bool
     last_success: float | None = None  # Unix time
     data: JobSnapshot | BatchSnapshot | None = None
-    transitions: Mapping[Transition, int] = field(default_factory=lambda: MappingProxyType({}))
+    transitions: Mapping[Transition, TransitionCount] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     @property
     def key(self) -> SourceKey:

@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.aggregation import BatchSnapshot, BatchTaskSummary, JobSnapshot, ProblemTask
 from exporter.collector import Exposition
-from exporter.snapshot import SnapshotStore, SourceState
+from exporter.snapshot import SnapshotStore, SourceState, TransitionCount
 from exporter.telemetry import Telemetry
 
 DOC = Path(__file__).parent.parent / "docs" / "metrics.md"
@@ -52,7 +52,7 @@ def exported_metrics() -> dict[str, str]:
             up=True,
             last_success=1.0,
             data=jobs,
-            transitions={(GROUP, "NONE", "RUNNING"): 1},
+            transitions={(GROUP, "NONE", "RUNNING"): TransitionCount(1, 1.0)},
         )
     )
     store.replace(SourceState("p1", "batch_tasks", up=True, last_success=1.0, data=batch))

@@ -6,7 +6,7 @@ import asyncio
 
 from exporter.service import Exporter
 from exporter.simulator import Fault
-from tests.support import make_config, target
+from tests.support import Samples, make_config, target
 
 
 async def test_slow_polls_never_overlap_and_skipped_ticks_are_counted(simulator) -> None:
@@ -61,6 +61,38 @@ async def test_recovery_after_stale_data_counts_what_changed_meanwhile(simulator
     assert state.up and state.data is not None
     # Every job is listed again but none is new; the one that failed during the outage
     # counts, so the new-failure alert still pages.
-    assert [(before, after, n) for (_, before, after), n in state.transitions.items()] == [
+    assert [(before, after, n) for (_, before, after), (n, _) in state.transitions.items()] == [
         ("RUNNING", "FAILED", 1)
     ]
+
+
+async def test_a_transition_series_keeps_the_time_it_was_first_counted(simulator) -> None:
+    """The `_created` sample the new-failure alert relies on: the poll that first counted
+    the series, unchanged when the series counts again later."""
+    now = [1000.0]
+    project = simulator.world.projects["p1"]
+    config = make_config([target(simulator.url, sources=["tasks"])])
+    by_group: dict[tuple[str, str, str], list[str]] = {}
+    for task_id in project.ids_in_state("RUNNING"):
+        job = project.tasks[task_id]
+        by_group.setdefault((job.vendor, job.algorithm, job.deployment), []).append(task_id)
+    (vendor, algorithm, deployment), ids = next(g for g in by_group.items() if len(g[1]) >= 2)
+    async with Exporter(config, clock=lambda: now[0]) as exporter:
+        await exporter.poll_all_once()
+        for failing in ids[:2]:
+            now[0] += 60
+            project.set_state(failing, "FAILED")
+            await exporter.poll_all_once()
+        text = exporter.exposition.body(openmetrics=False, gzipped=False).decode()
+    labels = {
+        "project_id": "p1",
+        "source": "tasks",
+        "vendor": vendor,
+        "algorithm": algorithm,
+        "deployment": deployment,
+        "from_state": "RUNNING",
+        "to_state": "FAILED",
+    }
+    samples = Samples.parse(text)
+    assert samples.value("vias_task_state_transitions_total", **labels) == 2
+    assert samples.value("vias_task_state_transitions_created", **labels) == 1060.0

@@ -301,6 +301,14 @@ async def test_incident_alerts_reach_the_webhook_and_dashboard_queries_return_da
         for name, severity in INCIDENT_ALERTS.items():
             assert firing[name]["severity"] == severity
             assert firing[name]["project_id"] == PROJECT
+        # VIASJobFailed's first-failure branch reads the counters' `_created` samples: this
+        # Prometheus must ingest them, and they are the exporter's recent wall-clock time.
+        born_recently = await s.query(
+            'vias_task_state_transitions_created{to_state="FAILED"} > time() - 600'
+        )
+        assert born_recently and all(
+            float(r["value"][1]) <= float(r["value"][0]) for r in born_recently
+        )
 
         async def delivered() -> dict[str, tuple[str, dict]]:
             seen = notified(s.notifications)
