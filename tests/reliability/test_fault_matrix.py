@@ -88,6 +88,13 @@ async def serving_ok(running: Running) -> Any:
     return await running.scrape()
 
 
+async def timed_poll(running: Running) -> float:
+    """Poll every source once; the seconds it took."""
+    started = time.monotonic()
+    await running.exporter.poll_all_once()
+    return time.monotonic() - started
+
+
 def two_projects(url: str, **fields: Any) -> list[dict[str, Any]]:
     return [target(url, "p1", **fields), target(url, "p2", **fields)]
 
@@ -151,9 +158,7 @@ async def test_timeouts_are_retried_then_reported(simulator, logs, kind) -> None
     simulator.sim.faults.add(Fault(kind, match="/p1/tasks", seconds=1.5))
     config = fast_config(two_projects(simulator.url), request_timeout_seconds=0.3)
     async with running_exporter(config) as running:
-        started = time.monotonic()
-        await running.exporter.poll_all_once()
-        elapsed = time.monotonic() - started
+        elapsed = await timed_poll(running)
         samples = await serving_ok(running)
     assert_failed(samples, "p1", "tasks", "timeout")
     assert_healthy(samples, [pair for pair in ALL_PAIRS if pair != ("p1", "tasks")])
@@ -226,9 +231,7 @@ async def test_429_honours_retry_after_and_recovers(simulator) -> None:
     simulator.sim.faults.add(Fault("throttle", match="/p1/tasks", retry_after=0.4, times=1))
     config = fast_config(two_projects(simulator.url))
     async with running_exporter(config) as running:
-        started = time.monotonic()
-        await running.exporter.poll_all_once()
-        elapsed = time.monotonic() - started
+        elapsed = await timed_poll(running)
         samples = await serving_ok(running)
     assert_healthy(samples, ALL_PAIRS)
     assert [r.status for r in calls(simulator.sim, "/p1/tasks")] == [429, 200]
@@ -242,9 +245,7 @@ async def test_429_throughout_is_reported_as_throttled(simulator, logs, retry_af
     simulator.sim.faults.add(Fault("throttle", match="/p1/tasks", retry_after=retry_after))
     config = fast_config(two_projects(simulator.url))
     async with running_exporter(config) as running:
-        started = time.monotonic()
-        await running.exporter.poll_all_once()
-        elapsed = time.monotonic() - started
+        elapsed = await timed_poll(running)
         samples = await serving_ok(running)
     assert_failed(samples, "p1", "tasks", "throttled")
     assert_healthy(samples, [pair for pair in ALL_PAIRS if pair != ("p1", "tasks")])
