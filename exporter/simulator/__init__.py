@@ -2,7 +2,8 @@
 AK/SK and token auth, and injectable faults. Used by tests, benchmarks and `--demo`."""
 
 from exporter.simulator.faults import FAULT_KINDS, Fault, FaultKind, FaultSet
-from exporter.simulator.server import RequestRecord, Simulator, run_simulator
+from exporter.simulator.serve import run_simulator
+from exporter.simulator.server import RequestRecord, Simulator
 from exporter.simulator.world import (
     ProjectData,
     Scenario,

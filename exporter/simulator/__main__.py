@@ -9,7 +9,8 @@ from typing import get_args
 
 import structlog
 
-from exporter.simulator.server import Simulator, run_simulator
+from exporter.simulator.serve import run_simulator
+from exporter.simulator.server import Simulator
 from exporter.simulator.world import Scenario, World
 
 log = structlog.get_logger("exporter.simulator")

@@ -3,31 +3,54 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hmac
 import json
 import secrets
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
 
 from exporter.signing import verify_request
+from exporter.simulator.answers import (
+    RATE_LIMIT_PER_SECOND,
+    ApiError,
+    AuthKind,
+    auth_kind,
+    batch_task,
+    error_answer,
+    face_edge_detail,
+    face_edge_task,
+    fault_answer,
+    gateway_error,
+    iam_error_answer,
+    iam_time,
+    json_answer,
+    page_bounds,
+    raw_json_answer,
+    same_secret,
+    stalled,
+    task_v1_detail,
+    task_v1_item,
+    task_v2,
+    truncated,
+    vias_error,
+)
 from exporter.simulator.faults import Fault, FaultSet
-from exporter.simulator.world import ProjectData, SimBatchTask, SimFaceEdgeTask, SimTask, World
+from exporter.simulator.world import (
+    ProjectData,
+    SimTask,
+    World,
+)
 
-AuthKind = Literal["token", "aksk", "none"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Json = dict[str, Any]
 
-RATE_LIMIT_PER_SECOND = 200  # the gateway's documented default per API
 FACE_EDGE_MAX_PAGE_SIZE = 100  # undocumented upstream; our choice
-_MAX_PAGE = 1_000_000
 _AUTH_MESSAGES = {
     "missing": "AK/SK signature headers are missing",
     "unknown_key": "the access key does not exist",
@@ -36,12 +59,6 @@ _AUTH_MESSAGES = {
     "token": "the token is missing, expired or not valid for this project",
     "project": "X-Project-Id does not match the project in the URL",
 }
-_GATEWAY_PAGE = (
-    "<html>\r\n<head><title>{status} Bad Gateway</title></head>\r\n<body>\r\n"
-    "<center><h1>{status} Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
-    "</body>\r\n</html>\r\n"
-)
-_DEFAULT_WRONG_SHAPE = {"count": "many", "tasks": "oops", "batch_task_list": "oops"}
 
 
 @dataclass(slots=True)
@@ -66,32 +83,6 @@ class _IssuedToken:
 class _RateWindow:
     second: int = 0
     used: Counter[str] = field(default_factory=Counter)
-
-
-class ApiError(Exception):
-    """An error answer: `status` with a JSON `body` (the request id is added)."""
-
-    def __init__(self, status: int, body: Json) -> None:
-        super().__init__(body.get("error_msg"))
-        self.status, self.body = status, body
-
-
-def vias_error(status: int, code: str, message: str, detail: str, params: list[str]) -> ApiError:
-    return ApiError(
-        status,
-        {
-            "error_code": code,
-            "error_msg": message,
-            "detail": detail,
-            "params": params,
-            "reason": detail,
-            "advice": "Check the request parameters and try again.",
-        },
-    )
-
-
-def gateway_error(status: int, code: str, message: str) -> ApiError:
-    return ApiError(status, {"error_code": code, "error_msg": message})
 
 
 class Simulator:
@@ -159,7 +150,7 @@ class Simulator:
             response.headers["X-Request-Id"] = request_id
             return response
         record = RequestRecord(
-            request.method, request.path, dict(request.query), _auth_kind(request)
+            request.method, request.path, dict(request.query), auth_kind(request)
         )
         self.requests.append(record)
         response = await self._serve(request, handler, request_id, record)
@@ -176,21 +167,21 @@ class Simulator:
         response = await self._answer(request, handler, request_id, fault)
         self._decorate(response, request_id, request.path)
         if fault is not None and fault.kind == "slow_body" and isinstance(response, web.Response):
-            return await _stalled(request, response, fault.seconds)
+            return await stalled(request, response, fault.seconds)
         return response
 
     async def _answer(
         self, request: web.Request, handler: Handler, request_id: str, fault: Fault | None
     ) -> web.StreamResponse:
-        replacement = _fault_answer(fault, request_id) if fault else None
+        replacement = fault_answer(fault, request_id) if fault else None
         if replacement is not None:
             return replacement
         refusal = await self._refusal(request)
         if refusal is not None:
-            return _error_response(refusal, request_id)
+            return error_answer(refusal, request_id)
         request["first_page_only"] = fault is not None and fault.kind == "repeat_page"
         response = await _dispatch(request, handler, request_id)
-        return _truncated(response) if fault is not None and fault.kind == "cut_json" else response
+        return truncated(response) if fault is not None and fault.kind == "cut_json" else response
 
     def _decorate(self, response: web.StreamResponse, request_id: str, path: str) -> None:
         second = int(time.time())
@@ -221,7 +212,7 @@ class Simulator:
         return gateway_error(401, "APIGW.0301", message)
 
     def _token_ok(self, token: str, project_id: str | None) -> bool:
-        if self.token is not None and _same(token, self.token):
+        if self.token is not None and same_secret(token, self.token):
             return True
         issued = self._tokens.get(token)
         return (
@@ -243,10 +234,10 @@ class Simulator:
     # --- VIAS task APIs ---
 
     async def _tasks_v2(self, request: web.Request) -> web.Response:
-        return self._task_listing(request, "v2", 1000, _task_v2)
+        return self._task_listing(request, "v2", 1000, task_v2)
 
     async def _tasks_v1(self, request: web.Request) -> web.Response:
-        return self._task_listing(request, "v1", 50, _task_v1_item)
+        return self._task_listing(request, "v1", 50, task_v1_item)
 
     def _task_listing(
         self,
@@ -257,16 +248,21 @@ class Simulator:
     ) -> web.Response:
         """/v2/tasks and /v1/infer/tasks: same jobs, `count` = items on this page."""
         project = self._project(request)
-        page, size = _paging(request, "page", max_size)
+        page, size = page_bounds(request, "page", max_size)
         tasks = project.newest_first((page - 1) * size, page * size)
         items = self._render(project, fmt, tasks, render)
-        return _raw_json(
+        return raw_json_answer(
             f'{{"count":{len(tasks)},"tasks":[{items}],"page":{page},"page_size":{size}}}'
         )
 
     async def _task_v1(self, request: web.Request) -> web.Response:
+        """One job's details: a job of either task list, or an edge face-extraction job."""
         project = self._project(request)
-        task = project.tasks.get(request.match_info["task_id"])
+        task_id = request.match_info["task_id"]
+        face_edge = project.face_edge_tasks.get(task_id)
+        if face_edge is not None:
+            return json_answer(200, face_edge_detail(face_edge, project.project_id))
+        task = project.tasks.get(task_id)
         if task is None:
             raise vias_error(
                 404,
@@ -275,27 +271,27 @@ class Simulator:
                 f"task {request.match_info['task_id']} not found",
                 ["task_id"],
             )
-        return _json(200, _task_v1_detail(task, project.project_id))
+        return json_answer(200, task_v1_detail(task, project.project_id))
 
     async def _batch_tasks(self, request: web.Request) -> web.Response:
         project = self._project(request)
         batches = sorted(
             project.batch_tasks.values(), key=lambda b: (b.created_at_ms, b.id), reverse=True
         )
-        page, size = _paging(request, "page_num", 200, max_page=10000)
+        page, size = page_bounds(request, "page_num", 200, max_page=10000)
         if request.query.get("is_paged", "true").lower() != "false":
             batches = batches[(page - 1) * size : page * size]
-        listing = [_batch_task(batch) for batch in batches]
-        return _json(200, {"count": len(project.batch_tasks), "batch_task_list": listing})
+        listing = [batch_task(batch) for batch in batches]
+        return json_answer(200, {"count": len(project.batch_tasks), "batch_task_list": listing})
 
     async def _face_edge(self, request: web.Request) -> web.Response:
         project = self._project(request)
         jobs = list(project.face_edge_tasks.values())
         if self.face_edge_paging:
-            page, size = _paging(request, "page", FACE_EDGE_MAX_PAGE_SIZE, min_size=1)
+            page, size = page_bounds(request, "page", FACE_EDGE_MAX_PAGE_SIZE, min_size=1)
             jobs = jobs[(page - 1) * size : page * size]
-        tasks = [_face_edge_task(job, project.project_id) for job in jobs]
-        return _json(200, {"count": len(project.face_edge_tasks), "tasks": tasks})
+        tasks = [face_edge_task(job, project.project_id) for job in jobs]
+        return json_answer(200, {"count": len(project.face_edge_tasks), "tasks": tasks})
 
     def _project(self, request: web.Request) -> ProjectData:
         project_id = request.match_info["project_id"]
@@ -334,23 +330,25 @@ class Simulator:
             name, password, domain = user["name"], user["password"], user["domain"]["name"]
             project_id = auth.get("scope", {}).get("project", {}).get("id")
         except (ValueError, KeyError, TypeError, AttributeError):
-            return _iam_error(400, "Bad Request", "The request body is not a valid password login.")
+            return iam_error_answer(
+                400, "Bad Request", "The request body is not a valid password login."
+            )
         expected = self.iam_users.get((domain, name))
-        if expected is None or not _same(expected, str(password)):
-            return _iam_error(401, "Unauthorized", "The username or password is wrong.")
+        if expected is None or not same_secret(expected, str(password)):
+            return iam_error_answer(401, "Unauthorized", "The username or password is wrong.")
         token = f"MIIsim{secrets.token_hex(32)}"
         issued_at = self.now()
         self._tokens[token] = _IssuedToken(project_id, issued_at + self.token_ttl)
         body = {
             "token": {
-                "expires_at": _iam_time(issued_at + self.token_ttl),
-                "issued_at": _iam_time(issued_at),
+                "expires_at": iam_time(issued_at + self.token_ttl),
+                "issued_at": iam_time(issued_at),
                 "methods": ["password"],
                 "user": {"name": name, "domain": {"name": domain}},
                 "project": {"id": project_id, "name": project_id} if project_id else None,
             }
         }
-        response = _json(201, body)
+        response = json_answer(201, body)
         response.headers["X-Subject-Token"] = token
         return response
 
@@ -358,10 +356,10 @@ class Simulator:
 
     async def _admin_step(self, request: web.Request) -> web.Response:
         self.world.step()
-        return _json(200, {"ticks": self.world.ticks, "now_ms": self.world.now_ms})
+        return json_answer(200, {"ticks": self.world.ticks, "now_ms": self.world.now_ms})
 
     async def _admin_faults(self, request: web.Request) -> web.Response:
-        return _json(200, {"faults": [fault.to_json() for fault in self.faults.active()]})
+        return json_answer(200, {"faults": [fault.to_json() for fault in self.faults.active()]})
 
     async def _admin_add_faults(self, request: web.Request) -> web.Response:
         try:
@@ -377,43 +375,10 @@ class Simulator:
 
     async def _admin_expire_tokens(self, request: web.Request) -> web.Response:
         self.expire_tokens()
-        return _json(200, {"expired": len(self._tokens)})
+        return json_answer(200, {"expired": len(self._tokens)})
 
     async def _admin_truth(self, request: web.Request) -> web.Response:
-        return _json(200, self._project(request).truth())
-
-
-@contextlib.asynccontextmanager
-async def run_simulator(
-    sim: Simulator, host: str = "127.0.0.1", port: int = 0, step_interval: float = 0.0
-) -> AsyncIterator[str]:
-    """Serve `sim` on host:port (0: a free port), yielding its base URL (also IAM's);
-    with `step_interval` > 0 the world steps every that many seconds."""
-    # handler_cancellation: a client that gives up on a stalled body frees its handler
-    runner = web.AppRunner(
-        sim.app(), access_log=None, handler_cancellation=True, shutdown_timeout=1.0
-    )
-    await runner.setup()
-    stepper = None
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound_port = runner.addresses[0][1]
-        if step_interval > 0:
-            stepper = asyncio.create_task(_step_every(sim.world, step_interval))
-        yield f"http://{host}:{bound_port}"
-    finally:
-        if stepper is not None:
-            stepper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await stepper
-        await runner.cleanup()
-
-
-async def _step_every(world: World, seconds: float) -> None:
-    while True:
-        await asyncio.sleep(seconds)
-        world.step()
+        return json_answer(200, self._project(request).truth())
 
 
 # --- helpers: responses ---
@@ -423,228 +388,9 @@ async def _dispatch(request: web.Request, handler: Handler, request_id: str) -> 
     try:
         return await handler(request)
     except ApiError as error:
-        return _error_response(error, request_id)
+        return error_answer(error, request_id)
     except web.HTTPNotFound:
-        return _error_response(
+        return error_answer(
             gateway_error(404, "APIGW.0101", "The API does not exist or has not been published"),
             request_id,
         )
-
-
-def _json(status: int, body: Any) -> web.Response:
-    return _raw_json(json.dumps(body, separators=(",", ":")), status)
-
-
-def _raw_json(text: str, status: int = 200) -> web.Response:
-    return web.Response(
-        status=status, body=text.encode(), content_type="application/json", charset="utf-8"
-    )
-
-
-def _error_response(error: ApiError, request_id: str) -> web.Response:
-    return _json(error.status, {**error.body, "request_id": request_id})
-
-
-def _iam_error(status: int, title: str, message: str) -> web.Response:
-    return _json(status, {"error": {"code": status, "title": title, "message": message}})
-
-
-def _fault_answer(fault: Fault, request_id: str) -> web.Response | None:
-    """The answer a fault puts in place of the real one, or None if it changes that."""
-    match fault.kind:
-        case "server_error_html":
-            page = _GATEWAY_PAGE.format(status=fault.status)
-            return web.Response(status=fault.status, text=page, content_type="text/html")
-        case "server_error_json":
-            return _error_response(
-                vias_error(500, "VIAS.00010006", "Internal error.", "internal error", []),
-                request_id,
-            )
-        case "throttle":
-            error = gateway_error(
-                429,
-                "APIGW.0308",
-                "The throttling threshold has been reached: policy user over ratelimit,"
-                f"limit:{RATE_LIMIT_PER_SECOND},time:1 second",
-            )
-            response = _error_response(error, request_id)
-            if fault.retry_after is not None:
-                response.headers["Retry-After"] = f"{fault.retry_after:g}"
-            return response
-        case "unauthorized":
-            message = "Incorrect IAM authentication information: the token has expired"
-            return _error_response(gateway_error(401, "APIGW.0301", message), request_id)
-        case "wrong_shape":
-            return _json(200, _DEFAULT_WRONG_SHAPE if fault.body is None else fault.body)
-    return None
-
-
-def _truncated(response: web.StreamResponse) -> web.StreamResponse:
-    if not isinstance(response, web.Response) or not isinstance(response.body, bytes):
-        return response
-    body = response.body
-    return web.Response(
-        status=response.status, body=body[: len(body) // 2], content_type="application/json"
-    )
-
-
-async def _stalled(
-    request: web.Request, response: web.Response, seconds: float
-) -> web.StreamResponse:
-    """Headers and half the body now, the rest after `seconds`."""
-    body = response.body if isinstance(response.body, bytes) else b""
-    stream = web.StreamResponse(status=response.status, headers=response.headers)
-    stream.content_length = len(body)
-    await stream.prepare(request)
-    await stream.write(body[: len(body) // 2])
-    await asyncio.sleep(seconds)
-    await stream.write(body[len(body) // 2 :])
-    await stream.write_eof()
-    return stream
-
-
-def _paging(
-    request: web.Request,
-    page_name: str,
-    max_size: int,
-    *,
-    min_size: int = 5,
-    max_page: int = _MAX_PAGE,
-) -> tuple[int, int]:
-    """(page, page_size) from the query, 400 when out of range; page 1 under `repeat_page`."""
-    page = _int_param(request, page_name, 1, 1, max_page)
-    size = _int_param(request, "page_size", 10, min_size, max_size)
-    return (1 if request.get("first_page_only") else page), size
-
-
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise vias_error(
-            400,
-            "VIAS.00010001",
-            "Invalid parameter.",
-            f"{name} must be an integer between {low} and {high}, got {raw!r}",
-            [name],
-        )
-    return value
-
-
-def _same(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode(), expected.encode())
-
-
-def _auth_kind(request: web.Request) -> AuthKind:
-    if "X-Auth-Token" in request.headers:
-        return "token"
-    return "aksk" if "Authorization" in request.headers else "none"
-
-
-def _iam_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-# --- helpers: JSON shapes ---
-
-
-def _type_code(task: SimTask | SimBatchTask) -> str:
-    return "0" if task.deployment == "cloud" else "1"
-
-
-def _task_common(task: SimTask, project_id: str) -> Json:
-    return {
-        "id": task.id,
-        "name": task.name,
-        "creator": "vias-simulator",
-        "project_id": project_id,
-        "description": f"{task.algorithm} on {task.video_group}",
-        "created_at": str(task.created_at_ms),
-        "updated_at": str(task.updated_at_ms),
-        "state": task.state,
-        "status": task.error_message or "",
-        "schedule_status": "INACTIVATED",
-        "input": {
-            "type": "vcn" if task.deployment == "cloud" else "edgecamera",
-            "data": [{"id": f"cam-{task.id[:12]}", "index": 0}],
-        },
-        "output": {"webhook": {"url": "https://hooks.example.com/vias", "headers": {}}},
-        "video_source_name": f"camera-{task.id[:6]}",
-        "title": task.algorithm,
-        "group_name": task.video_group,
-        "company": task.vendor,
-    }
-
-
-def _task_v2(task: SimTask, project_id: str) -> Json:
-    """/v2 TaskInfoDto: `type` as "0"/"1"; `error` only on jobs that have one."""
-    body = _task_common(task, project_id)
-    body["service_id"] = f"svc-{task.algorithm}"
-    body["type"] = _type_code(task)
-    if task.error_code is not None:
-        body["error"] = {"code": task.error_code, "message": task.error_message}
-    return body
-
-
-def _task_v1_item(task: SimTask, project_id: str) -> Json:
-    return {
-        "id": task.id,
-        "name": task.name,
-        "created_at": str(task.created_at_ms),
-        "state": task.state,
-        "video_source_name": f"camera-{task.id[:6]}",
-        "title": task.algorithm,
-        "company": task.vendor,
-        "type": task.deployment,
-        "group_name": task.video_group,
-    }
-
-
-def _task_v1_detail(task: SimTask, project_id: str) -> Json:
-    """/v1 detail: `type` as "cloud"/"edge"; `error` null on jobs without one."""
-    body = _task_common(task, project_id)
-    body["type"] = task.deployment
-    body["error"] = (
-        {"code": task.error_code, "message": task.error_message} if task.error_code else None
-    )
-    return body
-
-
-def _batch_task(batch: SimBatchTask) -> Json:
-    return {
-        "id": batch.id,
-        "batch_task_name": batch.name,
-        "video_source_name": "",
-        "video_group_name": batch.video_group,
-        "alg_name": batch.algorithm,
-        "company": batch.vendor,
-        "type": _type_code(batch),
-        "num_task": len(batch.task_ids),
-        "created_at": batch.created_at_ms,
-        "priority": batch.priority,
-        "batch_task_status_info": batch.status_counts(),
-    }
-
-
-def _face_edge_task(job: SimFaceEdgeTask, project_id: str) -> Json:
-    return {
-        "id": job.id,
-        "name": job.name,
-        "creator": "vias-simulator",
-        "project_id": project_id,
-        "description": "",
-        "service_version": "1.0",
-        "edge_pool_id": job.edge_pool_id,
-        "resource_order_id": "",
-        "created_at": job.created_at,
-        "updated_at": job.updated_at,
-        "state": job.state,
-        "input": {"type": "edgecamera", "data": [{"id": job.camera_id, "index": 0}]},
-        "output": {"webhook": {"url": "https://hooks.example.com/face", "headers": {}}},
-        "service_config": {"common": {}},
-    }

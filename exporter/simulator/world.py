@@ -15,94 +15,63 @@ import contextlib
 import dataclasses
 import gc
 import random
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal, get_args
 
+from exporter.simulator.objects import (
+    ALGORITHMS,
+    BATCH_MEMBER_SHARE,
+    CLOUD_SHARE,
+    DEFAULT_START_MS,
+    DEPLOYMENTS,
+    ERRORS,
+    FAILED_STATES,
+    GENERIC_ERROR_MESSAGE,
+    HEALTHY_STATES,
+    HISTORY_MS,
+    PRIORITIES,
+    STATE_WEIGHTS,
+    TICK_MS,
+    VENDORS,
+    VIDEO_GROUPS,
+    Deployment,
+    SimBatchTask,
+    SimFaceEdgeTask,
+    SimTask,
+    error_message_for,
+    iso,
+)
+from exporter.simulator.scenarios import STEPS
+
+# Re-exported: the server, the tests and the bench know the world by this module.
+__all__ = [
+    "ALGORITHMS",
+    "BATCH_MEMBER_SHARE",
+    "CLOUD_SHARE",
+    "DEFAULT_START_MS",
+    "DEPLOYMENTS",
+    "ERRORS",
+    "FAILED_STATES",
+    "GENERIC_ERROR_MESSAGE",
+    "HEALTHY_STATES",
+    "HISTORY_MS",
+    "PRIORITIES",
+    "STATE_WEIGHTS",
+    "TICK_MS",
+    "VENDORS",
+    "VIDEO_GROUPS",
+    "Deployment",
+    "ProjectData",
+    "Scenario",
+    "SimBatchTask",
+    "SimFaceEdgeTask",
+    "SimTask",
+    "World",
+    "error_message_for",
+    "iso",
+]
+
 Scenario = Literal["demo", "healthy", "incident"]
-Deployment = Literal["cloud", "edge"]
-
-VENDORS = ("huawei", "hikvision", "dahua", "sensetime", "megvii")
-ALGORITHMS = ("helmet_detection", "fire_smoke", "face_extraction", "license_plate", "intrusion")
-VIDEO_GROUPS = ("east-gate", "warehouse", "parking-lot", "lobby", "loading-dock", "perimeter")
-PRIORITIES = ("low", "medium", "high")
-HEALTHY_STATES = ("RUNNING", "STOPPED", "PENDING", "SUCCEEDED", "STARTING")
-FAILED_STATES = ("CREATE_FAILED", "START_FAILED", "FAILED")
-ERRORS: dict[str, tuple[str, str]] = {
-    "ABNORMAL": ("VIAS.10010002", "The video source is offline or the stream cannot be pulled."),
-    "FAILED": ("VIAS.10030001", "The algorithm process exited unexpectedly."),
-    "CREATE_FAILED": ("VIAS.10040001", "Failed to create the job: invalid job configuration."),
-    "START_FAILED": ("VIAS.10030004", "The algorithm instance failed to start."),
-    "LACK_OF_RESOURCES": ("VIAS.10020001", "Insufficient resources to schedule the job."),
-}
-GENERIC_ERROR_MESSAGE = "The job failed."
-
-# Initial state mix (weights); "healthy" leaves the unhealthy states out.
-_STATE_WEIGHTS: dict[str, int] = {
-    "RUNNING": 800,
-    "STOPPED": 80,
-    "PENDING": 30,
-    "SUCCEEDED": 40,
-    "STARTING": 10,
-    "ABNORMAL": 15,
-    "FAILED": 10,
-    "CREATE_FAILED": 5,
-    "START_FAILED": 5,
-    "LACK_OF_RESOURCES": 5,
-}
-_CLOUD_SHARE = 0.7
-_DEPLOYMENTS: tuple[Deployment, Deployment] = ("cloud", "edge")
-_BATCH_MEMBER_SHARE = 0.2
-_HISTORY_MS = 90 * 24 * 3600 * 1000  # generated jobs were created over the last 90 days
-TICK_MS = 15_000
-DEFAULT_START_MS = 1_717_200_000_000  # 2024-06-01: fixed, so a seed always means one world
-
-
-@dataclass(slots=True)
-class SimTask:
-    id: str
-    name: str
-    state: str
-    vendor: str
-    algorithm: str
-    deployment: Deployment
-    error_code: str | None
-    error_message: str | None
-    batch_id: str | None
-    created_at_ms: int
-    updated_at_ms: int
-    video_group: str
-
-
-@dataclass(slots=True)
-class SimBatchTask:
-    id: str
-    name: str
-    vendor: str
-    algorithm: str
-    deployment: Deployment
-    video_group: str
-    created_at_ms: int
-    priority: str
-    task_ids: list[str]
-    tasks: Mapping[str, SimTask] = field(repr=False, compare=False)  # the project's jobs
-
-    def status_counts(self) -> dict[str, int]:
-        """Member jobs per lower-case state; states without members are left out."""
-        return dict(Counter(self.tasks[task_id].state.lower() for task_id in self.task_ids))
-
-
-@dataclass(slots=True)
-class SimFaceEdgeTask:
-    id: str
-    name: str
-    state: str
-    created_at: str  # ISO 8601, as this endpoint sends it
-    updated_at: str
-    edge_pool_id: str
-    camera_id: str
 
 
 class ProjectData:
@@ -151,7 +120,7 @@ class ProjectData:
             algorithm=algorithm,
             deployment=deployment,
             error_code=error_code,
-            error_message=_message(error_code, error_message),
+            error_message=error_message_for(error_code, error_message),
             batch_id=batch_id,
             created_at_ms=created,
             updated_at_ms=created,
@@ -185,7 +154,7 @@ class ProjectData:
             self.tasks[task_id],
             state=state,
             error_code=error_code,
-            error_message=_message(error_code, error_message),
+            error_message=error_message_for(error_code, error_message),
             updated_at_ms=self.now_ms,
         )
         self.tasks[task_id] = task
@@ -331,7 +300,7 @@ class World:
         self.now_ms += TICK_MS
         for project in self.projects.values():
             project.now_ms = self.now_ms
-            _STEPS[self.scenario](project)
+            STEPS[self.scenario](project)
 
 
 @contextlib.contextmanager
@@ -346,16 +315,6 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def iso(epoch_ms: int) -> str:
-    return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _message(error_code: str | None, error_message: str | None) -> str | None:
-    if error_code is None or error_message is not None:
-        return error_message
-    return next((m for code, m in ERRORS.values() if code == error_code), GENERIC_ERROR_MESSAGE)
-
-
 def _populate(
     project: ProjectData, tasks: int, batches: int, face_edge: int, *, healthy_only: bool
 ) -> None:
@@ -365,7 +324,7 @@ def _populate(
             name=f"batch-{number:03d}",
             vendor=rng.choice(VENDORS),
             algorithm=rng.choice(ALGORITHMS),
-            deployment="cloud" if rng.random() < _CLOUD_SHARE else "edge",
+            deployment="cloud" if rng.random() < CLOUD_SHARE else "edge",
             video_group=rng.choice(VIDEO_GROUPS),
             priority=rng.choice(PRIORITIES),
         )
@@ -378,23 +337,23 @@ def _populate(
 def _generate_tasks(project: ProjectData, count: int, *, healthy_only: bool) -> list[SimTask]:
     """`count` jobs, oldest first. Columns are drawn in bulk (`choices(k=...)`) for speed."""
     rng = project.rng
-    weights = {s: w for s, w in _STATE_WEIGHTS.items() if not healthy_only or s in HEALTHY_STATES}
+    weights = {s: w for s, w in STATE_WEIGHTS.items() if not healthy_only or s in HEALTHY_STATES}
     states = rng.choices(list(weights), weights=list(weights.values()), k=count)
     vendors = rng.choices(VENDORS, k=count)
     algorithms = rng.choices(ALGORITHMS, k=count)
     groups = rng.choices(VIDEO_GROUPS, k=count)
-    deployments = rng.choices(_DEPLOYMENTS, cum_weights=[_CLOUD_SHARE, 1.0], k=count)
+    deployments = rng.choices(DEPLOYMENTS, cum_weights=[CLOUD_SHARE, 1.0], k=count)
     batch_ids: list[str | None] = [None] * count
     if project.batch_tasks:
-        share = _BATCH_MEMBER_SHARE / len(project.batch_tasks)
+        share = BATCH_MEMBER_SHARE / len(project.batch_tasks)
         batch_ids = rng.choices(
             [None, *project.batch_tasks],
-            weights=[1 - _BATCH_MEMBER_SHARE] + [share] * len(project.batch_tasks),
+            weights=[1 - BATCH_MEMBER_SHARE] + [share] * len(project.batch_tasks),
             k=count,
         )
     id_hex = rng.randbytes(16 * count).hex()
-    spacing = max(1, _HISTORY_MS // max(count, 1))
-    oldest = project.now_ms - _HISTORY_MS
+    spacing = max(1, HISTORY_MS // max(count, 1))
+    oldest = project.now_ms - HISTORY_MS
     tasks = []
     for index, state, vendor, algorithm, group, deployment, batch_id in zip(
         range(count), states, vendors, algorithms, groups, deployments, batch_ids, strict=True
@@ -428,85 +387,3 @@ def _generate_tasks(project: ProjectData, count: int, *, healthy_only: bool) -> 
             )
         )
     return tasks
-
-
-def _new_job(project: ProjectData, state: str) -> None:
-    rng = project.rng
-    code, message = ERRORS.get(state, (None, None))
-    project.add_task(
-        state=state,
-        vendor=rng.choice(VENDORS),
-        algorithm=rng.choice(ALGORITHMS),
-        deployment="cloud" if rng.random() < _CLOUD_SHARE else "edge",
-        video_group=rng.choice(VIDEO_GROUPS),
-        error_code=code,
-        error_message=message,
-    )
-
-
-def _break(project: ProjectData, task_ids: Sequence[str], count: int, state: str) -> None:
-    """Move `count` random jobs out of `task_ids` into an unhealthy `state`."""
-    code, message = ERRORS[state]
-    for task_id in project.rng.sample(task_ids, min(count, len(task_ids))):
-        project.set_state(task_id, state, code, message)
-
-
-def _flip_face_edge(project: ProjectData, frm: str, to: str) -> None:
-    candidates = [t.id for t in project.face_edge_tasks.values() if t.state == frm]
-    if candidates:
-        project.set_face_edge_state(project.rng.choice(candidates), to)
-
-
-def _step_demo(project: ProjectData) -> None:
-    """A living account: a few jobs break and recover, new ones start or fail."""
-    rng = project.rng
-    running = project.ids_in_state("RUNNING")
-    _break(project, running, rng.randint(1, 3), "ABNORMAL")
-    for task_id in project.ids_in_state("ABNORMAL"):
-        if rng.random() < 0.3:
-            project.set_state(task_id, "RUNNING")
-    _new_job(project, "RUNNING")
-    if rng.random() < 0.5:
-        _new_job(project, rng.choice(FAILED_STATES))
-    if len(running) > 0.6 * len(project.tasks) and rng.random() < 0.2:
-        _break(project, running, 1, "LACK_OF_RESOURCES")
-    if project.tasks and rng.random() < 0.1:
-        project.delete_task(rng.choice(list(project.tasks)))
-    if rng.random() < 0.2:
-        frm, to = rng.choice((("RUNNING", "ABNORMAL"), ("ABNORMAL", "RUNNING")))
-        _flip_face_edge(project, frm, to)
-
-
-def _step_healthy(project: ProjectData) -> None:
-    """Only healthy churn: jobs stop and start, new jobs run."""
-    rng = project.rng
-    frm, to = rng.choice((("RUNNING", "STOPPED"), ("STOPPED", "RUNNING")))
-    candidates = project.ids_in_state(frm)
-    if candidates:
-        project.set_state(rng.choice(candidates), to)
-    if rng.random() < 0.5:
-        _new_job(project, "RUNNING")
-
-
-def _step_incident(project: ProjectData) -> None:
-    """Things go wrong fast enough for every alert to fire."""
-    rng = project.rng
-    running = project.ids_in_state("RUNNING")
-    _break(project, running, max(3, len(running) // 50), "ABNORMAL")
-    running = project.ids_in_state("RUNNING")
-    _break(project, running, max(1, len(running) // 200), "LACK_OF_RESOURCES")
-    for _ in range(2):
-        _new_job(project, rng.choice(FAILED_STATES))
-    if project.batch_tasks:
-        batch = project.batch_tasks[rng.choice(list(project.batch_tasks))]
-        members = [i for i in batch.task_ids if project.tasks[i].state == "RUNNING"]
-        _break(project, members, 1, "ABNORMAL")
-        _break(project, [i for i in members if project.tasks[i].state == "RUNNING"], 1, "FAILED")
-    _flip_face_edge(project, "RUNNING", "ABNORMAL")
-
-
-_STEPS: dict[str, Callable[[ProjectData], None]] = {
-    "demo": _step_demo,
-    "healthy": _step_healthy,
-    "incident": _step_incident,
-}
