@@ -33,7 +33,7 @@ lint: $(BIN)/vias-exporter
 	$(BIN)/mypy
 
 bench: $(BIN)/vias-exporter
-	$(BIN)/python -m exporter.bench
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -15,10 +15,11 @@ import structlog
 from pydantic import SecretStr
 
 from exporter.errors import ViasConnectionError, ViasHTTPError, ViasTimeoutError, http_error
+from exporter.exchange import exchange
 from exporter.models import parse_time
+from exporter.settings import GlobalConfig
 from exporter.signing import sign_request
 from exporter.telemetry import Telemetry
-from exporter.transport import exchange
 
 log = structlog.get_logger(__name__)
 
@@ -32,8 +33,8 @@ class CoolDown:
 
     def __init__(
         self,
-        minimum_seconds: float = 30.0,
-        maximum_seconds: float = 600.0,
+        minimum_seconds: float,
+        maximum_seconds: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._minimum = minimum_seconds
@@ -42,6 +43,12 @@ class CoolDown:
         self._failures = 0
         self._until = 0.0
         self._error: Exception | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: GlobalConfig, clock: Callable[[], float] = time.monotonic
+    ) -> CoolDown:
+        return cls(settings.auth_backoff_seconds, settings.auth_backoff_max_seconds, clock)
 
     def check(self) -> None:
         """Raise the last refusal again while the pause lasts."""
@@ -63,8 +70,6 @@ class CoolDown:
 class Auth(ABC):
     """Adds credentials to one request."""
 
-    kind: str
-
     @abstractmethod
     async def headers(self, method: str, url: str, body: bytes) -> dict[str, str]:
         """Headers to send with this request (computed per request: signatures cover it)."""
@@ -75,8 +80,6 @@ class Auth(ABC):
 
 
 class TokenAuth(Auth):
-    kind = "token"
-
     def __init__(self, token: SecretStr) -> None:
         self._token = token
 
@@ -85,8 +88,6 @@ class TokenAuth(Auth):
 
 
 class AkSkAuth(Auth):
-    kind = "aksk"
-
     def __init__(
         self,
         access_key: str,
@@ -118,8 +119,6 @@ class IamPasswordAuth(Auth):
     ahead of expiry. Concurrent requests share one login; a failed login is not retried
     before a growing cool-down, because Huawei locks accounts that fail repeatedly."""
 
-    kind = "password"
-
     def __init__(
         self,
         *,
@@ -132,9 +131,8 @@ class IamPasswordAuth(Auth):
         telemetry: Telemetry,
         timeout_seconds: float = 10.0,
         proxy: str | None = None,
+        cool_down: CoolDown,
         refresh_ahead_seconds: float = 3600.0,
-        min_login_backoff_seconds: float = 30.0,
-        max_login_backoff_seconds: float = 600.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._session = session
@@ -147,7 +145,7 @@ class IamPasswordAuth(Auth):
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._proxy = proxy  # the same proxy as the VIAS calls: IAM is outside too
         self._refresh_ahead = refresh_ahead_seconds
-        self._cool_down = CoolDown(min_login_backoff_seconds, max_login_backoff_seconds, clock)
+        self._cool_down = cool_down
         self._clock = clock
         self._lock = asyncio.Lock()
         self._token: str | None = None

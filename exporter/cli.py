@@ -14,6 +14,7 @@ import structlog
 from aiohttp import web
 
 from exporter import __version__
+from exporter.lists import DISTINCT_LISTS
 from exporter.logs import LEVELS, configure_logging
 from exporter.service import Exporter, freeze_startup_heap
 from exporter.settings import Config, ConfigError, TargetConfig, load_config
@@ -142,7 +143,7 @@ async def _demo_config() -> AsyncIterator[Config]:
                 "project_id": DEMO_PROJECT_ID,
                 "endpoint": url,
                 "auth_token": DEMO_TOKEN,
-                "sources": ["tasks", "batch_tasks", "face_edge_tasks"],
+                "sources": DISTINCT_LISTS,
                 "poll_interval_seconds": DEMO_POLL_INTERVAL_SECONDS,
             }
         )

@@ -1,7 +1,8 @@
 """Renders the snapshot and the exporter's own metrics into an exposition.
 
 Rendering happens when a poll swaps in a new snapshot (in a worker thread, so the event
-loop keeps serving); scrapes only pick up the cached bytes.
+loop keeps serving); scrapes only pick up the cached bytes. Each list's families come from
+its descriptor; lists sharing a renderer share its families.
 """
 
 from __future__ import annotations
@@ -9,42 +10,43 @@ from __future__ import annotations
 import asyncio
 import gzip
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import generate_latest as render_text
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.openmetrics.exposition import generate_latest as render_openmetrics
 from prometheus_client.registry import Collector
 
-from exporter.aggregation import BatchSnapshot, JobSnapshot
-from exporter.models import BATCH_TASK_STATES, TASK_STATES
-from exporter.snapshot import (
-    Snapshot,
-    SnapshotStore,
-    SourceKey,
-    SourceState,
-    shown_problem_tasks,
-)
+from exporter.lists import REGISTRY
+from exporter.lists.base import ListView, Renderer
+from exporter.snapshot import Snapshot, SnapshotStore
 from exporter.telemetry import Telemetry
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
-GROUP_LABELS = ["project_id", "source", "vendor", "algorithm", "deployment"]
 
-
-class SnapshotCollector(Collector):
-    """Metric families of the current snapshot, built afresh on each render."""
-
-    def __init__(self, store: SnapshotStore, problem_tasks_limit: int) -> None:
-        self._store = store
-        self._problem_tasks_limit = problem_tasks_limit
-
-    def collect(self) -> Iterator[Metric]:
-        snapshot = self._store.current
-        yield from _health(snapshot)
-        yield from _jobs(snapshot, self._problem_tasks_limit)
-        yield from _batch_tasks(snapshot)
+def snapshot_families(snapshot: Snapshot) -> Iterator[Metric]:
+    """The metric families of one snapshot: source health, then each renderer's families
+    over every polled source of its lists, in registry order."""
+    yield from _health(snapshot)
+    views: dict[Renderer[Any], list[ListView[Any]]] = {
+        vias_list.render: [] for vias_list in REGISTRY.values()
+    }
+    for state in snapshot.sources.values():
+        if state.data is not None:
+            views[REGISTRY[state.source].render].append(
+                ListView(
+                    state.project_id,
+                    state.source,
+                    state.data,
+                    state.fresh,
+                    snapshot.shown_problems.get(state.key, ()),
+                )
+            )
+    for render, rendered_views in views.items():
+        yield from render(rendered_views)
 
 
 def _health(snapshot: Snapshot) -> Iterator[Metric]:
@@ -61,129 +63,60 @@ def _health(snapshot: Snapshot) -> Iterator[Metric]:
         labels=keys,
     )
     for state in snapshot.sources.values():
+        if not state.polled:
+            continue
         labels = [state.project_id, state.source]
         up.add_metric(labels, 1.0 if state.up else 0.0)
         if state.last_success is not None:
             last.add_metric(labels, state.last_success)
-        if state.data is not None:
+        if state.data is not None and state.fresh:
             items.add_metric(labels, state.data.item_count)
     yield from (up, last, items)
 
 
-def _job_sources(snapshot: Snapshot) -> Iterator[tuple[SourceState, JobSnapshot]]:
-    for state in snapshot.sources.values():
-        if isinstance(state.data, JobSnapshot):
-            yield state, state.data
+class _Exported(Collector):
+    """The self-metrics (without their `_created` series: they would double the
+    exposition, and nothing reads them) and the current snapshot's families."""
 
-
-def _jobs(snapshot: Snapshot, problem_tasks_limit: int) -> Iterator[Metric]:
-    tasks = GaugeMetricFamily("vias_tasks", "Jobs in each state.", labels=[*GROUP_LABELS, "state"])
-    transitions = CounterMetricFamily(
-        "vias_task_state_transitions",
-        "State changes seen between consecutive polls.",
-        labels=[*GROUP_LABELS, "from_state", "to_state"],
-    )
-    problems = GaugeMetricFamily(
-        "vias_problem_task_info",
-        "1 for each job in a problem state (capped per project).",
-        labels=[
-            "project_id",
-            "source",
-            "task_id",
-            "task_name",
-            "state",
-            "error_code",
-            "vendor",
-            "algorithm",
-            "deployment",
-        ],
-    )
-    for state, data in _job_sources(snapshot):
-        where = [state.project_id, state.source]
-        for group, counts in data.state_counts.items():
-            unknown = sorted(s for s in counts if s not in TASK_STATES)
-            for job_state in (*TASK_STATES, *unknown):
-                tasks.add_metric([*where, *group, job_state], counts.get(job_state, 0))
-    for (project_id, source), shown in shown_problem_tasks(snapshot, problem_tasks_limit).items():
-        for problem in shown:
-            problems.add_metric(
-                [
-                    project_id,
-                    source,
-                    problem.task_id,
-                    problem.task_name,
-                    problem.state,
-                    problem.error_code,
-                    *problem.group,
-                ],
-                1.0,
-            )
-    for state in snapshot.sources.values():
-        for (group, before, after), (total, created) in state.transitions.items():
-            labels = [state.project_id, state.source, *group, before, after]
-            transitions.add_metric(labels, total, created=created)
-    yield from (tasks, transitions, problems)
-
-
-def _batch_tasks(snapshot: Snapshot) -> Iterator[Metric]:
-    keys = ["project_id", "batch_task_id", "batch_task_name"]
-    tasks = GaugeMetricFamily(
-        "vias_batch_task_tasks", "Tasks of each batch task by state.", labels=[*keys, "state"]
-    )
-    info = GaugeMetricFamily(
-        "vias_batch_task_info",
-        "1 per batch task; labels for joins.",
-        labels=[*keys, "vendor", "algorithm", "deployment", "video_group"],
-    )
-    for state in snapshot.sources.values():
-        if not isinstance(state.data, BatchSnapshot):
-            continue
-        for batch in state.data.batch_tasks:
-            ids = [state.project_id, batch.batch_task_id, batch.name]
-            info.add_metric(
-                [*ids, batch.vendor, batch.algorithm, batch.deployment, batch.video_group], 1.0
-            )
-            unknown = sorted(s for s in batch.state_counts if s not in BATCH_TASK_STATES)
-            for batch_state in (*BATCH_TASK_STATES, *unknown):
-                tasks.add_metric([*ids, batch_state], batch.state_counts.get(batch_state, 0))
-    yield from (tasks, info)
-
-
-class _Combined(Collector):
-    def __init__(self, *collectors: Collector) -> None:
-        self._collectors = collectors
+    def __init__(self, telemetry: Telemetry, store: SnapshotStore) -> None:
+        self._telemetry = telemetry
+        self._store = store
 
     def collect(self) -> Iterator[Metric]:
-        for collector in self._collectors:
-            yield from collector.collect()
+        for family in self._telemetry.registry.collect():
+            family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            yield family
+        yield from snapshot_families(self._store.current)
 
 
 class Exposition:
     """The rendered exposition of the latest snapshot, in both formats, gzip on demand."""
 
-    def __init__(
-        self, store: SnapshotStore, telemetry: Telemetry, problem_tasks_limit: int = 200
-    ) -> None:
+    def __init__(self, store: SnapshotStore, telemetry: Telemetry) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Exported(telemetry, store))
         self._store = store
-        snapshot_collector = SnapshotCollector(store, problem_tasks_limit)
-        self.registry.register(_Combined(telemetry.registry, snapshot_collector))
         self._rendered: dict[tuple[bool, bool], bytes] = {}
-        self.rendered_sources: frozenset[SourceKey] = frozenset()
+        self.rendered_snapshot = store.current
         self._dirty = False
         self._lock = asyncio.Lock()
         self.render()
 
+    @property
+    def ready(self) -> bool:
+        """True once the served bytes show every source's first poll, successful or not."""
+        return all(state.polled for state in self.rendered_snapshot.sources.values())
+
     def render(self) -> None:
         """Render synchronously (start-up, one-shot mode)."""
-        # Taken before rendering: sources are only ever added, so the render holds at least
-        # these, and readiness never claims a source the served bytes do not show yet.
-        sources = frozenset(self._store.current.sources)
+        # Taken before rendering: the render holds at least this snapshot's polls, so
+        # readiness never claims a poll the served bytes do not show yet.
+        snapshot = self._store.current
         self._rendered = {
             (False, False): render_text(self.registry),
             (True, False): render_openmetrics(self.registry),  # type: ignore[no-untyped-call]
         }
-        self.rendered_sources = sources
+        self.rendered_snapshot = snapshot
 
     async def refresh(self) -> None:
         """Re-render after a snapshot swap; concurrent calls coalesce into one more render."""

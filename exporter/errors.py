@@ -1,4 +1,5 @@
-"""Typed errors of the VIAS client. Each carries the `reason` the poll-error metric uses.
+"""Typed errors of the VIAS client. Each carries the `reason` the poll-error metric uses,
+whether retrying can help (`retryable`), and the server's `error_code` and `request_id`.
 
 Messages never contain credentials: they are built from the endpoint template, the status
 and the server's own error fields, never from request headers.
@@ -25,35 +26,46 @@ class ViasError(Exception):
     """Base of every error the client raises."""
 
     reason = "error"
+    retryable_by_default = False
 
-    def __init__(self, message: str, *, endpoint: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str = "",
+        error_code: str = "",
+        request_id: str = "",
+        retryable: bool | None = None,
+    ) -> None:
         super().__init__(message)
         self.endpoint = endpoint
+        self.error_code = error_code
+        self.request_id = request_id
+        # Whether the same request may succeed if sent again (the one retry policy input).
+        self.retryable = self.retryable_by_default if retryable is None else retryable
 
 
 class ViasConnectionError(ViasError):
     reason = "connection"
-    transient = True
+    retryable_by_default = True
 
 
 class ViasCertificateError(ViasConnectionError):
     """The server's TLS certificate was refused: retrying at once cannot change that."""
 
-    transient = False
+    retryable_by_default = False
 
 
 class ViasTimeoutError(ViasError):
     reason = "timeout"
+    retryable_by_default = True
 
 
 class ViasResponseError(ViasError):
-    """A 2xx answer we cannot use: not JSON, cut short, or the wrong shape."""
+    """A 2xx answer we cannot use: not JSON, cut short (retryable: a dropped connection),
+    or the wrong shape (not retryable)."""
 
     reason = "bad_response"
-
-    def __init__(self, message: str, *, endpoint: str = "", transient: bool = False) -> None:
-        super().__init__(message, endpoint=endpoint)
-        self.transient = transient
 
 
 class ViasHTTPError(ViasError):
@@ -71,14 +83,19 @@ class ViasHTTPError(ViasError):
         retry_after: float | None = None,
     ) -> None:
         self.status = status
-        self.error_code = error_code
         self.error_msg = error_msg
-        self.request_id = request_id
         self.excerpt = excerpt
         self.retry_after = retry_after
         detail = f"{error_code}: {error_msg}" if error_code or error_msg else excerpt
         suffix = f" (request_id={request_id})" if request_id else ""
-        super().__init__(f"HTTP {status} from {endpoint}: {detail}{suffix}", endpoint=endpoint)
+        super().__init__(
+            f"HTTP {status} from {endpoint}: {detail}{suffix}",
+            endpoint=endpoint,
+            error_code=error_code,
+            request_id=request_id,
+            # Never 401/403: Huawei locks keys that fail repeatedly.
+            retryable=status == 429 or status >= 500,
+        )
 
     @property
     def reason(self) -> str:  # type: ignore[override]
@@ -89,10 +106,6 @@ class ViasHTTPError(ViasError):
         if self.status >= 500:
             return "server_error"
         return "client_error"
-
-    @property
-    def retryable(self) -> bool:
-        return self.status == 429 or self.status >= 500
 
 
 def _field(data: dict[str, object], name: str) -> str:

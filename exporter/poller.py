@@ -1,74 +1,63 @@
-"""Polls one (project, source) on its interval and swaps the result into the snapshot."""
+"""Polls one (project, list) on its interval and swaps the result into the snapshot.
+
+The poller schedules and reports; what a list is (paging, aggregation, rendering) comes
+from its descriptor, and what a scrape or the landing page needs is in the snapshot.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from types import MappingProxyType
+from typing import Generic
 
 import structlog
 
-from exporter.aggregation import (
-    BatchSnapshot,
-    JobAggregator,
-    JobIndex,
-    JobSnapshot,
-    Transition,
-    counting_transitions,
-    summarize_batch_tasks,
-)
-from exporter.client import ViasClient
 from exporter.errors import ViasError
-from exporter.snapshot import (
-    Snapshot,
-    SnapshotStore,
-    SourceState,
-    TransitionCount,
-    shown_problem_tasks,
-)
+from exporter.lists.base import DataT, ItemT, PollContext, ViasList
+from exporter.paginator import pages
+from exporter.snapshot import Snapshot, SnapshotStore, SourceState
 from exporter.telemetry import Telemetry
+from exporter.transport import Transport
 
 log = structlog.get_logger(__name__)
 
-JOB_SOURCES = frozenset({"tasks", "infer_tasks", "face_edge_tasks"})
 
-
-class SourcePoller:
-    """One source of one project. Polls never overlap: the loop awaits each poll, and the
+class SourcePoller(Generic[ItemT, DataT]):
+    """One list of one project. Polls never overlap: the loop awaits each poll, and the
     ticks a slow poll ran over are counted as overruns and skipped."""
 
     def __init__(
         self,
         *,
-        client: ViasClient,
-        source: str,
+        vias_list: ViasList[ItemT, DataT],
+        transport: Transport,
         interval_seconds: float,
-        max_age_seconds: float,
-        problem_tasks_limit: int,
         store: SnapshotStore,
         telemetry: Telemetry,
         on_update: Callable[[], Awaitable[None]],
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.client = client
-        self.project_id = client.project_id
-        self.source = source
+        self.vias_list = vias_list
+        self.transport = transport
+        self.project_id = transport.project_id
+        self.source = vias_list.name
         self.interval = interval_seconds
-        self._max_age = max_age_seconds
-        self._problem_limit = problem_tasks_limit
+        settings = transport.settings
+        self._max_age = settings.max_age_intervals * interval_seconds
         self._store = store
         self._telemetry = telemetry
         self._on_update = on_update
         self._clock = clock
-        self._index: JobIndex | None = None  # last listing's jobs, for transitions
-        self._transitions: dict[Transition, TransitionCount] = {}
-        self._last_good: SourceState | None = None
+        self._data: DataT | None = None  # the last good data, kept through outages
+        self._state = SourceState(self.project_id, self.source, interval_seconds)
         self.polls = 0
-        self.last_error: str | None = None
+
+    @property
+    def state(self) -> SourceState:
+        return self._state
 
     async def run(self) -> None:
         """Poll forever: first after a small random delay that spreads sources apart."""
@@ -91,23 +80,29 @@ class SourcePoller:
         try:
             data = await self._collect()
         except ViasError as error:
-            state = self._failed(error.reason)
-            self.last_error = str(error)
+            self._state = self._failed(error.reason, str(error))
             log.warning(
                 "poll failed",
                 **self._where(),
                 reason=error.reason,
                 error=str(error),
-                error_code=getattr(error, "error_code", None) or None,
-                request_id=getattr(error, "request_id", None) or None,
+                error_code=error.error_code or None,
+                request_id=error.request_id or None,
             )
         except Exception as error:  # a bug must not stop this source's loop or the others
-            state = self._failed("internal")
-            self.last_error = f"internal error: {type(error).__name__}"
+            self._state = self._failed("internal", f"internal error: {type(error).__name__}")
             log.exception("poll crashed", **self._where())
         else:
-            state = self._succeeded(data)
-            self.last_error = None
+            self._data = data
+            self._state = replace(
+                self._state,
+                polled=True,
+                up=True,
+                last_success=self._clock(),
+                last_error=None,
+                data=data,
+                fresh=True,
+            )
             log.info(
                 "poll succeeded",
                 **self._where(),
@@ -118,60 +113,41 @@ class SourcePoller:
             time.perf_counter() - started
         )
         self.polls += 1
-        self._count_hidden_problems(self._store.replace(state), state)
+        self._count_hidden_problems(self._store.replace(self._state))
         await self._on_update()
-        return state
+        return self._state
 
-    async def _collect(self) -> JobSnapshot | BatchSnapshot:
-        if self.source not in JOB_SOURCES:
-            return summarize_batch_tasks(await self.client.list_all(self.source))
-        aggregator = JobAggregator(self._problem_limit)
-        async for page in self.client.iter_pages(self.source, dedupe=False):
-            aggregator.add(page)
+    async def _collect(self) -> DataT:
+        settings = self.transport.settings
+        context = PollContext(self._data, settings.problem_tasks_limit, self._clock())
+        aggregator = self.vias_list.aggregator(context)
+        async for items in pages(self.transport, self.vias_list):
+            aggregator.add(items)
             await asyncio.sleep(0)  # let scrapes in between pages, not after a whole window
-        snapshot, index = aggregator.finish()
-        if self._index is not None:
-            transitions: Counter[Transition] = Counter()
-            for _ in counting_transitions(self._index, index, transitions):
-                await asyncio.sleep(0)  # scrapes go on while 100,000s of jobs are compared
-            now = self._clock()
-            for transition, count in transitions.items():
-                total, created = self._transitions.get(transition, (0, now))
-                self._transitions[transition] = TransitionCount(total + count, created)
-        self._index = index
-        return snapshot
+        data = await aggregator.finish()
+        if self.vias_list.enrich is not None:
+            data = await self.vias_list.enrich(
+                data, self._data, self.transport, settings.detail_calls_per_poll
+            )
+        return data
 
-    def _succeeded(self, data: JobSnapshot | BatchSnapshot) -> SourceState:
-        state = SourceState(
-            self.project_id,
-            self.source,
-            up=True,
-            last_success=self._clock(),
-            data=data,
-            transitions=MappingProxyType(dict(self._transitions)),
-        )
-        self._last_good = state
-        return state
-
-    def _failed(self, reason: str) -> SourceState:
+    def _failed(self, reason: str, error: str) -> SourceState:
         self._telemetry.poll_errors.labels(self.project_id, self.source, reason).inc()
-        last = self._last_good
-        if last is None:
-            return SourceState(self.project_id, self.source, up=False)
-        assert last.last_success is not None
-        # The last good data stays, with its age visible, until it is too old to show as
-        # current. The job index stays in any case: when the source comes back, what changed
-        # during the outage counts as transitions (a job that failed meanwhile still pages),
-        # and jobs already known do not count as new.
-        stale = self._clock() - last.last_success > self._max_age
-        return replace(last, up=False, data=None if stale else last.data)
+        last_success = self._state.last_success
+        # The last good data stays: its counts are shown, with their age visible, until
+        # they are too old to pass for current; the named problem objects stay until the
+        # source answers again (unknown is not recovered). When it does, what changed
+        # during the outage counts as transitions (a job that failed meanwhile still
+        # pages), and jobs already known do not count as new.
+        fresh = last_success is not None and self._clock() - last_success <= self._max_age
+        return replace(self._state, polled=True, up=False, last_error=error, fresh=fresh)
 
-    def _count_hidden_problems(self, snapshot: Snapshot, state: SourceState) -> None:
+    def _count_hidden_problems(self, snapshot: Snapshot) -> None:
         """Add the problem jobs of this poll that the per-project cap leaves unnamed."""
-        if not state.up or not isinstance(state.data, JobSnapshot):
+        if not self._state.up or self._data is None:
             return
-        shown = shown_problem_tasks(snapshot, self._problem_limit).get(state.key, [])
-        found = len(state.data.problem_tasks) + state.data.problem_tasks_dropped
+        shown = snapshot.shown_problems.get(self._state.key, ())
+        found = len(self._data.problem_tasks) + self._data.problem_tasks_dropped
         if found > len(shown):
             self._telemetry.problem_tasks_dropped.labels(self.project_id).inc(found - len(shown))
 

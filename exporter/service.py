@@ -1,5 +1,5 @@
-"""Wires configuration into running parts: one HTTP session, auth and client per target,
-one poller per (target, source), one snapshot store and its exposition."""
+"""Wires configuration into running parts: one HTTP session, auth and transport per target,
+one poller per (target, list), one snapshot store and its exposition."""
 
 from __future__ import annotations
 
@@ -10,17 +10,19 @@ import ssl
 import time
 from collections.abc import Callable
 from types import TracebackType
+from typing import Any
 
 import aiohttp
 
 from exporter import __version__
-from exporter.auth import AkSkAuth, Auth, IamPasswordAuth, TokenAuth
-from exporter.client import ClientOptions, ViasClient
+from exporter.auth import AkSkAuth, Auth, CoolDown, IamPasswordAuth, TokenAuth
 from exporter.collector import Exposition
+from exporter.lists import REGISTRY
 from exporter.poller import SourcePoller
 from exporter.settings import Config, GlobalConfig, TargetConfig
 from exporter.snapshot import SnapshotStore
 from exporter.telemetry import Telemetry
+from exporter.transport import Transport
 
 USER_AGENT = f"vias-exporter/{__version__}"
 
@@ -33,35 +35,19 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def _ssl_context(config: GlobalConfig) -> ssl.SSLContext | bool:
-    if not config.verify_tls:
+def _ssl_context(settings: GlobalConfig) -> ssl.SSLContext | bool:
+    if not settings.verify_tls:
         return False
-    if config.ca_file is not None:
-        return ssl.create_default_context(cafile=str(config.ca_file))
+    if settings.ca_file is not None:
+        return ssl.create_default_context(cafile=str(settings.ca_file))
     return True
-
-
-def _client_options(config: GlobalConfig) -> ClientOptions:
-    return ClientOptions(
-        timeout_seconds=config.request_timeout_seconds,
-        max_retries=config.max_retries,
-        backoff_initial_seconds=config.backoff_initial_seconds,
-        backoff_max_seconds=config.backoff_max_seconds,
-        auth_backoff_seconds=config.auth_backoff_seconds,
-        rate_limit_per_second=config.rate_limit_per_second,
-        max_concurrency=config.max_concurrency,
-        page_window=config.page_window,
-        max_pages=config.max_pages,
-        proxy=config.proxy,
-    )
 
 
 def build_auth(
     target: TargetConfig,
     session: aiohttp.ClientSession,
     telemetry: Telemetry,
-    timeout: float,
-    proxy: str | None = None,
+    settings: GlobalConfig,
 ) -> Auth:
     if target.auth_mode == "token":
         assert target.auth_token is not None
@@ -78,8 +64,9 @@ def build_auth(
         domain_name=target.domain_name,
         project_id=target.project_id,
         telemetry=telemetry,
-        timeout_seconds=timeout,
-        proxy=proxy,
+        timeout_seconds=settings.request_timeout_seconds,
+        proxy=settings.proxy,  # IAM is outside too
+        cool_down=CoolDown.from_settings(settings, clock=time.time),
     )
 
 
@@ -90,9 +77,9 @@ class Exporter:
         self.config = config
         self._clock = clock
         self.telemetry = Telemetry()
-        self.store = SnapshotStore()
-        self.exposition = Exposition(self.store, self.telemetry, config.global_.problem_tasks_limit)
-        self.pollers: list[SourcePoller] = []
+        self.store = SnapshotStore(config.global_.problem_tasks_limit)
+        self.exposition = Exposition(self.store, self.telemetry)
+        self.pollers: list[SourcePoller[Any, Any]] = []
         self._sessions: list[aiohttp.ClientSession] = []
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -106,34 +93,27 @@ class Exporter:
                 headers={"User-Agent": USER_AGENT},
             )
             self._sessions.append(session)
-            client = ViasClient(
+            transport = Transport(
                 session=session,
                 base_url=target.api_url,
                 project_id=target.project_id,
-                auth=build_auth(
-                    target,
-                    session,
-                    self.telemetry,
-                    settings.request_timeout_seconds,
-                    settings.proxy,
-                ),
+                auth=build_auth(target, session, self.telemetry, settings),
                 telemetry=self.telemetry,
-                options=_client_options(settings),
+                settings=settings,
             )
-            self.pollers.extend(
-                SourcePoller(
-                    client=client,
-                    source=source,
+            for source in target.sources:
+                poller = SourcePoller(
+                    vias_list=REGISTRY[source],
+                    transport=transport,
                     interval_seconds=target.poll_interval_seconds,
-                    max_age_seconds=settings.max_age_intervals * target.poll_interval_seconds,
-                    problem_tasks_limit=settings.problem_tasks_limit,
                     store=self.store,
                     telemetry=self.telemetry,
                     on_update=self.exposition.refresh,
                     clock=self._clock,
                 )
-                for source in target.sources
-            )
+                self.store.replace(poller.state)  # listed (not polled yet) from the start
+                self.pollers.append(poller)
+        self.exposition.render()
         return self
 
     async def __aexit__(
@@ -157,8 +137,7 @@ class Exporter:
     @property
     def ready(self) -> bool:
         """True once /metrics shows every source's first poll, successful or not."""
-        shown = self.exposition.rendered_sources
-        return all((poller.project_id, poller.source) in shown for poller in self.pollers)
+        return self.exposition.ready
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     BaseModel,
     BeforeValidator,
@@ -23,8 +24,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-Source = Literal["tasks", "batch_tasks", "infer_tasks", "face_edge_tasks"]
-DEFAULT_SOURCES: tuple[Source, ...] = ("tasks", "batch_tasks")
+from exporter.lists import DEFAULT_LISTS, REGISTRY
+
 ENV_PREFIX = "VIAS_"
 
 
@@ -45,6 +46,13 @@ def _http_url(raw: object) -> str | None:
     return str(AnyHttpUrl(str(raw))).rstrip("/")
 
 
+def _known_list(name: str) -> str:
+    if name not in REGISTRY:
+        raise ValueError(f"unknown source; choose from {', '.join(REGISTRY)}")
+    return name
+
+
+Source = Annotated[str, AfterValidator(_known_list)]
 Sources = Annotated[tuple[Source, ...], BeforeValidator(_comma_list), NoDecode]
 HttpUrlText = Annotated[str | None, BeforeValidator(_http_url)]
 
@@ -77,7 +85,7 @@ class TargetConfig(BaseModel):
     access_key: str | None = None
     secret_key: SecretStr | None = None
     secret_key_file: Path | None = None
-    sources: Sources = DEFAULT_SOURCES
+    sources: Sources = DEFAULT_LISTS
     poll_interval_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("auth_token_file", "password_file", "secret_key_file")
@@ -89,7 +97,7 @@ class TargetConfig(BaseModel):
 
     @field_validator("sources")
     @classmethod
-    def _some_sources(cls, sources: tuple[Source, ...]) -> tuple[Source, ...]:
+    def _some_sources(cls, sources: tuple[str, ...]) -> tuple[str, ...]:
         if not sources:
             raise ValueError("at least one source is needed")
         return tuple(dict.fromkeys(sources))
@@ -151,9 +159,9 @@ class TargetConfig(BaseModel):
 
 
 class GlobalConfig(BaseModel):
-    """Settings shared by every target."""
+    """Settings shared by every target: validated once, then passed down as they are."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_age_intervals: float = Field(default=3.0, gt=0)
     problem_tasks_limit: int = Field(default=200, ge=0)
@@ -161,11 +169,17 @@ class GlobalConfig(BaseModel):
     max_retries: int = Field(default=3, ge=0, le=10)
     backoff_initial_seconds: float = Field(default=0.5, gt=0)
     backoff_max_seconds: float = Field(default=30.0, gt=0)
+    # After refused credentials no request for this long, doubling up to the maximum:
+    # Huawei locks an account or key after 5 failed authentications in a row.
     auth_backoff_seconds: float = Field(default=30.0, ge=0)
+    auth_backoff_max_seconds: float = Field(default=600.0, ge=0)
     rate_limit_per_second: float = Field(default=20.0, gt=0)
     max_concurrency: int = Field(default=4, ge=1, le=64)
     page_window: int = Field(default=4, ge=1, le=64)
     max_pages: int = Field(default=10_000, ge=1)
+    # Job detail calls a poll may make for the error codes of named problem jobs of the
+    # lists without `error` (infer_tasks, face_edge_tasks); each job costs one call.
+    detail_calls_per_poll: int = Field(default=20, ge=0)
     verify_tls: bool = True
     ca_file: Path | None = None
     proxy: HttpUrlText = None

@@ -1,36 +1,31 @@
-"""The immutable snapshot scrapes read: one entry per (project, source), swapped in whole."""
+"""The immutable state scrapes and the landing page read: one entry per (project, source),
+swapped in whole by its poller, with the per-project cap on named problem jobs applied
+once per swap."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import NamedTuple
 
-from exporter.aggregation import BatchSnapshot, JobSnapshot, ProblemTask, Transition, problem_rank
+from exporter.lists.base import ListData, ProblemTask, problem_rank
 
 SourceKey = tuple[str, str]  # project_id, source
 
 
-class TransitionCount(NamedTuple):
-    total: int
-    # Unix time the series first counted, exposed as its `_created` sample: it lets the
-    # new-failure alert tell a series born minutes ago from one Prometheus has just met.
-    created: float
-
-
 @dataclass(frozen=True, slots=True)
 class SourceState:
-    """What one source's latest poll left: its health and its last good data."""
+    """What one source's polls left: its health, its last error and its last good data."""
 
     project_id: str
     source: str
-    up: bool
+    interval_seconds: float
+    polled: bool = False  # False until the first poll (successful or not) has ended
+    up: bool = False
     last_success: float | None = None  # Unix time
-    data: JobSnapshot | BatchSnapshot | None = None
-    transitions: Mapping[Transition, TransitionCount] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
+    last_error: str | None = None
+    data: ListData | None = None  # the last good data, kept through failed polls
+    fresh: bool = False  # data younger than the maximum age: its counts are shown
 
     @property
     def key(self) -> SourceKey:
@@ -40,36 +35,45 @@ class SourceState:
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     sources: Mapping[SourceKey, SourceState]
-    version: int = 0
+    # The problem jobs the exposition names: the `limit` most urgent of each project,
+    # across its job sources (each source already keeps at most `limit`).
+    shown_problems: Mapping[SourceKey, Sequence[ProblemTask]]
 
 
 class SnapshotStore:
     """Holds the current snapshot; a poll replaces its own source's entry atomically."""
 
-    def __init__(self) -> None:
-        self.current = Snapshot(MappingProxyType({}))
+    def __init__(self, problem_tasks_limit: int) -> None:
+        self._limit = problem_tasks_limit
+        self.current = Snapshot(MappingProxyType({}), MappingProxyType({}))
 
     def replace(self, state: SourceState) -> Snapshot:
         sources = dict(self.current.sources)
         sources[state.key] = state
         # Sorted, so the exposition's order does not depend on which poll finished first.
         sources = dict(sorted(sources.items()))
-        self.current = Snapshot(MappingProxyType(sources), self.current.version + 1)
+        shown = {
+            key: problems
+            for key, problems in self.current.shown_problems.items()
+            if key[0] != state.project_id
+        }
+        shown.update(self._shown_problems(state.project_id, sources.values()))
+        self.current = Snapshot(MappingProxyType(sources), MappingProxyType(shown))
         return self.current
 
-
-def shown_problem_tasks(snapshot: Snapshot, limit: int) -> dict[SourceKey, list[ProblemTask]]:
-    """The problem jobs the exposition names: the `limit` most urgent of each project,
-    across its job sources (each source already keeps at most `limit`)."""
-    ranked: dict[str, list[tuple[tuple[int, str, str], SourceKey, ProblemTask]]] = {}
-    for key, state in snapshot.sources.items():
-        if isinstance(state.data, JobSnapshot):
-            for problem in state.data.problem_tasks:
-                rank = (*problem_rank(problem), state.source)
-                ranked.setdefault(state.project_id, []).append((rank, key, problem))
-    shown: dict[SourceKey, list[ProblemTask]] = {}
-    for entries in ranked.values():
-        entries.sort(key=lambda entry: entry[0])
-        for _, key, problem in entries[:limit]:
+    def _shown_problems(
+        self, project_id: str, states: Iterable[SourceState]
+    ) -> dict[SourceKey, tuple[ProblemTask, ...]]:
+        ranked = sorted(
+            (
+                ((*problem_rank(problem), state.source), state.key, problem)
+                for state in states
+                if state.project_id == project_id and state.data is not None
+                for problem in state.data.problem_tasks
+            ),
+            key=lambda entry: entry[0],
+        )
+        shown: dict[SourceKey, list[ProblemTask]] = {}
+        for _, key, problem in ranked[: self._limit]:
             shown.setdefault(key, []).append(problem)
-    return shown
+        return {key: tuple(problems) for key, problems in shown.items()}

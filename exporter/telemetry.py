@@ -6,14 +6,8 @@ from __future__ import annotations
 import platform
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client import disable_created_metrics as _disable_created_metrics
 
 from exporter import __version__
-
-# The self-metrics' `_created` series would double the exposition, and no alert or
-# dashboard uses them. (The job-transition counters set theirs explicitly: VIASJobFailed
-# needs them.)
-_disable_created_metrics()  # type: ignore[no-untyped-call]
 
 API_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 POLL_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)

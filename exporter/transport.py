@@ -1,59 +1,177 @@
-"""One HTTP exchange with VIAS or IAM: timed, counted, and failures turned into typed errors.
-
-Shared by the client and the IAM login so every request is measured the same way.
+"""One project's way to VIAS: its session and credentials, the cool-down after refused
+credentials, the request-rate limit, the bound on concurrent requests, and retries with
+backoff, with parsing inside the retried call so that one retry budget covers both.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from email.utils import parsedate_to_datetime
+from typing import TypeVar
+from urllib.parse import quote
 
 import aiohttp
-from multidict import CIMultiDictProxy
+import structlog
+from aiolimiter import AsyncLimiter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+from yarl import URL
 
-from exporter.errors import ViasCertificateError, ViasConnectionError, ViasTimeoutError
+from exporter.auth import Auth, CoolDown
+from exporter.errors import ViasError, ViasHTTPError, http_error
+from exporter.exchange import exchange
+from exporter.settings import GlobalConfig
 from exporter.telemetry import Telemetry
 
+log = structlog.get_logger(__name__)
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    status: int
-    headers: CIMultiDictProxy[str]
-    body: bytes
+T = TypeVar("T")
 
 
-async def exchange(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: Any,
-    *,
-    endpoint: str,
-    project_id: str,
-    telemetry: Telemetry,
-    client_timeout: aiohttp.ClientTimeout,
-    **request: Any,
-) -> Answer:
-    """Send one request and read the whole answer, whatever its status. `endpoint` is the
-    path template: the metrics' label and the errors' subject, never the URL itself."""
-    started = time.perf_counter()
-    code = "connection_error"
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds or an HTTP date."""
+    if not value:
+        return None
     try:
-        async with session.request(method, url, timeout=client_timeout, **request) as response:
-            code = str(response.status)
-            return Answer(response.status, response.headers, await response.read())
-    except TimeoutError as error:
-        code = "timeout"
-        total = client_timeout.total
-        seconds = f" within {total:g}s" if total else ""
-        raise ViasTimeoutError(f"no answer from {endpoint}{seconds}", endpoint=endpoint) from error
-    except aiohttp.ClientConnectorCertificateError as error:
-        raise ViasCertificateError(
-            f"{endpoint}: TLS certificate refused: {error.certificate_error}", endpoint=endpoint
-        ) from error
-    except aiohttp.ClientError as error:
-        raise ViasConnectionError(
-            f"{endpoint}: {type(error).__name__}: {error}", endpoint=endpoint
-        ) from error
-    finally:
-        telemetry.observe_request(project_id, endpoint, code, time.perf_counter() - started)
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _retryable(error: BaseException) -> bool:
+    return isinstance(error, ViasError) and error.retryable
+
+
+class Transport:
+    """One project's requests to VIAS."""
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        project_id: str,
+        auth: Auth,
+        telemetry: Telemetry,
+        settings: GlobalConfig,
+    ) -> None:
+        self.project_id = project_id
+        self.telemetry = telemetry
+        self.settings = settings
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._auth = auth
+        self._timeout = aiohttp.ClientTimeout(total=settings.request_timeout_seconds)
+        self._limiter = AsyncLimiter(settings.rate_limit_per_second, 1.0)
+        self._concurrency = asyncio.Semaphore(settings.max_concurrency)
+        self._auth_cool_down = CoolDown.from_settings(settings)
+        self._exponential = wait_exponential_jitter(
+            multiplier=settings.backoff_initial_seconds,
+            max=settings.backoff_max_seconds,
+            jitter=settings.backoff_initial_seconds,
+        )
+
+    async def get(
+        self,
+        endpoint: str,
+        params: Mapping[str, str],
+        parse: Callable[[bytes], T],
+        **path_fields: str,
+    ) -> T:
+        """GET `endpoint` (a path template filled with the project and `path_fields`) and
+        parse the body, retrying what may succeed when sent again (timeouts, 5xx, 429 after
+        its Retry-After, a cut body) within one budget of `max_retries`."""
+        path = endpoint.format(
+            project_id=quote(self.project_id),
+            **{name: quote(value, safe="") for name, value in path_fields.items()},
+        )
+        url = URL(self._base_url + path).with_query(params)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.max_retries + 1),
+            wait=self._backoff,
+            retry=retry_if_exception(_retryable),
+            reraise=True,
+            before_sleep=_log_retry,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return parse(await self._send_authenticated("GET", endpoint, url))
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    def _backoff(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, ViasHTTPError) and error.retry_after is not None:
+            return float(min(error.retry_after, self.settings.backoff_max_seconds))
+        return float(self._exponential(state))
+
+    async def _send_authenticated(self, method: str, endpoint: str, url: URL) -> bytes:
+        self._auth_cool_down.check()
+        headers = await self._auth.headers(method, str(url), b"")
+        try:
+            try:
+                body = await self._send(method, endpoint, url, headers)
+            except ViasHTTPError as error:
+                # An IAM token may be revoked before its expiry: log in again, once.
+                if error.status != 401 or not self._auth.invalidate(headers):
+                    raise
+                headers = await self._auth.headers(method, str(url), b"")
+                body = await self._send(method, endpoint, url, headers)
+        except ViasHTTPError as error:
+            if error.status in (401, 403):
+                pause = self._auth_cool_down.failed(error)
+                log.warning(
+                    "credentials refused",
+                    project_id=self.project_id,
+                    endpoint=endpoint,
+                    retry_in_seconds=pause,
+                )
+            raise
+        self._auth_cool_down.succeeded()
+        return body
+
+    async def _send(
+        self, method: str, endpoint: str, url: URL, headers: Mapping[str, str]
+    ) -> bytes:
+        async with self._concurrency:
+            await self._limiter.acquire()
+            answer = await exchange(
+                self._session,
+                method,
+                url,
+                endpoint=endpoint,
+                project_id=self.project_id,
+                telemetry=self.telemetry,
+                client_timeout=self._timeout,
+                headers=dict(headers),
+                proxy=self.settings.proxy,
+            )
+        if answer.status >= 300:
+            raise http_error(
+                answer.status,
+                endpoint,
+                answer.body,
+                retry_after_seconds(answer.headers.get("Retry-After")),
+                answer.headers.get("X-Request-Id", ""),
+            )
+        return answer.body
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    log.info(
+        "retrying request",
+        attempt=state.attempt_number,
+        error=str(error),
+        wait_seconds=round(state.upcoming_sleep, 3),
+    )

@@ -10,6 +10,7 @@ from aiohttp import web
 from exporter import __version__
 from exporter.collector import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from exporter.service import Exporter
+from exporter.snapshot import Snapshot
 from exporter.webconfig import BasicAuth, WebConfig
 
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
@@ -46,23 +47,18 @@ async def ready(request: web.Request) -> web.Response:
     return web.Response(status=503, text="Not ready: first poll round still running\n")
 
 
-def _target_rows(exporter: Exporter) -> str:
+def _target_rows(snapshot: Snapshot) -> str:
     rows = []
     now = time.time()
-    for poller in exporter.pollers:
-        state = exporter.store.current.sources.get((poller.project_id, poller.source))
-        if state is None:
+    for state in snapshot.sources.values():
+        if not state.polled:
             result = "not polled yet"
         elif state.up:
             result = "ok"
         else:
-            result = f"failed: {poller.last_error or ''}"
-        age = (
-            f"{now - state.last_success:.0f}s ago"
-            if state is not None and state.last_success is not None
-            else "never"
-        )
-        cells = (poller.project_id, poller.source, f"{poller.interval:g}s", result, age)
+            result = f"failed: {state.last_error or ''}"
+        age = f"{now - state.last_success:.0f}s ago" if state.last_success is not None else "never"
+        cells = (state.project_id, state.source, f"{state.interval_seconds:g}s", result, age)
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     return "\n".join(rows)
 
@@ -79,7 +75,7 @@ async def landing(request: web.Request) -> web.Response:
 <h2>Targets</h2>
 <table border="1" cellpadding="4">
 <tr><th>project</th><th>source</th><th>interval</th><th>last poll</th><th>last success</th></tr>
-{_target_rows(exporter)}
+{_target_rows(exporter.store.current)}
 </table>
 </body></html>
 """

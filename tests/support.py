@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
@@ -106,18 +107,28 @@ class Samples(dict[tuple[str, Labels], float]):
 
 
 @contextlib.asynccontextmanager
-async def serving(exporter: Exporter, web_config: WebConfig | None = None) -> AsyncIterator[str]:
-    """The exporter's real web app on a free loopback port, as the CLI serves it."""
-    runner = web.AppRunner(create_app(exporter, web_config=web_config))
+async def serving_app(
+    app: web.Application, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[str]:
+    """An aiohttp app on a free loopback port; yields its base URL."""
+    runner = web.AppRunner(app)
     await runner.setup()
-    tls = web_config.tls_server_config if web_config else None
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls.ssl_context() if tls else None)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        yield f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def serving(exporter: Exporter, web_config: WebConfig | None = None) -> AsyncIterator[str]:
+    """The exporter's real web app on a free loopback port, as the CLI serves it."""
+    tls = web_config.tls_server_config if web_config else None
+    app = create_app(exporter, web_config=web_config)
+    async with serving_app(app, tls.ssl_context() if tls else None) as url:
+        yield url
 
 
 StartExporter = Callable[[Config], contextlib.AbstractAsyncContextManager[RunningExporter]]

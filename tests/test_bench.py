@@ -17,7 +17,7 @@ CASE_ROWS = {
 
 def test_quick_bench_runs_every_case_and_prints_its_row() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "exporter.bench", "--quick", "--markdown"],
+        [sys.executable, "-m", "bench", "--quick", "--markdown"],
         capture_output=True,
         text=True,
         timeout=300,

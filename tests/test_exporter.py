@@ -6,8 +6,9 @@ from __future__ import annotations
 import gzip
 from collections import Counter
 
-from exporter.models import BATCH_TASK_STATES, PROBLEM_STATES, TASK_STATES
-from tests.support import SECRETS, RunningSimulator, make_config, target
+from exporter.lists.batch_tasks import BATCH_TASK_STATES
+from exporter.lists.jobs import PROBLEM_STATES, TASK_STATES
+from tests.support import SECRETS, RunningSimulator, Samples, make_config, target
 
 ALL_SOURCES = ["tasks", "batch_tasks", "infer_tasks", "face_edge_tasks"]
 
@@ -163,7 +164,12 @@ async def test_a_failing_project_keeps_the_others_data(simulator, start_exporter
     )
 
 
-async def test_stale_data_is_dropped_after_the_maximum_age(simulator, start_exporter) -> None:
+async def test_stale_counts_go_after_the_maximum_age_and_problem_jobs_stay_until_known(
+    simulator,
+) -> None:
+    """While a source is down its counts show, with their age, up to the maximum age; the
+    named problem jobs stay until the source answers again: their state is unknown, not
+    recovered (so their alerts neither resolve nor page again across an outage)."""
     from exporter.service import Exporter
     from exporter.simulator import Fault
 
@@ -173,17 +179,34 @@ async def test_stale_data_is_dropped_after_the_maximum_age(simulator, start_expo
         max_age_intervals=3,
         max_retries=0,
     )
-    exporter = Exporter(config, clock=lambda: now[0])
-    async with exporter:
+
+    def samples(exporter: Exporter) -> Samples:
+        exporter.exposition.render()
+        return Samples.parse(exporter.exposition.body(openmetrics=False, gzipped=False).decode())
+
+    async with Exporter(config, clock=lambda: now[0]) as exporter:
         await exporter.poll_all_once()
-        simulator.sim.faults.add(Fault(kind="unauthorized", match="/tasks"))
+        problems = samples(exporter).series("vias_problem_task_info")
+        assert problems
+        simulator.sim.faults.add(Fault(kind="server_error_json", match="/tasks"))
         now[0] += 180  # exactly the maximum age: still shown
         await exporter.poll_all_once()
-        assert exporter.store.current.sources[("p1", "tasks")].data is not None
+        assert samples(exporter).series("vias_tasks")
         now[0] += 1
         await exporter.poll_all_once()
-        state = exporter.store.current.sources[("p1", "tasks")]
-        assert state.data is None and state.up is False and state.last_success == 1000.0
+        stale = samples(exporter)
+        assert stale.value("vias_up", project_id="p1", source="tasks") == 0
+        assert not stale.series("vias_tasks") and not stale.series("vias_poll_items")
+        assert stale.series("vias_problem_task_info") == problems
+        assert stale.value("vias_last_success_timestamp_seconds", project_id="p1", source="tasks")
+        simulator.sim.faults.clear()
+        project = simulator.world.projects["p1"]
+        for task_id, job in project.tasks.items():
+            if job.state in PROBLEM_STATES:
+                project.set_state(task_id, "RUNNING")
+        await exporter.poll_all_once()
+        back = samples(exporter)
+    assert back.series("vias_tasks") and not back.series("vias_problem_task_info")
 
 
 async def test_endpoints_negotiation_gzip_readiness_and_landing_page(

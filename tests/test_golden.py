@@ -1,4 +1,6 @@
-"""Golden test: fixed API answers, served over real HTTP, to the exact exposition text.
+"""Golden test of every list at once: fixed API answers (and job details), served over real
+HTTP, to the exact exposition text: the lists' shared families, their order, and the
+per-project cap across lists. Each list has its own golden test in tests/lists/.
 
 Regenerate after an intended change with `UPDATE_GOLDEN=1 pytest tests/test_golden.py`
 and review the diff of tests/golden/expected.prom.
@@ -6,6 +8,7 @@ and review the diff of tests/golden/expected.prom.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,9 +17,10 @@ import pytest
 from aiohttp import web
 
 from exporter.service import Exporter
-from tests.support import make_config
+from tests.support import make_config, serving_app
 
 GOLDEN = Path(__file__).parent / "golden"
+LIST_GOLDEN = Path(__file__).parent / "lists" / "golden"
 ANSWERS = {
     "/v2/p1/tasks": "tasks.json",
     "/v1/p1/infer/tasks": "tasks.json",
@@ -45,13 +49,17 @@ async def fixed_api() -> AsyncIterator[str]:
             return web.Response(body=body, content_type="application/json")
 
         app.router.add_get(path, answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    details = {
+        **json.loads((LIST_GOLDEN / "infer_tasks.details.json").read_text()),
+        **json.loads((LIST_GOLDEN / "face_edge_tasks.details.json").read_text()),
+    }
+
+    async def answer_detail(request: web.Request) -> web.Response:
+        return web.json_response(details[request.match_info["task_id"]])
+
+    app.router.add_get("/v1/p1/infer/tasks/{task_id}", answer_detail)
+    async with serving_app(app) as url:
+        yield url
 
 
 def stable_lines(exposition: str) -> str:

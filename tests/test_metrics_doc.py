@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import MappingProxyType
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.aggregation import BatchSnapshot, BatchTaskSummary, JobSnapshot, ProblemTask
 from exporter.collector import Exposition
-from exporter.snapshot import SnapshotStore, SourceState, TransitionCount
+from exporter.lists.base import ProblemTask
+from exporter.lists.batch_tasks import BatchData, BatchTaskSummary
+from exporter.lists.jobs import JobData, TransitionCount
+from exporter.snapshot import SnapshotStore, SourceState
 from exporter.telemetry import Telemetry
 
 DOC = Path(__file__).parent.parent / "docs" / "metrics.md"
@@ -37,25 +40,24 @@ def _every_metric_populated() -> Telemetry:
 
 def exported_metrics() -> dict[str, str]:
     telemetry = _every_metric_populated()
-    store = SnapshotStore()
-    jobs = JobSnapshot(
+    store = SnapshotStore(problem_tasks_limit=200)
+    jobs = JobData(
         state_counts={GROUP: {"RUNNING": 1}},
         problem_tasks=(ProblemTask("t1", "gate", "FAILED", "E1", GROUP),),
         problem_tasks_dropped=0,
         item_count=1,
+        index={},
+        transitions={(GROUP, "NONE", "RUNNING"): TransitionCount(1, 1.0)},
     )
-    batch = BatchSnapshot((BatchTaskSummary("b1", "site", *GROUP, "g1", {"RUNNING": 1}),))
-    store.replace(
-        SourceState(
-            "p1",
-            "tasks",
-            up=True,
-            last_success=1.0,
-            data=jobs,
-            transitions={(GROUP, "NONE", "RUNNING"): TransitionCount(1, 1.0)},
+    batch = BatchData(
+        (BatchTaskSummary("b1", "site", *GROUP, "g1", MappingProxyType({"RUNNING": 1})),)
+    )
+    for source, data in (("tasks", jobs), ("batch_tasks", batch)):
+        store.replace(
+            SourceState(
+                "p1", source, 60, polled=True, up=True, last_success=1.0, data=data, fresh=True
+            )
         )
-    )
-    store.replace(SourceState("p1", "batch_tasks", up=True, last_success=1.0, data=batch))
     exposition = Exposition(store, telemetry)
     text = exposition.body(openmetrics=False, gzipped=False).decode()
     return {

@@ -49,9 +49,9 @@ async def test_recovery_after_stale_data_counts_what_changed_meanwhile(simulator
     async with Exporter(config, clock=lambda: now[0]) as exporter:
         await exporter.poll_all_once()
         simulator.sim.faults.add(Fault(kind="server_error_json", match="/tasks"))
-        now[0] += 181  # past the maximum age: the data is dropped
+        now[0] += 181  # past the maximum age: the counts are no longer shown
         await exporter.poll_all_once()
-        assert exporter.store.current.sources[("p1", "tasks")].data is None
+        assert not exporter.store.current.sources[("p1", "tasks")].fresh
         failed = project.ids_in_state("RUNNING")[0]
         project.set_state(failed, "FAILED", error_code="VIAS.10010002")
         simulator.sim.faults.clear()
@@ -61,7 +61,8 @@ async def test_recovery_after_stale_data_counts_what_changed_meanwhile(simulator
     assert state.up and state.data is not None
     # Every job is listed again but none is new; the one that failed during the outage
     # counts, so the new-failure alert still pages.
-    assert [(before, after, n) for (_, before, after), (n, _) in state.transitions.items()] == [
+    transitions = state.data.transitions  # type: ignore[union-attr]
+    assert [(before, after, n) for (_, before, after), (n, _) in transitions.items()] == [
         ("RUNNING", "FAILED", 1)
     ]
 

@@ -78,7 +78,7 @@ def test_password_and_aksk_modes(env: pytest.MonkeyPatch) -> None:
             {"VIAS_POLL_INTERVAL_SECONDS": "-5"},
             "VIAS_POLL_INTERVAL_SECONDS: Input should be greater than 0",
         ),
-        ({"VIAS_SOURCES": "tasks,jobs"}, "VIAS_SOURCES[1]: Input should be"),
+        ({"VIAS_SOURCES": "tasks,jobs"}, "VIAS_SOURCES[1]: unknown source; choose from tasks,"),
         ({"VIAS_ENDPOINT": "not a url"}, "VIAS_ENDPOINT:"),
         ({"VIAS_ACCESS_KEY": "AK"}, "exactly one auth mode"),
         ({"VIAS_AUTH_TOKEN": None}, "exactly one auth mode"),

@@ -4,6 +4,7 @@ never an unexpected exception, an invalid exposition or a stack trace."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -15,11 +16,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.aggregation import JobAggregator, summarize_batch_tasks
 from exporter.auth import _expiry
 from exporter.collector import Exposition
 from exporter.errors import ViasError, ViasHTTPError, ViasResponseError, http_error
-from exporter.models import BatchTaskPage, FaceEdgeTaskPage, TaskPage, parse_model
+from exporter.lists import DISTINCT_LISTS, REGISTRY
+from exporter.lists.base import PollContext
+from exporter.lists.batch_tasks import BatchTaskPage
+from exporter.lists.jobs import TaskPage
+from exporter.models import parse_model
 from exporter.snapshot import SnapshotStore, SourceState
 from exporter.telemetry import Telemetry
 from tests.reliability.reliability_support import (
@@ -31,7 +35,7 @@ from tests.reliability.reliability_support import (
 )
 from tests.support import SECRETS, TOKEN, Samples, target
 
-PAGE_MODELS = {"tasks": TaskPage, "batch_tasks": BatchTaskPage, "face_edge_tasks": FaceEdgeTaskPage}
+PAGE_MODELS = {name: REGISTRY[name].page_model for name in DISTINCT_LISTS}
 HTTP_REASONS = {"auth", "throttled", "server_error", "client_error"}
 
 # --- strategies ----------------------------------------------------------------------------
@@ -121,7 +125,7 @@ def _examples(**others: Any) -> Any:
 
 
 def render(states: list[SourceState]) -> str:
-    store = SnapshotStore()
+    store = SnapshotStore(problem_tasks_limit=200)
     for state in states:
         store.replace(state)
     exposition = Exposition(store, Telemetry())
@@ -132,13 +136,12 @@ def render(states: list[SourceState]) -> str:
 
 
 def state_for(source: str, page: Any) -> SourceState:
-    if source == "batch_tasks":
-        data: Any = summarize_batch_tasks(page.items)
-    else:
-        aggregator = JobAggregator(problem_tasks_limit=50)
-        aggregator.add(page.items)
-        data, _ = aggregator.finish()
-    return SourceState("p1", source, up=True, last_success=1.0, data=data)
+    aggregator = REGISTRY[source].aggregator(PollContext(None, problem_tasks_limit=50, now=1.0))
+    aggregator.add(page.items)
+    data = asyncio.run(aggregator.finish())
+    return SourceState(
+        "p1", source, 60, polled=True, up=True, last_success=1.0, data=data, fresh=True
+    )
 
 
 def assert_unique_series(text: str) -> None:

@@ -19,6 +19,7 @@ import structlog
 
 from exporter.errors import ViasError
 from exporter.logs import configure_logging
+from exporter.paginator import pages
 from exporter.simulator import Fault
 from tests.reliability.reliability_support import (
     EXPORTER_SCRIPT,
@@ -68,13 +69,14 @@ async def collect(running, texts: list[tuple[str, str]]) -> None:
         assert status == 200
         texts.append((path, body))
     for poller in running.exporter.pollers:
-        texts.append(("poller.last_error", str(poller.last_error)))
+        texts.append(("poller.state.last_error", str(poller.state.last_error)))
 
 
 async def raised(poller, texts: list[tuple[str, str]]) -> None:
-    """The client's typed error for a listing, as a caller sees it."""
+    """The typed error of a listing, as a caller sees it."""
     try:
-        await poller.client.list_all(poller.source)
+        async for _ in pages(poller.transport, poller.vias_list):
+            pass
     except ViasError as error:
         texts.append(("str(error)", f"{error} {error!r} {error.__dict__}"))
 
@@ -155,7 +157,12 @@ async def test_no_secret_in_logs_metrics_errors_or_pages(simulator, stderr_logs)
     assert_no_secret("logs", log_text)
     for where, text in texts:
         assert_no_secret(where, text)
-    assert {where for where, _ in texts} >= {"/metrics", "/", "poller.last_error", "str(error)"}
+    assert {where for where, _ in texts} >= {
+        "/metrics",
+        "/",
+        "poller.state.last_error",
+        "str(error)",
+    }
 
 
 def _config_with_secrets(tmp_path: Path, *, broken: bool) -> Path:

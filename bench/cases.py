@@ -13,8 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from exporter.aggregation import JobAggregator
-from exporter.bench.fixtures import (
+from bench.fixtures import (
     HOST,
     PROJECT_ID,
     TOKEN,
@@ -23,10 +22,12 @@ from exporter.bench.fixtures import (
     simulator_process,
     task_pages,
 )
-from exporter.bench.loadgen import LoadResult, run_load
-from exporter.bench.runner import Figure, Row, Sizes
-from exporter.client import SOURCES
-from exporter.models import Task, TaskPage, parse_model
+from bench.loadgen import LoadResult, run_load
+from bench.runner import Figure, Row, Sizes
+from exporter.lists.base import PollContext
+from exporter.lists.jobs import JobAggregator, Task, TaskPage
+from exporter.lists.tasks import TASKS
+from exporter.models import parse_model
 from exporter.service import Exporter
 
 # The client settings the poll, memory and stall cases run with (defaults: 4, 4, 20/s).
@@ -41,7 +42,7 @@ BASELINE_POLL_SETTINGS: dict[str, object] = {
     "max_concurrency": 1,
     "page_window": 1,
 }
-PAGE_SIZE = SOURCES["tasks"].page_size
+PAGE_SIZE = TASKS.paging.page_size
 
 
 def _within(bound: float) -> Callable[[Row], bool]:
@@ -105,28 +106,23 @@ def scrape(sizes: Sizes, runs: int) -> list[Row]:
 # --- ingest ----------------------------------------------------------------------------
 
 
+def _aggregator() -> JobAggregator:
+    return JobAggregator(PollContext(previous=None, problem_tasks_limit=200, now=time.time()))
+
+
 def _ingest_exporter(pages: list[bytes]) -> None:
-    """What a poll does with each page's bytes: validate, de-duplicate, aggregate."""
-    aggregator = JobAggregator(200)
-    seen: set[str] = set()
-    endpoint = SOURCES["tasks"].endpoint
+    """What a poll does with each page's bytes: validate, aggregate (de-duplicating)."""
+    aggregator = _aggregator()
     for body in pages:
-        page = parse_model(TaskPage, body, endpoint)
-        fresh = []
-        for item in page.items:
-            if item.id is None or item.id not in seen:
-                fresh.append(item)
-                if item.id is not None:
-                    seen.add(item.id)
-        aggregator.add(fresh)
-    aggregator.finish()
+        aggregator.add(parse_model(TaskPage, body, TASKS.endpoint).items)
+    asyncio.run(aggregator.finish())
 
 
 def _ingest_baseline(pages: list[bytes]) -> None:
-    aggregator = JobAggregator(200)
+    aggregator = _aggregator()
     for body in pages:
         aggregator.add([Task.model_validate(item) for item in json.loads(body)["tasks"]])
-    aggregator.finish()
+    asyncio.run(aggregator.finish())
 
 
 def _ingest_limit(pages: list[bytes]) -> None:
@@ -181,7 +177,7 @@ async def _poll(url: str, settings: dict[str, object]) -> tuple[float, int]:
         seconds = time.perf_counter() - started
         state = exporter.store.current.sources[(PROJECT_ID, "tasks")]
         if not state.up:
-            raise RuntimeError(f"the poll failed: {exporter.pollers[0].last_error}")
+            raise RuntimeError(f"the poll failed: {state.last_error}")
         return seconds, _api_calls(exporter)
 
 

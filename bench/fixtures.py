@@ -14,8 +14,8 @@ from collections.abc import Iterator, Sequence
 from types import MappingProxyType
 from typing import IO
 
-from exporter.aggregation import GroupKey, JobSnapshot, ProblemTask
-from exporter.models import TASK_STATES
+from exporter.lists.base import GroupKey, ProblemTask
+from exporter.lists.jobs import TASK_STATES, JobData
 from exporter.service import Exporter
 from exporter.settings import Config
 from exporter.snapshot import SourceState
@@ -62,9 +62,18 @@ def snapshot_exporter(series: int) -> Exporter:
         for n in range(min(PROBLEM_TASKS, series // 10))
     )
     jobs = sum(sum(c.values()) for c in counts.values())
-    data = JobSnapshot(MappingProxyType(counts), problems, 0, jobs)
+    data = JobData(MappingProxyType(counts), problems, 0, jobs, MappingProxyType({}), {})
     exporter.store.replace(
-        SourceState(PROJECT_ID, "tasks", up=True, last_success=time.time(), data=data)
+        SourceState(
+            PROJECT_ID,
+            "tasks",
+            interval_seconds=60,
+            polled=True,
+            up=True,
+            last_success=time.time(),
+            data=data,
+            fresh=True,
+        )
     )
     exporter.exposition.render()
     return exporter
@@ -77,7 +86,7 @@ def count_series(text: bytes) -> int:
 def task_pages(jobs: int, page_size: int = 1000) -> list[bytes]:
     """/v2 tasks pages, byte for byte as the simulator serves them."""
     from exporter.simulator import World
-    from exporter.simulator.server import _task_v2
+    from exporter.simulator.answers import task_v2
 
     world = World.generate(
         seed=1,
@@ -91,7 +100,7 @@ def task_pages(jobs: int, page_size: int = 1000) -> list[bytes]:
     for start in range(0, jobs, page_size):
         tasks = project.newest_first(start, start + page_size)
         items = ",".join(
-            json.dumps(_task_v2(task, PROJECT_ID), separators=(",", ":")) for task in tasks
+            json.dumps(task_v2(task, PROJECT_ID), separators=(",", ":")) for task in tasks
         )
         page = start // page_size + 1
         pages.append(
@@ -163,11 +172,11 @@ def _process(
 
 
 class Helper:
-    """A bench server process (exporter.bench.servers) spoken to by lines on stdin/stdout."""
+    """A bench server process (bench.servers) spoken to by lines on stdin/stdout."""
 
     def __init__(self, *args: str) -> None:
         self._stack = contextlib.ExitStack()
-        command = [sys.executable, "-m", "exporter.bench.servers", *args]
+        command = [sys.executable, "-m", "bench.servers", *args]
         self.process = self._stack.enter_context(
             _process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         )

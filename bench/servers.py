@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from exporter.bench.fixtures import HOST, count_series, exporter_config, snapshot_exporter
+from bench.fixtures import HOST, count_series, exporter_config, snapshot_exporter
 from exporter.collector import TEXT_CONTENT_TYPE
 from exporter.logs import configure_logging
 from exporter.service import Exporter, freeze_startup_heap
@@ -136,7 +136,7 @@ async def stall(url: str, settings: dict[str, object]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m exporter.bench.servers")
+    parser = argparse.ArgumentParser(prog="python -m bench.servers")
     modes = parser.add_subparsers(dest="mode", required=True)
     scrape_mode = modes.add_parser("scrape")
     scrape_mode.add_argument("--variant", required=True)

@@ -88,7 +88,7 @@ Case = Callable[[Sizes, int], list[Row]]
 
 
 def _cases() -> dict[str, Case]:
-    from exporter.bench import cases
+    from bench import cases
 
     return {
         "scrape": cases.scrape,
@@ -189,7 +189,7 @@ def machine() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     available = _cases()
-    parser = argparse.ArgumentParser(prog="python -m exporter.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one run each (CI)")
     parser.add_argument("--runs", type=int, help="runs per case (default 3, --quick 1)")
     parser.add_argument(

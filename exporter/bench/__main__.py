@@ -1,3 +1,0 @@
-from exporter.bench.runner import main
-
-raise SystemExit(main())

@@ -1,0 +1,144 @@
+"""What a VIAS list is: the typed descriptor each list module fills in, and the pieces the
+paginator, the poller and the collector rely on (the kube-state-metrics store pattern: one
+module per resource, one registry line).
+
+The type parameters tie a list together: the items its page model yields are what its
+aggregator takes, and the data its aggregator makes is what its renderer and enricher take.
+mypy rejects a descriptor whose pieces do not fit, and a missing piece is a missing
+keyword argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
+
+from prometheus_client.core import Metric
+
+from exporter.models import Page
+
+if TYPE_CHECKING:
+    from exporter.transport import Transport
+
+GroupKey = tuple[str, str, str]  # vendor, algorithm, deployment
+
+
+class Identified(Protocol):
+    @property
+    def id(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemTask:
+    """A job in a problem state, named by `vias_problem_task_info` (within the cap)."""
+
+    task_id: str
+    task_name: str
+    state: str
+    error_code: str
+    group: GroupKey
+
+
+# Problem jobs beyond the cap are chosen in this order: the most urgent kept first.
+PROBLEM_ORDER: tuple[str, ...] = (
+    "FAILED",
+    "ABNORMAL",
+    "START_FAILED",
+    "CREATE_FAILED",
+    "LACK_OF_RESOURCES",
+)
+_PROBLEM_RANK = {state: rank for rank, state in enumerate(PROBLEM_ORDER)}
+
+
+def problem_rank(problem: ProblemTask) -> tuple[int, str]:
+    """The order in which the cap keeps problem jobs: most urgent state first, then by id."""
+    return (_PROBLEM_RANK[problem.state], problem.task_id)
+
+
+class ListData(Protocol):
+    """What every list's aggregate tells the poller, the snapshot and the landing page."""
+
+    @property
+    def item_count(self) -> int: ...
+
+    @property
+    def problem_tasks(self) -> Sequence[ProblemTask]: ...
+
+    @property
+    def problem_tasks_dropped(self) -> int: ...
+
+
+ItemT = TypeVar("ItemT", bound=Identified)
+ItemT_contra = TypeVar("ItemT_contra", bound=Identified, contravariant=True)
+DataT = TypeVar("DataT", bound=ListData)
+DataT_co = TypeVar("DataT_co", bound=ListData, covariant=True)
+
+PageEnd = Literal["total", "short_page", "unpaged"]
+
+
+@dataclass(frozen=True, slots=True)
+class Paging:
+    """How a list pages.
+
+    - `total`: `count` is the number of items in the whole listing; page up to it (and
+      stop at a short page anyway).
+    - `short_page`: `count` is the number on this page; page until a short or empty page.
+    - `unpaged`: one request returns everything.
+    """
+
+    end: PageEnd
+    page_size: int = 0  # the largest the endpoint allows: fewest calls
+    page_param: str = "page"
+    size_param: str = "page_size"
+    extra_params: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PollContext(Generic[DataT]):
+    """What an aggregator may use besides the pages of this poll."""
+
+    previous: DataT | None  # the last good data of this source, kept through outages
+    problem_tasks_limit: int
+    now: float  # Unix time of this poll
+
+
+class Aggregator(Protocol[ItemT_contra, DataT_co]):
+    """Fed the new items of each page of one complete listing; makes the list's data."""
+
+    def add(self, items: Sequence[ItemT_contra]) -> None: ...
+
+    async def finish(self) -> DataT_co: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ListView(Generic[DataT]):
+    """One source's data as a renderer sees it."""
+
+    project_id: str
+    source: str
+    data: DataT
+    fresh: bool  # False once the data is older than the maximum age: counts are not shown
+    shown_problems: Sequence[ProblemTask]  # this source's share of the per-project cap
+
+
+Renderer = Callable[[Sequence[ListView[DataT]]], Iterable[Metric]]
+# Completes a poll's data with further calls (within `budget` calls), e.g. job details.
+Enricher = Callable[[DataT, "DataT | None", "Transport", int], Awaitable[DataT]]
+
+
+@dataclass(frozen=True, kw_only=True)  # no slots: `ViasList[I, D](...)` sets an attribute
+class ViasList(Generic[ItemT, DataT]):
+    """Everything about one VIAS list endpoint."""
+
+    name: str  # the config name and the `source` label value: a documented contract
+    endpoint: str  # path template; also the `endpoint` label of the request metrics
+    paging: Paging
+    page_model: type[Page[ItemT]]
+    states: tuple[str, ...]  # every state the list documents, exported even at zero
+    aggregator: Callable[[PollContext[DataT]], Aggregator[ItemT, DataT]]
+    # Lists rendered by the same function share its families; each family appears once.
+    render: Renderer[DataT]
+    enrich: Enricher[DataT] | None = None
+    polled_by_default: bool = False  # when a target names no sources
+    same_items_as: str | None = None  # another list's items again: never enable both

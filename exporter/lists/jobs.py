@@ -1,0 +1,319 @@
+"""What the job lists (v2 tasks, v1 infer tasks, c-face-edge tasks) share: the job state
+vocabulary, the v2/v1 job model, aggregation into counts, problem jobs and transitions,
+and the job metric families.
+
+Memory stays proportional to the number of jobs only through the compact index the next
+poll needs for transitions (hash of the job id -> shared (state, group) tuple), never to
+the pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
+from types import MappingProxyType
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+import structlog
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from pydantic import Field
+
+from exporter.errors import ViasError
+from exporter.lists.base import (
+    PROBLEM_ORDER,
+    GroupKey,
+    ListView,
+    PollContext,
+    ProblemTask,
+    problem_rank,
+)
+from exporter.models import (
+    ApiModel,
+    Deployment,
+    Items,
+    OptionalText,
+    Page,
+    Text,
+    parse_model,
+    state_type,
+)
+
+if TYPE_CHECKING:
+    from exporter.transport import Transport
+
+log = structlog.get_logger(__name__)
+
+# The 17 states the /v2/tasks filter documents, in its order.
+TASK_STATES: tuple[str, ...] = (
+    "PENDING",
+    "RECOVERING",
+    "STARTING",
+    "UPGRADING",
+    "CREATE_FAILED",
+    "START_FAILED",
+    "RUNNING",
+    "STOPPING",
+    "STOPPED",
+    "ABNORMAL",
+    "SUCCEEDED",
+    "FAILED",
+    "DELETING",
+    "FREEZING",
+    "FROZEN",
+    "SCHEDULING",
+    "LACK_OF_RESOURCES",
+)
+PROBLEM_STATES: frozenset[str] = frozenset(PROBLEM_ORDER)
+NEW_JOB_STATE = "NONE"
+DELETED_JOB_STATE = "DELETED"
+
+if TYPE_CHECKING:
+    State = str
+else:
+    State = state_type(TASK_STATES)
+
+JobState = tuple[str, GroupKey]  # state, group
+Transition = tuple[GroupKey, str, str]  # group, from_state, to_state
+# Keyed by hash(job id): an int costs less than half an id string, and two of 100,000
+# ids sharing a 64-bit hash is a one-in-billions event (it would merge two jobs' counts).
+JobIndex = Mapping[int, JobState]
+
+
+class Job(Protocol):
+    """What aggregation needs of a job, whichever endpoint listed it."""
+
+    @property
+    def id(self) -> str | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def vendor(self) -> str: ...
+    @property
+    def algorithm(self) -> str: ...
+    @property
+    def deployment(self) -> str: ...
+    @property
+    def error_code(self) -> str: ...
+
+
+class TaskError(ApiModel):
+    code: Text = ""
+
+
+class Task(ApiModel):
+    """A job from /v2/tasks, /v1/infer/tasks or the /v1 job detail. Only what the metrics
+    use is kept: a page of models is held in memory at a time."""
+
+    id: OptionalText = None
+    name: Text = ""
+    state: State = "UNKNOWN"
+    vendor: Text = Field(default="", alias="company")
+    algorithm: Text = Field(default="", alias="title")
+    deployment: Deployment = Field(default="", alias="type")
+    error: TaskError | None = None
+
+    @property
+    def error_code(self) -> str:
+        return self.error.code if self.error else ""
+
+
+class TaskPage(Page[Task]):
+    tasks: Items[Task] = Field(default_factory=list)
+
+    @property
+    def items(self) -> list[Task]:
+        return self.tasks
+
+
+class TransitionCount(NamedTuple):
+    total: int
+    # Unix time the series first counted, exposed as its `_created` sample: it lets the
+    # new-failure alert tell a series born minutes ago from one Prometheus has just met.
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class JobData:
+    """One job list's aggregates from one complete listing, and what the next poll needs."""
+
+    state_counts: Mapping[GroupKey, Mapping[str, int]]
+    problem_tasks: tuple[ProblemTask, ...]
+    problem_tasks_dropped: int
+    item_count: int
+    index: JobIndex  # the jobs of this listing, for the next poll's transitions
+    transitions: Mapping[Transition, TransitionCount]  # since the exporter started
+    # Error codes fetched from the job detail endpoint, by (job id, state): kept while
+    # the job stays in that state, so each problem job costs one detail call.
+    detail_codes: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
+
+class JobAggregator:
+    """Feed it pages of jobs with `add`; `finish` gives the list's data."""
+
+    def __init__(self, context: PollContext[JobData]) -> None:
+        self._context = context
+        self._counts: dict[GroupKey, Counter[str]] = {}
+        self._problems: list[ProblemTask] = []
+        self._index: dict[int, JobState] = {}
+        self._shared: dict[JobState, JobState] = {}  # one tuple per (state, group) in use
+        self._anonymous = 0
+
+    def add(self, jobs: Iterable[Job]) -> None:
+        counts, index, shared = self._counts, self._index, self._shared
+        for job in jobs:
+            key_id = None if job.id is None else hash(job.id)
+            if key_id is not None and key_id in index:
+                continue  # listed twice: offset paging shifted while jobs changed
+            key = (job.state, (job.vendor, job.algorithm, job.deployment))
+            job_state = shared.setdefault(key, key)
+            state, group = job_state
+            group_counts = counts.get(group)
+            if group_counts is None:
+                group_counts = counts[group] = Counter()
+            group_counts[state] += 1
+            if key_id is None:
+                self._anonymous += 1
+            else:
+                index[key_id] = job_state
+            if state in PROBLEM_STATES:
+                self._problems.append(
+                    ProblemTask(job.id or "", job.name, state, job.error_code, group)
+                )
+
+    async def finish(self) -> JobData:
+        previous = self._context.previous
+        transitions = dict(previous.transitions) if previous else {}
+        if previous is not None:
+            # The first listing is a baseline: its jobs are not transitions.
+            changes: Counter[Transition] = Counter()
+            for _ in counting_transitions(previous.index, self._index, changes):
+                await asyncio.sleep(0)  # scrapes go on while 100,000s of jobs are compared
+            for transition, count in changes.items():
+                total, created = transitions.get(transition, (0, self._context.now))
+                transitions[transition] = TransitionCount(total + count, created)
+        # dict.fromkeys: jobs without an id can be identical in every label: one series
+        ranked = sorted(dict.fromkeys(self._problems), key=problem_rank)
+        kept = tuple(ranked[: self._context.problem_tasks_limit])
+        return JobData(
+            state_counts=MappingProxyType(
+                {group: MappingProxyType(dict(c)) for group, c in self._counts.items()}
+            ),
+            problem_tasks=kept,
+            problem_tasks_dropped=len(ranked) - len(kept),
+            item_count=len(self._index) + self._anonymous,
+            index=MappingProxyType(self._index),
+            transitions=MappingProxyType(transitions),
+        )
+
+
+def counting_transitions(
+    previous: JobIndex, current: JobIndex, transitions: Counter[Transition], chunk: int = 4096
+) -> Iterator[None]:
+    """State changes between two consecutive listings into `transitions` (new jobs from
+    NONE, gone ones to DELETED), pausing (yielding) after every `chunk` jobs so an event
+    loop can serve scrapes in between: 100,000 jobs take tens of milliseconds."""
+    for number, (job_id, (state, group)) in enumerate(current.items(), 1):
+        before = previous.get(job_id)
+        if before is None:
+            transitions[(group, NEW_JOB_STATE, state)] += 1
+        elif before[0] != state:
+            transitions[(group, before[0], state)] += 1
+        if number % chunk == 0:
+            yield
+    for number, (job_id, (state, group)) in enumerate(previous.items(), 1):
+        if job_id not in current:
+            transitions[(group, state, DELETED_JOB_STATE)] += 1
+        if number % chunk == 0:
+            yield
+
+
+DETAIL_ENDPOINT = "/v1/{project_id}/infer/tasks/{task_id}"
+
+
+async def fill_error_codes(
+    data: JobData, previous: JobData | None, transport: Transport, budget: int
+) -> JobData:
+    """Listings without `error` (v1, c-face-edge): the codes of the named problem jobs from
+    the job detail endpoint, at most `budget` calls a poll. A failed detail call leaves
+    the code empty and never fails the poll; it is counted with the other requests."""
+    known = previous.detail_codes if previous else {}
+    codes: dict[tuple[str, str], str] = {}
+    problems = []
+    for problem in data.problem_tasks:
+        key = (problem.task_id, problem.state)
+        code = problem.error_code or known.get(key)
+        if code is None and problem.task_id and budget > 0:
+            budget -= 1
+            code = await _detail_error_code(transport, problem.task_id)
+        if code is not None:
+            codes[key] = code
+            problem = replace(problem, error_code=code)
+        problems.append(problem)
+    return replace(data, problem_tasks=tuple(problems), detail_codes=MappingProxyType(codes))
+
+
+async def _detail_error_code(transport: Transport, task_id: str) -> str | None:
+    parse = partial(parse_model, Task, endpoint=DETAIL_ENDPOINT)
+    try:
+        detail = await transport.get(DETAIL_ENDPOINT, {}, parse, task_id=task_id)
+    except ViasError as error:
+        log.info("job detail unavailable", task_id=task_id, reason=error.reason)
+        # Asking again can help only where the failure may pass (timeouts, 5xx, 429).
+        return None if error.retryable else ""
+    return detail.error_code
+
+
+GROUP_LABELS = ["project_id", "source", "vendor", "algorithm", "deployment"]
+
+
+def render_jobs(views: Sequence[ListView[JobData]]) -> Iterator[Metric]:
+    """The job families of every job list: counts while fresh, the named problem jobs while
+    known (through an outage too: their state is unknown, not recovered), transitions."""
+    tasks = GaugeMetricFamily("vias_tasks", "Jobs in each state.", labels=[*GROUP_LABELS, "state"])
+    transitions = CounterMetricFamily(
+        "vias_task_state_transitions",
+        "State changes seen between consecutive polls.",
+        labels=[*GROUP_LABELS, "from_state", "to_state"],
+    )
+    problems = GaugeMetricFamily(
+        "vias_problem_task_info",
+        "1 for each job in a problem state (capped per project).",
+        labels=[
+            "project_id",
+            "source",
+            "task_id",
+            "task_name",
+            "state",
+            "error_code",
+            "vendor",
+            "algorithm",
+            "deployment",
+        ],
+    )
+    for view in views:
+        where = [view.project_id, view.source]
+        if view.fresh:
+            for group, counts in view.data.state_counts.items():
+                unknown = sorted(s for s in counts if s not in TASK_STATES)
+                for job_state in (*TASK_STATES, *unknown):
+                    tasks.add_metric([*where, *group, job_state], counts.get(job_state, 0))
+        for problem in view.shown_problems:
+            problems.add_metric(
+                [
+                    *where,
+                    problem.task_id,
+                    problem.task_name,
+                    problem.state,
+                    problem.error_code,
+                    *problem.group,
+                ],
+                1.0,
+            )
+        for (group, before, after), (total, created) in view.data.transitions.items():
+            transitions.add_metric([*where, *group, before, after], total, created=created)
+    yield from (tasks, transitions, problems)

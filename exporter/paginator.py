@@ -1,0 +1,97 @@
+"""Complete listings: the paging strategies of a list's descriptor, over a transport.
+
+Pages until a short or empty page, never trusting `count` as a total where it is "items on
+this page"; fetches a window of pages at once where the total is unknown, and no further
+than the total where it is known; stops on a repeated page and at `max_pages`, keeping
+what it got. De-duplication (offset paging shifts while jobs change) is the aggregators'.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from functools import partial
+from typing import Any, TypeVar
+
+import structlog
+
+from exporter.lists.base import ItemT, ViasList
+from exporter.models import Page, parse_model
+from exporter.transport import Transport
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+
+async def pages(
+    transport: Transport, vias_list: ViasList[ItemT, Any]
+) -> AsyncIterator[list[ItemT]]:
+    """Yield the items of each page of one complete listing, in order."""
+    paging = vias_list.paging
+    parse = partial(parse_model, vias_list.page_model, endpoint=vias_list.endpoint)
+    if paging.end == "unpaged":
+        page = await transport.get(vias_list.endpoint, paging.extra_params, parse)
+        if page.items:
+            yield page.items
+        return
+    max_pages, page_window = transport.settings.max_pages, transport.settings.page_window
+    listed = 0
+    previous_ids: list[str | None] | None = None
+    next_page, window, total = 1, 1, None
+    while next_page <= max_pages:
+        numbers = range(next_page, min(next_page + window, max_pages + 1))
+        window_pages: list[Page[ItemT]] = await _all(
+            [
+                transport.get(
+                    vias_list.endpoint,
+                    {
+                        **paging.extra_params,
+                        paging.page_param: str(number),
+                        paging.size_param: str(paging.page_size),
+                    },
+                    parse,
+                )
+                for number in numbers
+            ]
+        )
+        for page in window_pages:
+            items = page.items
+            ids = [item.id for item in items]
+            if items and ids == previous_ids:
+                _stopped(transport, vias_list, "repeated_page")
+                return
+            previous_ids = ids
+            listed += len(items)
+            if items:
+                yield items
+            # A page longer than asked for means the server ignores paging.
+            if len(items) != paging.page_size:
+                return
+            if paging.end == "total" and page.count is not None:
+                total = page.count
+                if listed >= total:
+                    return
+        next_page += len(numbers)
+        window = page_window
+        if total is not None:  # fetch no further than the total says
+            window = max(1, min(window, math.ceil((total - listed) / paging.page_size)))
+    _stopped(transport, vias_list, "page_cap")
+
+
+async def _all(calls: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run concurrently; on the first failure the rest are cancelled and it is raised."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(call) for call in calls]
+    except BaseExceptionGroup as failures:
+        raise failures.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
+def _stopped(transport: Transport, vias_list: ViasList[Any, Any], reason: str) -> None:
+    transport.telemetry.pagination_stops.labels(transport.project_id, vias_list.name, reason).inc()
+    log.warning(
+        "listing cut short", project_id=transport.project_id, source=vias_list.name, reason=reason
+    )

@@ -1,0 +1,90 @@
+"""The golden test every list has (the kube-state-metrics `<kind>_test.go` pattern): the
+list's answer pages in over real HTTP, its exposition out, byte for byte.
+
+`golden/<list>.json` is the answer to every page request (a short page: one page is the
+whole listing), `golden/<list>.details.json` maps job ids to job-detail answers (others
+get 404), `golden/<list>.prom` is the expected exposition. Regenerate after an intended
+change with `UPDATE_GOLDEN=1 pytest tests/lists` and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from exporter.lists.base import ViasList
+from exporter.lists.jobs import DETAIL_ENDPOINT
+from exporter.service import Exporter
+from tests.support import make_config, serving_app
+
+GOLDEN = Path(__file__).parent / "golden"
+PROJECT = "p1"
+# Families whose values are fixed by the answers (not timings, not timestamps).
+STABLE_PREFIXES = (
+    "vias_tasks",
+    "vias_problem_task_info",
+    "vias_batch_task_",
+    "vias_up",
+    "vias_poll_items",
+    "vias_api_requests_total",
+    "vias_task_state_transitions_total",
+)
+
+
+def golden_app(vias_list: ViasList[Any, Any]) -> web.Application:
+    listing = (GOLDEN / f"{vias_list.name}.json").read_bytes()
+    details_file = GOLDEN / f"{vias_list.name}.details.json"
+    details = json.loads(details_file.read_text()) if details_file.exists() else {}
+
+    async def answer_listing(request: web.Request) -> web.Response:
+        return web.Response(body=listing, content_type="application/json")
+
+    async def answer_detail(request: web.Request) -> web.Response:
+        detail = details.get(request.match_info["task_id"])
+        if detail is None:
+            return web.json_response({"error_code": "VIAS.10040001"}, status=404)
+        return web.json_response(detail)
+
+    app = web.Application()
+    app.router.add_get(vias_list.endpoint.format(project_id=PROJECT), answer_listing)
+    app.router.add_get(
+        DETAIL_ENDPOINT.format(project_id=PROJECT, task_id="{task_id}"), answer_detail
+    )
+    return app
+
+
+def stable_lines(exposition: str) -> str:
+    kept = []
+    for line in exposition.splitlines():
+        name = line.split(" ")[2] if line.startswith("#") else line
+        if name.startswith(STABLE_PREFIXES):
+            kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
+async def assert_golden(vias_list: ViasList[Any, Any]) -> None:
+    async with serving_app(golden_app(vias_list)) as url:
+        config = make_config(
+            [
+                {
+                    "project_id": PROJECT,
+                    "endpoint": url,
+                    "auth_token": "x",
+                    "sources": [vias_list.name],
+                }
+            ]
+        )
+        async with Exporter(config) as exporter:
+            await exporter.poll_all_once()
+            await exporter.poll_all_once()  # a second identical answer: no transitions
+            exporter.exposition.render()
+            text = exporter.exposition.body(openmetrics=False, gzipped=False).decode()
+    actual = stable_lines(text)
+    expected_file = GOLDEN / f"{vias_list.name}.prom"
+    if os.environ.get("UPDATE_GOLDEN"):
+        expected_file.write_text(actual)
+    assert actual == expected_file.read_text()

@@ -1,0 +1,236 @@
+"""Paging edge cases that are awkward to stage on a real server (aioresponses): the three
+paging strategies, the look-ahead window, repeated pages, the page cap, failures in a
+window. The paginator passes every item on; de-duplication is the aggregators'.
+
+Complete listings against the simulator over real HTTP are in test_paginator_simulator.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aioresponses import CallbackResult, aioresponses
+from pydantic import SecretStr
+from yarl import URL
+
+from exporter.auth import TokenAuth
+from exporter.errors import ViasHTTPError
+from exporter.lists.base import Paging, PollContext, ViasList
+from exporter.lists.batch_tasks import BATCH_TASKS
+from exporter.lists.face_edge_tasks import FACE_EDGE_TASKS
+from exporter.lists.infer_tasks import INFER_TASKS
+from exporter.lists.jobs import TASK_STATES, JobAggregator, JobData, Task, TaskPage, render_jobs
+from exporter.paginator import pages
+from exporter.settings import GlobalConfig
+from exporter.telemetry import Telemetry
+from exporter.transport import Transport
+
+BASE = "http://vias.test"
+FAST = GlobalConfig(backoff_initial_seconds=0.001, backoff_max_seconds=0.01, max_retries=2)
+Handler = Callable[[URL], CallbackResult]
+
+# No registered list is unpaged today; the strategy is the paginator's all the same.
+UNPAGED = ViasList[Task, JobData](
+    name="all_jobs",
+    endpoint="/v1/{project_id}/all-jobs",
+    paging=Paging(end="unpaged", extra_params={"scope": "all"}),
+    page_model=TaskPage,
+    states=TASK_STATES,
+    aggregator=JobAggregator,
+    render=render_jobs,
+)
+
+
+def _jobs(start: int, count: int) -> list[dict[str, Any]]:
+    return [
+        {"id": f"job-{i}", "state": "RUNNING", "company": "v", "title": "a", "type": "0"}
+        for i in range(start, start + count)
+    ]
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def mocked() -> AsyncIterator[aioresponses]:
+    with aioresponses() as mock:
+        yield mock
+
+
+def _transport(
+    session: aiohttp.ClientSession, telemetry: Telemetry, settings: GlobalConfig = FAST
+) -> Transport:
+    return Transport(
+        session=session,
+        base_url=BASE,
+        project_id="p1",
+        auth=TokenAuth(SecretStr("tok")),
+        telemetry=telemetry,
+        settings=settings,
+    )
+
+
+async def _listed(transport: Transport, vias_list: ViasList[Any, Any]) -> list[list[Any]]:
+    return [items async for items in pages(transport, vias_list)]
+
+
+def _ids(listed: list[list[Any]]) -> list[str | None]:
+    return [item.id for items in listed for item in items]
+
+
+def _serve(mock: aioresponses, path: str, handler: Handler) -> list[URL]:
+    """Route every GET of `path` (any query) to handler; return the list of URLs asked."""
+    seen: list[URL] = []
+
+    def callback(url: URL, **_: Any) -> CallbackResult:
+        seen.append(url)
+        return handler(url)
+
+    mock.get(re.compile(re.escape(BASE + path) + r"(\?.*)?$"), callback=callback, repeat=True)
+    return seen
+
+
+def _page_of(jobs: list[dict[str, Any]]) -> Handler:
+    def handler(url: URL) -> CallbackResult:
+        page, size = int(url.query["page"]), int(url.query["page_size"])
+        items = jobs[(page - 1) * size : page * size]
+        return CallbackResult(payload={"count": len(items), "tasks": items})
+
+    return handler
+
+
+def _stops(telemetry: Telemetry, reason: str, source: str = "infer_tasks") -> float:
+    labels = {"project_id": "p1", "source": source, "reason": reason}
+    return telemetry.registry.get_sample_value("vias_pagination_stops_total", labels) or 0.0
+
+
+async def test_pages_until_a_short_page_within_window(session, mocked) -> None:
+    telemetry = Telemetry()
+    asked = _serve(mocked, "/v1/p1/infer/tasks", _page_of(_jobs(0, 110)))
+    listed = await _listed(_transport(session, telemetry), INFER_TASKS)
+    assert [len(items) for items in listed] == [50, 50, 10]  # one yield a page, in order
+    assert _ids(listed) == [f"job-{i}" for i in range(110)]
+    assert {u.query["page_size"] for u in asked} == {"50"}
+    assert [u.query["page"] for u in asked[:3]] == ["1", "2", "3"]
+    # 3 pages hold the data; the look-ahead window may add at most window-1 requests.
+    assert 3 <= len(asked) <= 3 + FAST.page_window - 1
+    assert _stops(telemetry, "page_cap") == _stops(telemetry, "repeated_page") == 0
+
+
+async def test_the_first_page_is_asked_alone_then_a_window(session, mocked) -> None:
+    asked = _serve(mocked, "/v1/p1/infer/tasks", _page_of(_jobs(0, 10)))
+    listed = await _listed(_transport(session, Telemetry()), INFER_TASKS)
+    assert _ids(listed) == [f"job-{i}" for i in range(10)]
+    assert len(asked) == 1  # a short first page: no look-ahead was spent
+
+
+async def test_an_empty_listing_yields_nothing(session, mocked) -> None:
+    asked = _serve(mocked, "/v1/p1/infer/tasks", _page_of([]))
+    assert await _listed(_transport(session, Telemetry()), INFER_TASKS) == []
+    assert len(asked) == 1
+
+
+async def test_jobs_listed_twice_are_passed_on_for_the_aggregator(session, mocked) -> None:
+    telemetry = Telemetry()
+    jobs = _jobs(0, 50) + _jobs(40, 20)  # offset paging shifted: 10 jobs seen twice
+    _serve(mocked, "/v1/p1/infer/tasks", _page_of(jobs))
+    listed = await _listed(_transport(session, telemetry), INFER_TASKS)
+    assert len(_ids(listed)) == 70 and len(set(_ids(listed))) == 60
+    assert _stops(telemetry, "repeated_page") == 0  # overlapping is not repeating
+    aggregator = JobAggregator(PollContext(None, problem_tasks_limit=10, now=0.0))
+    for items in listed:
+        aggregator.add(items)
+    assert (await aggregator.finish()).item_count == 60
+
+
+async def test_repeated_page_stops_the_listing(session, mocked) -> None:
+    telemetry = Telemetry()
+    asked = _serve(
+        mocked, "/v1/p1/infer/tasks", lambda url: CallbackResult(payload={"tasks": _jobs(0, 50)})
+    )
+    listed = await _listed(_transport(session, telemetry), INFER_TASKS)
+    assert _ids(listed) == [f"job-{i}" for i in range(50)]  # what came before is kept
+    assert len(asked) <= 1 + FAST.page_window
+    assert _stops(telemetry, "repeated_page") == 1
+
+
+async def test_page_cap_bounds_a_server_that_never_ends(session, mocked) -> None:
+    telemetry = Telemetry()
+    counter = iter(range(10**6))
+    asked = _serve(
+        mocked,
+        "/v1/p1/infer/tasks",
+        lambda url: CallbackResult(payload={"tasks": _jobs(next(counter) * 50, 50)}),
+    )
+    settings = GlobalConfig(max_pages=7, backoff_initial_seconds=0.001)
+    listed = await _listed(_transport(session, telemetry, settings), INFER_TASKS)
+    assert len(asked) == 7 and len(_ids(listed)) == 350
+    assert sorted(int(u.query["page"]) for u in asked) == list(range(1, 8))
+    assert _stops(telemetry, "page_cap") == 1
+
+
+async def test_face_edge_server_that_ignores_paging(session, mocked) -> None:
+    everything = [{"id": f"f{i}", "state": "RUNNING"} for i in range(250)]
+    asked = _serve(
+        mocked,
+        "/v2/p1/services/c-face-edge/tasks",
+        lambda url: CallbackResult(payload={"count": 250, "tasks": everything}),
+    )
+    listed = await _listed(_transport(session, Telemetry()), FACE_EDGE_TASKS)
+    assert len(_ids(listed)) == 250 and len(asked) == 1
+
+
+async def test_total_count_limits_look_ahead(session, mocked) -> None:
+    batches = [{"id": f"b{i}", "batch_task_name": "n"} for i in range(400)]
+
+    def handler(url: URL) -> CallbackResult:
+        page = int(url.query["page_num"])
+        return CallbackResult(
+            payload={"count": 400, "batch_task_list": batches[(page - 1) * 200 : page * 200]}
+        )
+
+    asked = _serve(mocked, "/v2/p1/batch-tasks", handler)
+    listed = await _listed(_transport(session, Telemetry()), BATCH_TASKS)
+    assert len(_ids(listed)) == 400 and len(asked) == 2
+    assert [dict(u.query) for u in asked] == [
+        {"is_paged": "true", "page_num": str(page), "page_size": "200"} for page in (1, 2)
+    ]
+
+
+async def test_unpaged_list_is_one_request_without_paging_parameters(session, mocked) -> None:
+    asked = _serve(
+        mocked,
+        "/v1/p1/all-jobs",
+        lambda url: CallbackResult(payload={"count": 120, "tasks": _jobs(0, 120)}),
+    )
+    listed = await _listed(_transport(session, Telemetry()), UNPAGED)
+    assert [len(items) for items in listed] == [120]
+    assert [dict(u.query) for u in asked] == [{"scope": "all"}]
+
+
+async def test_empty_unpaged_list_yields_nothing(session, mocked) -> None:
+    _serve(mocked, "/v1/p1/all-jobs", lambda url: CallbackResult(payload={"tasks": []}))
+    assert await _listed(_transport(session, Telemetry()), UNPAGED) == []
+
+
+async def test_a_failed_page_in_a_window_fails_the_listing_with_its_own_error(
+    session, mocked
+) -> None:
+    jobs = _page_of(_jobs(0, 500))
+
+    def handler(url: URL) -> CallbackResult:
+        if url.query["page"] == "3":
+            return CallbackResult(status=400, payload={"error_code": "VIAS.00010001"})
+        return jobs(url)
+
+    _serve(mocked, "/v1/p1/infer/tasks", handler)
+    with pytest.raises(ViasHTTPError) as caught:  # not an ExceptionGroup
+        await _listed(_transport(session, Telemetry()), INFER_TASKS)
+    assert (caught.value.status, caught.value.error_code) == (400, "VIAS.00010001")
