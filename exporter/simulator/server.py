@@ -19,7 +19,14 @@ from aiohttp import web
 
 from exporter.signing import verify_request
 from exporter.simulator.faults import Fault, FaultSet
-from exporter.simulator.world import ProjectData, SimBatchTask, SimFaceEdgeTask, SimTask, World
+from exporter.simulator.world import (
+    ERRORS,
+    ProjectData,
+    SimBatchTask,
+    SimFaceEdgeTask,
+    SimTask,
+    World,
+)
 
 AuthKind = Literal["token", "aksk", "none"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -147,6 +154,7 @@ class Simulator:
         app.router.add_delete("/_sim/faults", self._admin_clear_faults)
         app.router.add_post("/_sim/expire-tokens", self._admin_expire_tokens)
         app.router.add_get("/_sim/truth/{project_id}", self._admin_truth)
+        app.router.add_put("/_sim/tasks/{project_id}/{task_id}", self._admin_put_task)
         return app
 
     # --- request pipeline: record, latency, faults, auth, handler ---
@@ -381,6 +389,41 @@ class Simulator:
 
     async def _admin_truth(self, request: web.Request) -> web.Response:
         return _json(200, self._project(request).truth())
+
+    async def _admin_put_task(self, request: web.Request) -> web.Response:
+        """Set a job's state, creating the job if needed: {"state": ..., "name": ...,
+        "batch_id": ...} (name and batch_id only when creating). The error code is the one
+        the scenarios give that state."""
+        project = self._project(request)
+        task_id = request.match_info["task_id"]
+        try:
+            body = await request.json()
+            state = str(body["state"])
+            code, message = ERRORS.get(state, (None, None))
+            if task_id in project.tasks:
+                project.set_state(task_id, state, code, message)
+            else:
+                member: dict[str, Any] = {}
+                if body.get("batch_id"):
+                    batch = project.batch_tasks[body["batch_id"]]
+                    member = {
+                        "batch_id": batch.id,
+                        "vendor": batch.vendor,
+                        "algorithm": batch.algorithm,
+                        "deployment": batch.deployment,
+                        "video_group": batch.video_group,
+                    }
+                project.add_task(
+                    task_id=task_id,
+                    name=body.get("name"),
+                    state=state,
+                    error_code=code,
+                    error_message=message,
+                    **member,
+                )
+        except (ValueError, TypeError, KeyError) as error:
+            raise gateway_error(400, "SIM.0001", f"bad task: {error!r}") from error
+        return _json(200, {"id": task_id, "state": state})
 
 
 @contextlib.asynccontextmanager
