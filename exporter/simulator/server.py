@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from exporter.signing import verify_request
+from exporter.simulator.admin import admin_routes
 from exporter.simulator.answers import (
     RATE_LIMIT_PER_SECOND,
     ApiError,
@@ -119,10 +120,12 @@ class Simulator:
         """The simulator's clock: real time shifted by `clock_offset`."""
         return datetime.now(UTC) + self.clock_offset
 
-    def expire_tokens(self) -> None:
-        """Every IAM token issued so far is refused from now on (the static token is not)."""
+    def expire_tokens(self) -> int:
+        """Every IAM token issued so far is refused from now on (the static token is not);
+        returns how many there are."""
         for issued in self._tokens.values():
             issued.expires_at = datetime.min.replace(tzinfo=UTC)
+        return len(self._tokens)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
@@ -132,12 +135,7 @@ class Simulator:
         app.router.add_get("/v1/{project_id}/infer/tasks/{task_id}", self._task_v1)
         app.router.add_get("/v2/{project_id}/services/c-face-edge/tasks", self._face_edge)
         app.router.add_post("/v3/auth/tokens", self._login)
-        app.router.add_post("/_sim/step", self._admin_step)
-        app.router.add_get("/_sim/faults", self._admin_faults)
-        app.router.add_post("/_sim/faults", self._admin_add_faults)
-        app.router.add_delete("/_sim/faults", self._admin_clear_faults)
-        app.router.add_post("/_sim/expire-tokens", self._admin_expire_tokens)
-        app.router.add_get("/_sim/truth/{project_id}", self._admin_truth)
+        app.router.add_routes(admin_routes(self))
         return app
 
     # --- request pipeline: record, latency, faults, auth, handler ---
@@ -247,7 +245,7 @@ class Simulator:
         render: Callable[[SimTask, str], Json],
     ) -> web.Response:
         """/v2/tasks and /v1/infer/tasks: same jobs, `count` = items on this page."""
-        project = self._project(request)
+        project = self.project(request)
         page, size = page_bounds(request, "page", max_size)
         tasks = project.newest_first((page - 1) * size, page * size)
         items = self._render(project, fmt, tasks, render)
@@ -257,7 +255,7 @@ class Simulator:
 
     async def _task_v1(self, request: web.Request) -> web.Response:
         """One job's details: a job of either task list, or an edge face-extraction job."""
-        project = self._project(request)
+        project = self.project(request)
         task_id = request.match_info["task_id"]
         face_edge = project.face_edge_tasks.get(task_id)
         if face_edge is not None:
@@ -274,7 +272,7 @@ class Simulator:
         return json_answer(200, task_v1_detail(task, project.project_id))
 
     async def _batch_tasks(self, request: web.Request) -> web.Response:
-        project = self._project(request)
+        project = self.project(request)
         batches = sorted(
             project.batch_tasks.values(), key=lambda b: (b.created_at_ms, b.id), reverse=True
         )
@@ -285,7 +283,7 @@ class Simulator:
         return json_answer(200, {"count": len(project.batch_tasks), "batch_task_list": listing})
 
     async def _face_edge(self, request: web.Request) -> web.Response:
-        project = self._project(request)
+        project = self.project(request)
         jobs = list(project.face_edge_tasks.values())
         if self.face_edge_paging:
             page, size = page_bounds(request, "page", FACE_EDGE_MAX_PAGE_SIZE, min_size=1)
@@ -293,7 +291,7 @@ class Simulator:
         tasks = [face_edge_task(job, project.project_id) for job in jobs]
         return json_answer(200, {"count": len(project.face_edge_tasks), "tasks": tasks})
 
-    def _project(self, request: web.Request) -> ProjectData:
+    def project(self, request: web.Request) -> ProjectData:
         project_id = request.match_info["project_id"]
         project = self.world.projects.get(project_id)
         if project is None:
@@ -351,34 +349,6 @@ class Simulator:
         response = json_answer(201, body)
         response.headers["X-Subject-Token"] = token
         return response
-
-    # --- admin API (no auth, not recorded) ---
-
-    async def _admin_step(self, request: web.Request) -> web.Response:
-        self.world.step()
-        return json_answer(200, {"ticks": self.world.ticks, "now_ms": self.world.now_ms})
-
-    async def _admin_faults(self, request: web.Request) -> web.Response:
-        return json_answer(200, {"faults": [fault.to_json() for fault in self.faults.active()]})
-
-    async def _admin_add_faults(self, request: web.Request) -> web.Response:
-        try:
-            faults = [Fault.from_json(item) for item in await request.json()]
-        except (ValueError, TypeError) as error:
-            raise gateway_error(400, "SIM.0001", f"bad fault list: {error}") from error
-        self.faults.add(*faults)
-        return await self._admin_faults(request)
-
-    async def _admin_clear_faults(self, request: web.Request) -> web.Response:
-        self.faults.clear()
-        return await self._admin_faults(request)
-
-    async def _admin_expire_tokens(self, request: web.Request) -> web.Response:
-        self.expire_tokens()
-        return json_answer(200, {"expired": len(self._tokens)})
-
-    async def _admin_truth(self, request: web.Request) -> web.Response:
-        return json_answer(200, self._project(request).truth())
 
 
 # --- helpers: responses ---

@@ -8,11 +8,19 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.stack import ROOT, RULES_FILE, RUNBOOK
+from tests.deploy.stack import ALERTMANAGER_CONFIG, ROOT, RULES_FILE, RUNBOOK
 
 RULE_TESTS = sorted((ROOT / "deploy" / "prometheus" / "tests").glob("*.yml"))
 RUNBOOK_BASE = "https://github.com/vias-exporter/vias-exporter/blob/main/docs/runbook.md#"
 JOB_ALERT_LABELS = ("project_id", "vendor", "algorithm")
+# Job alerts that keep their last known state while a source is down or not scraped
+# (VIASJobFailed counts transitions and needs no such thing).
+LAST_KNOWN_ALERTS = (
+    "VIASJobAbnormal",
+    "VIASJobLackOfResources",
+    "VIASJobCreateOrStartFailed",
+    "VIASBatchTaskProblems",
+)
 
 
 def _alert_cases() -> dict[str, list[dict[str, Any]]]:
@@ -100,3 +108,43 @@ def test_rules_select_the_documented_scrape_job(alert_rules):
     assert up_rules
     for expr in up_rules:
         assert 'job="vias-exporter"' in expr, expr
+
+
+def test_job_alerts_read_a_last_known_rule_evaluated_before_them():
+    """The state-keeping itself is unit-tested (deploy/prometheus/tests/
+    jobs_unknown_state_test.yml); this keeps each alert on a latch of its own group, placed
+    before it so that it reads this evaluation's result, not the previous one."""
+    groups = yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))["groups"]
+    seen = set()
+    for group in groups:
+        recorded: list[str] = []
+        for rule in group["rules"]:
+            if "record" in rule:
+                name = rule["record"]
+                assert name.endswith(":last_known"), name
+                # the latch: its own previous result while the source is not known to be up
+                assert re.search(rf"^\s*{re.escape(name)}\s*$", rule["expr"], re.M), name
+                assert "vias_up" in rule["expr"] and "last_over_time(vias_up" in rule["expr"]
+                recorded.append(name)
+            elif rule["alert"] in LAST_KNOWN_ALERTS:
+                (read,) = re.findall(r"vias:\w+:last_known", rule["expr"])
+                assert read in recorded, f"{rule['alert']} reads {read} before it is recorded"
+                seen.add(rule["alert"])
+    assert seen == set(LAST_KNOWN_ALERTS)
+
+
+def test_inhibitions_of_job_alerts_compare_labels_the_job_alerts_carry(alert_rules):
+    """An `equal` label that the target alerts do not carry never matches, so it would
+    silently disable the inhibition (job alerts carry no instance: a new pod continues them)."""
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
+    cases = _alert_cases()
+    for rule in alert_rules:
+        name = rule["alert"]
+        fired = [alert for case in cases.get(name, []) for alert in case.get("exp_alerts") or []]
+        carried = set.intersection(*(set(alert["exp_labels"]) for alert in fired))
+        for inhibit in config["inhibit_rules"]:
+            (target,) = inhibit["target_matchers"]
+            targets = re.fullmatch(r'alertname=~?"(.+)"', target).group(1)
+            if re.fullmatch(targets, name):
+                missing = set(inhibit.get("equal", [])) - carried
+                assert not missing, f"{name} lacks {missing}, needed by {inhibit}"
