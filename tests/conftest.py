@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -11,7 +12,14 @@ import pytest
 from exporter.service import Exporter
 from exporter.settings import Config
 from exporter.simulator import World, run_simulator
-from tests.support import RunningExporter, RunningSimulator, StartExporter, make_simulator, serving
+from tests.support import (
+    RunningExporter,
+    RunningSimulator,
+    StartExporter,
+    exposition_with_every_metric,
+    make_simulator,
+    serving,
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,3 +65,9 @@ def start_exporter() -> StartExporter:
             yield RunningExporter(exporter, url, session)
 
     return start
+
+
+@pytest.fixture(scope="session")
+def every_metric_exposition() -> str:
+    """A real exporter's text exposition in which every metric has samples (made once)."""
+    return asyncio.run(exposition_with_every_metric())
