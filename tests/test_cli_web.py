@@ -124,8 +124,8 @@ async def test_console_script_serves_tls_mtls_and_basic_auth(tmp_path, simulator
         assert await status("/metrics", ssl=with_cert, auth=auth) == 404
         async with session.get(base + "/", ssl=with_cert, auth=auth) as response:
             assert f'href="{METRICS_PATH}"' in await response.text()
-        # Basic auth on every path, right user and password only.
-        for path in (METRICS_PATH, "/", "/-/ready"):
+        # Basic auth: the right user and password only.
+        for path in (METRICS_PATH, "/"):
             assert await status(path, ssl=with_cert) == 401, path
         wrong = aiohttp.BasicAuth("prometheus", "nope")
         assert await status(METRICS_PATH, ssl=with_cert, auth=wrong) == 401
