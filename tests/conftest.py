@@ -1,9 +1,18 @@
-"""Shared fixtures: the simulator on loopback and a running exporter to scrape."""
+"""Shared fixtures: the simulator on loopback and a running exporter to scrape; and, where
+every suite must run (CI), skips turned into failures.
+
+A suite that needs a tool (promtool, amtool, kubectl, Prometheus, Alertmanager) skips
+without it on a developer's machine. With REQUIRE_ALL_SUITES=1, or CI set (as CI sets it)
+and REQUIRE_ALL_SUITES not 0, a skipped test fails and a skipped module fails the run:
+a missing tool can no longer leave the run green. (tests/test_strict_skips.py shows it.)
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Generator
 
 import aiohttp
 import pytest
@@ -11,7 +20,63 @@ import pytest
 from exporter.service import Exporter
 from exporter.settings import Config
 from exporter.simulator import World, run_simulator
-from tests.support import RunningExporter, RunningSimulator, StartExporter, make_simulator, serving
+from tests.support import (
+    RunningExporter,
+    RunningSimulator,
+    StartExporter,
+    exposition_with_every_metric,
+    make_simulator,
+    serving,
+)
+
+STRICT_VARIABLE = "REQUIRE_ALL_SUITES"
+_TRUE = {"1", "true", "yes"}
+
+
+def every_suite_must_run() -> bool:
+    explicit = os.environ.get(STRICT_VARIABLE, "").strip().lower()
+    if explicit:
+        return explicit in _TRUE
+    return os.environ.get("CI", "").strip().lower() in _TRUE
+
+
+_skipped_modules: list[tuple[str, str]] = []
+
+
+def _reason(longrepr: object) -> str:
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report: pytest.TestReport = yield
+    if report.skipped and not hasattr(report, "wasxfail") and every_suite_must_run():
+        report.outcome = "failed"
+        report.longrepr = (
+            f"skipped where every suite must run ({STRICT_VARIABLE}/CI): {_reason(report.longrepr)}"
+        )
+    return report
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.skipped and every_suite_must_run():
+        _skipped_modules.append((report.nodeid, _reason(report.longrepr)))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _skipped_modules:
+        terminalreporter.section(f"skipped where every suite must run ({STRICT_VARIABLE}/CI)")
+        for nodeid, reason in _skipped_modules:
+            terminalreporter.line(f"{nodeid}: {reason}", red=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _skipped_modules and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,3 +122,9 @@ def start_exporter() -> StartExporter:
             yield RunningExporter(exporter, url, session)
 
     return start
+
+
+@pytest.fixture(scope="session")
+def every_metric_exposition() -> str:
+    """A real exporter's text exposition in which every metric has samples (made once)."""
+    return asyncio.run(exposition_with_every_metric())

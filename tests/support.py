@@ -3,10 +3,12 @@ web server on loopback, and a parsed-exposition view."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import ssl
 import subprocess
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -15,9 +17,10 @@ import aiohttp
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.lists import REGISTRY
 from exporter.service import Exporter
 from exporter.settings import Config
-from exporter.simulator import Simulator, World
+from exporter.simulator import Fault, Simulator, World, run_simulator
 from exporter.web import create_app
 from exporter.webconfig import WebConfig
 
@@ -151,3 +154,49 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 10) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+async def exposition_with_every_metric() -> str:
+    """The text exposition of a real exporter that polled the simulator over HTTP until
+    every metric it can export has samples: IAM password login (token expiry), a poll
+    error, a repeated page, a state change (transitions and their `_created`), problem jobs
+    over the cap, batch tasks, and an overrun of a poll loop started as the CLI starts it."""
+    world = World.generate(
+        seed=3,
+        project_ids=["p1", "p2", "p3"],
+        tasks_per_project=120,
+        batch_tasks_per_project=3,
+        face_edge_tasks_per_project=5,
+        scenario="demo",
+    )
+    sim = make_simulator(world)
+    async with run_simulator(sim) as url:
+        config = make_config(
+            [
+                target(url, "p1", auth="password", sources=["tasks", "infer_tasks"]),
+                target(url, "p2", sources=list(REGISTRY)),  # every list, whatever is added
+                target(url, "p3", sources=["batch_tasks"], poll_interval_seconds=0.05),
+            ],
+            problem_tasks_limit=1,
+            max_retries=0,
+            auth_backoff_seconds=0,
+        )
+        async with Exporter(config) as exporter:
+            await exporter.poll_all_once()
+            project = world.projects["p1"]
+            running = next(t.id for t in project.tasks.values() if t.state == "RUNNING")
+            project.set_state(running, "FAILED", error_code="VIAS.10030001")
+            sim.faults.add(
+                Fault("server_error_json", match="/p2/tasks", times=1),
+                Fault("repeat_page", match="/p1/infer/tasks", times=2),
+            )
+            await exporter.poll_all_once()
+            sim.faults.add(Fault("latency", match="/p3/", seconds=0.3, times=1))
+            exporter.start()  # p3 polls every 50 ms: its slow poll overruns
+            deadline = time.monotonic() + 15
+            while b"\nvias_poll_overruns_total{" not in exporter.exposition.body(
+                openmetrics=False, gzipped=False
+            ):
+                assert time.monotonic() < deadline, "no poll overran"
+                await asyncio.sleep(0.01)
+            return exporter.exposition.body(openmetrics=False, gzipped=False).decode()

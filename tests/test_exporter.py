@@ -1,13 +1,23 @@
 """The exporter end to end in-process: the real web server scraped over loopback, polling
-the simulator over real HTTP, compared to the simulator's seeded truth."""
+the simulator over real HTTP, compared to the simulator's seeded truth.
+
+| change to the code (tried, seen red) | failing test |
+|---|---|
+| `Exporter.ready` also requires the first poll to succeed | test_ready_after_a_first_poll... |
+| landing page: "last success" always "never" | test_endpoints_negotiation_gzip_... |
+| landing page: a failed poll shown as "ok" | test_ready_after_a_first_poll... |
+"""
 
 from __future__ import annotations
 
 import gzip
+import html
+import re
 from collections import Counter
 
 from exporter.lists.batch_tasks import BATCH_TASK_STATES
 from exporter.lists.jobs import PROBLEM_STATES, TASK_STATES
+from exporter.simulator import Fault
 from tests.support import SECRETS, RunningSimulator, Samples, make_config, target
 
 ALL_SOURCES = ["tasks", "batch_tasks", "infer_tasks", "face_edge_tasks"]
@@ -18,6 +28,17 @@ def expected_task_counts(sim: RunningSimulator, project_id: str) -> Counter[tupl
         (task.vendor, task.algorithm, task.deployment, task.state)
         for task in sim.world.projects[project_id].tasks.values()
     )
+
+
+def landing_rows(page: str) -> dict[tuple[str, str], tuple[str, str, str]]:
+    """(project, source) -> (interval, last poll, last success) from the landing page table."""
+    rows = {}
+    for row in re.findall(r"<tr>(.*?)</tr>", page, re.DOTALL):
+        cells = [html.unescape(cell) for cell in re.findall(r"<td>(.*?)</td>", row, re.DOTALL)]
+        if cells:  # the header row has <th> cells
+            project, source, *rest = cells
+            rows[(project, source)] = tuple(rest)
+    return rows
 
 
 def exported_task_counts(samples, project_id: str, source: str) -> Counter[tuple[str, ...]]:
@@ -234,9 +255,39 @@ async def test_endpoints_negotiation_gzip_readiness_and_landing_page(
             text = await response.text()
         async with running.session.get(running.url + "/") as response:
             landing = await response.text()
-    assert "p1" in landing and "batch_tasks" in landing and "ok" in landing
+    rows = landing_rows(landing)
+    assert set(rows) == {("p1", "tasks"), ("p1", "batch_tasks")}
+    for interval, result, age in rows.values():
+        assert (interval, result) == ("60s", "ok")
+        assert re.fullmatch(r"\d+s ago", age), age
     for secret in SECRETS:
         assert secret not in landing and secret not in text and secret not in body
+
+
+async def test_ready_after_a_first_poll_that_failed(simulator, start_exporter) -> None:
+    """The README: /-/ready is 200 once every source has had its first poll, "successful or
+    not" (a source that cannot be listed must not keep the pod out of its Service, where
+    its failure could not be scraped)."""
+    simulator.sim.faults.add(Fault(kind="unauthorized", match="/batch-tasks"))
+    config = make_config([target(simulator.url)], max_retries=0, auth_backoff_seconds=0)
+    async with start_exporter(config) as running:
+        assert (await running.get("/-/ready")).status == 503
+        async with running.session.get(running.url + "/") as response:
+            before = landing_rows(await response.text())
+        await running.exporter.poll_all_once()
+        assert (await running.get("/-/ready")).status == 200
+        samples = await running.metrics()
+        async with running.session.get(running.url + "/") as response:
+            after = landing_rows(await response.text())
+    assert samples.value("vias_up", project_id="p1", source="tasks") == 1
+    assert samples.value("vias_up", project_id="p1", source="batch_tasks") == 0
+    assert before == {
+        ("p1", source): ("60s", "not polled yet", "never") for source in ("tasks", "batch_tasks")
+    }
+    assert after[("p1", "tasks")][1] == "ok"
+    assert after[("p1", "batch_tasks")][0] == "60s"
+    _, result, age = after[("p1", "batch_tasks")]
+    assert result.startswith("failed: HTTP 401") and age == "never", (result, age)
 
 
 async def test_ready_waits_until_metrics_show_every_source(simulator, start_exporter) -> None:

@@ -1,77 +1,78 @@
-"""docs/metrics.md and the exposition list exactly the same metrics."""
+"""docs/metrics.md and the exposition list exactly the same metrics, with the same types and
+labels. The exposition is a real exporter's, after polls of the simulator that give every
+metric samples (the `every_metric_exposition` fixture); families are read from the
+`# TYPE` lines too, so a metric without samples still counts.
+
+| change to the code (tried, seen red) | failing test |
+|---|---|
+| undocumented Counter in Telemetry | test_every_exported_metric_is_documented_and_vice_versa |
+| a metric renamed in the code only | test_every_exported_metric_is_documented_and_vice_versa |
+| `reason` label renamed `cause` | test_every_metric_has_samples_and_its_documented_labels |
+
+A metric renamed in the code *and* in docs/metrics.md passes here, as it should:
+tests/deploy/test_exported_names.py checks the alert rules and the dashboard against the
+exposition.
+"""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from types import MappingProxyType
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collector import Exposition
-from exporter.lists.base import ProblemTask
-from exporter.lists.batch_tasks import BatchData, BatchTaskSummary
-from exporter.lists.jobs import JobData, TransitionCount
-from exporter.snapshot import SnapshotStore, SourceState
-from exporter.telemetry import Telemetry
-
 DOC = Path(__file__).parent.parent / "docs" / "metrics.md"
-GROUP = ("huawei", "helmet", "cloud")
+ROW = re.compile(r"^\| `(vias_\w+)` \| (\w+) \| ([^|]*) \|", re.MULTILINE)
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 
-def documented_metrics() -> dict[str, str]:
-    """metric name -> type, from the `| `vias_...` | type |` rows of the reference."""
-    rows = re.findall(r"^\| `(vias_[a-z_]+)` \| (\w+) \|", DOC.read_text(), re.MULTILINE)
-    return dict(rows)
+def documented() -> dict[str, tuple[str, frozenset[str]]]:
+    """metric name -> (type, labels), from the `| `vias_...` | type | labels |` rows."""
+    rows = {name: (kind, labels.strip()) for name, kind, labels in ROW.findall(DOC.read_text())}
+    result = {}
+    for name, (kind, labels) in rows.items():
+        same_as = re.fullmatch(r"as `(vias_\w+)`", labels)
+        if same_as:
+            labels = rows[same_as.group(1)][1]
+        result[name] = (kind, frozenset(label.strip() for label in labels.split(",")))
+    return result
 
 
-def _every_metric_populated() -> Telemetry:
-    """A telemetry and store where every metric has at least one series."""
-    telemetry = Telemetry()
-    telemetry.observe_request("p1", "/v2/{project_id}/tasks", "200", 0.1)
-    telemetry.token_expiry.labels("p1").set(1)
-    telemetry.poll_duration.labels("p1", "tasks").observe(1)
-    telemetry.poll_errors.labels("p1", "tasks", "timeout").inc()
-    telemetry.poll_overruns.labels("p1", "tasks").inc()
-    telemetry.pagination_stops.labels("p1", "tasks", "page_cap").inc()
-    telemetry.problem_tasks_dropped.labels("p1").inc()
-    return telemetry
+def exported_types(text: str) -> dict[str, str]:
+    """family name -> type, from every `# TYPE` line (families without samples included)."""
+    return dict(re.findall(r"^# TYPE (\w+) (\w+)$", text, re.MULTILINE))
 
 
-def exported_metrics() -> dict[str, str]:
-    telemetry = _every_metric_populated()
-    store = SnapshotStore(problem_tasks_limit=200)
-    jobs = JobData(
-        state_counts={GROUP: {"RUNNING": 1}},
-        problem_tasks=(ProblemTask("t1", "gate", "FAILED", "E1", GROUP),),
-        problem_tasks_dropped=0,
-        item_count=1,
-        index={},
-        transitions={(GROUP, "NONE", "RUNNING"): TransitionCount(1, 1.0)},
-    )
-    batch = BatchData(
-        (BatchTaskSummary("b1", "site", *GROUP, "g1", MappingProxyType({"RUNNING": 1})),)
-    )
-    for source, data in (("tasks", jobs), ("batch_tasks", batch)):
-        store.replace(
-            SourceState(
-                "p1", source, 60, polled=True, up=True, last_success=1.0, data=data, fresh=True
-            )
-        )
-    exposition = Exposition(store, telemetry)
-    text = exposition.body(openmetrics=False, gzipped=False).decode()
-    return {
-        (f"{family.name}_total" if family.type == "counter" else family.name): family.type
-        for family in text_string_to_metric_families(text)
-        if family.samples
-    }
+def exported_labels(text: str, types: dict[str, str]) -> dict[str, set[frozenset[str]]]:
+    """family name (as in `# TYPE`) -> the label-name sets of its samples (`le` left out)."""
+    labels: dict[str, set[frozenset[str]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            name = sample.name
+            if name not in types:
+                name = next(
+                    name.removesuffix(s)
+                    for s in HISTOGRAM_SUFFIXES
+                    if name.endswith(s) and types.get(name.removesuffix(s)) == "histogram"
+                )
+            labels.setdefault(name, set()).add(frozenset(sample.labels) - {"le"})
+    return labels
 
 
-def test_every_exported_metric_is_documented_and_vice_versa() -> None:
-    assert exported_metrics() == documented_metrics()
+def test_every_exported_metric_is_documented_and_vice_versa(every_metric_exposition: str) -> None:
+    exported = exported_types(every_metric_exposition)
+    assert exported == {name: kind for name, (kind, _) in documented().items()}
+
+
+def test_every_metric_has_samples_and_its_documented_labels(every_metric_exposition: str) -> None:
+    types = exported_types(every_metric_exposition)
+    labels = exported_labels(every_metric_exposition, types)
+    assert set(labels) == set(types), f"no samples: {set(types) - set(labels)}"
+    for name, (_, expected) in documented().items():
+        assert labels.get(name) == {expected}, name
 
 
 def test_names_follow_the_naming_guide() -> None:
-    for name, kind in documented_metrics().items():
+    for name, (kind, _) in documented().items():
         assert name.startswith("vias_")
         assert name.endswith("_total") == (kind == "counter"), name

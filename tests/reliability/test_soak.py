@@ -1,6 +1,11 @@
 """Load and soak: many scrapers while polls run, thousands of polls back to back, and a
 SIGTERM in the middle of a poll. Default sizes keep CI fast; `--soak-full` runs the full
-sizes (30 s of 200 scrapers, 10,000 poll cycles). Figures are printed (`pytest -s`)."""
+sizes (30 s of 200 scrapers, 10,000 poll cycles). Figures are printed (`pytest -s`).
+
+| change to the code (tried, seen red) | failing test |
+|---|---|
+| `Exporter.stop` waits for the first poll round to end | test_sigterm_during_a_poll_... |
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,7 @@ import logging
 import os
 import resource
 import signal
-import subprocess
 import time
-import urllib.request
 
 import aiohttp
 import structlog
@@ -25,9 +28,9 @@ from tests.reliability.reliability_support import (
     clean_env,
     fast_config,
     running_exporter,
-    simulator_process,
+    wait_until,
 )
-from tests.support import free_port, make_simulator, target
+from tests.support import TOKEN, free_port, make_simulator, target
 
 SCRAPERS = 200
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -127,25 +130,27 @@ async def test_poll_cycles_keep_memory_fds_and_tasks_flat(soak_full) -> None:
     sources = ["tasks", "batch_tasks"]
     # Per-poll info lines would dominate the run's time: keep warnings and errors only.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    async with run_simulator(sim) as url:
-        config = fast_config([target(url, "p1", sources=sources)], rate_limit_per_second=10_000)
-        async with running_exporter(config) as running:
-            exporter = running.exporter
-            started = time.perf_counter()
-            before = None
-            for cycle in range(warmup + cycles):
-                if cycle == warmup:
-                    before = usage()
-                world.step()
-                trim(project, jobs)
-                await exporter.poll_all_once()
-                sim.requests.clear()  # the simulator's request log is test harness, not ours
-                if cycle % 100 == 0:
-                    await running.scrape()
-            elapsed = time.perf_counter() - started
-            after = usage()
-            samples = await running.scrape()
-    structlog.reset_defaults()
+    try:
+        async with run_simulator(sim) as url:
+            config = fast_config([target(url, "p1", sources=sources)], rate_limit_per_second=10_000)
+            async with running_exporter(config) as running:
+                exporter = running.exporter
+                started = time.perf_counter()
+                before = None
+                for cycle in range(warmup + cycles):
+                    if cycle == warmup:
+                        before = usage()
+                    world.step()
+                    trim(project, jobs)
+                    await exporter.poll_all_once()
+                    sim.requests.clear()  # the simulator's request log is test harness, not ours
+                    if cycle % 100 == 0:
+                        await running.scrape()
+                elapsed = time.perf_counter() - started
+                after = usage()
+                samples = await running.scrape()
+    finally:
+        structlog.reset_defaults()
     assert before is not None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
@@ -164,58 +169,55 @@ async def test_poll_cycles_keep_memory_fds_and_tasks_flat(soak_full) -> None:
     assert after[2] <= before[2]
 
 
-def _get(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return int(response.status)
-    except OSError:
-        return 0
-
-
-def test_sigterm_during_a_poll_exits_cleanly(tmp_path) -> None:
-    """The real console script against a simulator process that answers after 2 s: SIGTERM
-    while the first poll is in flight ends the process with code 0 within 5 s."""
-    with simulator_process("--latency", "2", "--tasks", "50", "--step-interval", "0") as url:
+async def test_sigterm_during_a_poll_exits_cleanly(tmp_path) -> None:
+    """The real console script against a simulator that holds every answer for 30 s:
+    SIGTERM once a request is in flight at the simulator ends the process with code 0
+    within 5 s, without waiting for the answer (the request is never answered)."""
+    world = World.generate(seed=2, project_ids=["p1"], tasks_per_project=50, scenario="demo")
+    sim = make_simulator(world, latency_seconds=30)
+    async with run_simulator(sim) as url, aiohttp.ClientSession() as http:
         port = free_port()
         config = tmp_path / "config.yml"
         config.write_text(
-            f"targets:\n  - project_id: p1\n    endpoint: {url}\n    auth_token: sim-token\n"
+            f"targets:\n  - project_id: p1\n    endpoint: {url}\n    auth_token: {TOKEN}\n"
             "    poll_interval_seconds: 60\n",
             encoding="utf-8",
         )
-        process = subprocess.Popen(
-            [
-                str(EXPORTER_SCRIPT),
-                "--config.file",
-                str(config),
-                "--web.listen-address",
-                f"127.0.0.1:{port}",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        process = await asyncio.create_subprocess_exec(
+            str(EXPORTER_SCRIPT),
+            "--config.file",
+            str(config),
+            "--web.listen-address",
+            f"127.0.0.1:{port}",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
             cwd=ROOT,
             env=clean_env(),
         )
         try:
-            deadline = time.monotonic() + 15
-            while _get(f"http://127.0.0.1:{port}/-/healthy") != 200:
-                assert process.poll() is None, process.communicate()
-                assert time.monotonic() < deadline, "the exporter did not start serving"
-                time.sleep(0.05)
-            # Serving and polling; the simulator holds every answer for 2 s. Not ready yet:
-            # the first poll is still in flight.
-            assert _get(f"http://127.0.0.1:{port}/-/ready") != 200
+            # The first poll starts after a random delay of up to 1 s: wait for it to arrive.
+            await wait_until(
+                lambda: sim.in_flight > 0 or process.returncode is not None,
+                deadline=15,
+                what="a request in flight at the simulator",
+            )
+            assert process.returncode is None, "the exporter exited"
+            async with http.get(f"http://127.0.0.1:{port}/-/ready") as response:
+                assert response.status == 503  # the first poll is still in flight
             sent = time.monotonic()
             process.send_signal(signal.SIGTERM)
-            _, stderr = process.communicate(timeout=5)
+            _, stderr_bytes = await asyncio.wait_for(process.communicate(), timeout=10)
             took = time.monotonic() - sent
+            # The exporter hung up: the simulator's handler is cancelled, never answering.
+            await wait_until(lambda: sim.in_flight == 0, deadline=5, what="the request dropped")
         finally:
-            if process.poll() is None:
+            if process.returncode is None:
                 process.kill()
-                process.communicate()
+                await process.wait()
+    stderr = stderr_bytes.decode()
     print(f"\nSIGTERM during a poll: exit code {process.returncode} after {took:.2f}s")
     assert process.returncode == 0, stderr
     assert took < 5
+    assert sim.requests and all(record.status == 0 for record in sim.requests)
     assert "Traceback" not in stderr
     assert "shutting down" in stderr
