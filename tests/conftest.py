@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Generator
 
 import aiohttp
 import pytest
+from aioresponses import aioresponses
 
 from exporter.service import Exporter
 from exporter.settings import Config
@@ -128,3 +129,15 @@ def start_exporter() -> StartExporter:
 def every_metric_exposition() -> str:
     """A real exporter's text exposition in which every metric has samples (made once)."""
     return asyncio.run(exposition_with_every_metric())
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def mocked() -> AsyncIterator[aioresponses]:
+    with aioresponses() as mock:
+        yield mock

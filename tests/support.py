@@ -67,6 +67,14 @@ def target(url: str, project_id: str = "p1", auth: str = "token", **fields: Any)
     return {"project_id": project_id, "endpoint": url, **credentials[auth], **fields}
 
 
+def job_items(start: int, count: int) -> list[dict[str, Any]]:
+    """`count` running jobs as a job list answers them, ids from `start`."""
+    return [
+        {"id": f"job-{i}", "state": "RUNNING", "company": "v", "title": "a", "type": "0"}
+        for i in range(start, start + count)
+    ]
+
+
 def make_config(targets: Iterable[dict[str, Any]], **global_settings: Any) -> Config:
     settings = {"request_timeout_seconds": 5, **global_settings}
     return Config.model_validate({"global": settings, "targets": list(targets)})

@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from exporter.service import Exporter
+from tests.lists.golden import stable_lines
 from tests.support import make_config, serving_app
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -27,16 +28,6 @@ ANSWERS = {
     "/v2/p1/batch-tasks": "batch-tasks.json",
     "/v2/p1/services/c-face-edge/tasks": "face-edge-tasks.json",
 }
-# Families whose values are fixed by the answers (not timings, not timestamps).
-STABLE_PREFIXES = (
-    "vias_tasks",
-    "vias_problem_task_info",
-    "vias_batch_task_",
-    "vias_up",
-    "vias_poll_items",
-    "vias_api_requests_total",
-    "vias_task_state_transitions_total",
-)
 
 
 @pytest.fixture
@@ -60,15 +51,6 @@ async def fixed_api() -> AsyncIterator[str]:
     app.router.add_get("/v1/p1/infer/tasks/{task_id}", answer_detail)
     async with serving_app(app) as url:
         yield url
-
-
-def stable_lines(exposition: str) -> str:
-    kept = []
-    for line in exposition.splitlines():
-        name = line.split(" ")[2] if line.startswith("#") else line
-        if name.startswith(STABLE_PREFIXES):
-            kept.append(line)
-    return "\n".join(kept) + "\n"
 
 
 async def test_fixed_answers_give_the_expected_exposition(fixed_api: str) -> None:

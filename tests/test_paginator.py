@@ -8,7 +8,7 @@ Complete listings against the simulator over real HTTP are in test_paginator_sim
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -28,6 +28,7 @@ from exporter.paginator import pages
 from exporter.settings import GlobalConfig
 from exporter.telemetry import Telemetry
 from exporter.transport import Transport
+from tests.support import job_items
 
 BASE = "http://vias.test"
 FAST = GlobalConfig(backoff_initial_seconds=0.001, backoff_max_seconds=0.01, max_retries=2)
@@ -43,25 +44,6 @@ UNPAGED = ViasList[Task, JobData](
     aggregator=JobAggregator,
     render=render_jobs,
 )
-
-
-def _jobs(start: int, count: int) -> list[dict[str, Any]]:
-    return [
-        {"id": f"job-{i}", "state": "RUNNING", "company": "v", "title": "a", "type": "0"}
-        for i in range(start, start + count)
-    ]
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def mocked() -> AsyncIterator[aioresponses]:
-    with aioresponses() as mock:
-        yield mock
 
 
 def _transport(
@@ -113,7 +95,7 @@ def _stops(telemetry: Telemetry, reason: str, source: str = "infer_tasks") -> fl
 
 async def test_pages_until_a_short_page_within_window(session, mocked) -> None:
     telemetry = Telemetry()
-    asked = _serve(mocked, "/v1/p1/infer/tasks", _page_of(_jobs(0, 110)))
+    asked = _serve(mocked, "/v1/p1/infer/tasks", _page_of(job_items(0, 110)))
     listed = await _listed(_transport(session, telemetry), INFER_TASKS)
     assert [len(items) for items in listed] == [50, 50, 10]  # one yield a page, in order
     assert _ids(listed) == [f"job-{i}" for i in range(110)]
@@ -125,7 +107,7 @@ async def test_pages_until_a_short_page_within_window(session, mocked) -> None:
 
 
 async def test_the_first_page_is_asked_alone_then_a_window(session, mocked) -> None:
-    asked = _serve(mocked, "/v1/p1/infer/tasks", _page_of(_jobs(0, 10)))
+    asked = _serve(mocked, "/v1/p1/infer/tasks", _page_of(job_items(0, 10)))
     listed = await _listed(_transport(session, Telemetry()), INFER_TASKS)
     assert _ids(listed) == [f"job-{i}" for i in range(10)]
     assert len(asked) == 1  # a short first page: no look-ahead was spent
@@ -139,7 +121,7 @@ async def test_an_empty_listing_yields_nothing(session, mocked) -> None:
 
 async def test_jobs_listed_twice_are_passed_on_for_the_aggregator(session, mocked) -> None:
     telemetry = Telemetry()
-    jobs = _jobs(0, 50) + _jobs(40, 20)  # offset paging shifted: 10 jobs seen twice
+    jobs = job_items(0, 50) + job_items(40, 20)  # offset paging shifted: 10 jobs seen twice
     _serve(mocked, "/v1/p1/infer/tasks", _page_of(jobs))
     listed = await _listed(_transport(session, telemetry), INFER_TASKS)
     assert len(_ids(listed)) == 70 and len(set(_ids(listed))) == 60
@@ -153,7 +135,9 @@ async def test_jobs_listed_twice_are_passed_on_for_the_aggregator(session, mocke
 async def test_repeated_page_stops_the_listing(session, mocked) -> None:
     telemetry = Telemetry()
     asked = _serve(
-        mocked, "/v1/p1/infer/tasks", lambda url: CallbackResult(payload={"tasks": _jobs(0, 50)})
+        mocked,
+        "/v1/p1/infer/tasks",
+        lambda url: CallbackResult(payload={"tasks": job_items(0, 50)}),
     )
     listed = await _listed(_transport(session, telemetry), INFER_TASKS)
     assert _ids(listed) == [f"job-{i}" for i in range(50)]  # what came before is kept
@@ -167,7 +151,7 @@ async def test_page_cap_bounds_a_server_that_never_ends(session, mocked) -> None
     asked = _serve(
         mocked,
         "/v1/p1/infer/tasks",
-        lambda url: CallbackResult(payload={"tasks": _jobs(next(counter) * 50, 50)}),
+        lambda url: CallbackResult(payload={"tasks": job_items(next(counter) * 50, 50)}),
     )
     settings = GlobalConfig(max_pages=7, backoff_initial_seconds=0.001)
     listed = await _listed(_transport(session, telemetry, settings), INFER_TASKS)
@@ -208,7 +192,7 @@ async def test_unpaged_list_is_one_request_without_paging_parameters(session, mo
     asked = _serve(
         mocked,
         "/v1/p1/all-jobs",
-        lambda url: CallbackResult(payload={"count": 120, "tasks": _jobs(0, 120)}),
+        lambda url: CallbackResult(payload={"count": 120, "tasks": job_items(0, 120)}),
     )
     listed = await _listed(_transport(session, Telemetry()), UNPAGED)
     assert [len(items) for items in listed] == [120]
@@ -223,7 +207,7 @@ async def test_empty_unpaged_list_yields_nothing(session, mocked) -> None:
 async def test_a_failed_page_in_a_window_fails_the_listing_with_its_own_error(
     session, mocked
 ) -> None:
-    jobs = _page_of(_jobs(0, 500))
+    jobs = _page_of(job_items(0, 500))
 
     def handler(url: URL) -> CallbackResult:
         if url.query["page"] == "3":

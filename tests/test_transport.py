@@ -20,7 +20,7 @@ memory, by a pytest plugin) and the test seen failing:
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from functools import partial
@@ -46,6 +46,7 @@ from exporter.models import parse_model
 from exporter.settings import GlobalConfig
 from exporter.telemetry import Telemetry
 from exporter.transport import Transport, retry_after_seconds
+from tests.support import job_items
 
 BASE = "http://vias.test"
 FAST = GlobalConfig(backoff_initial_seconds=0.001, backoff_max_seconds=0.01, max_retries=2)
@@ -53,25 +54,6 @@ LIST = "/v1/{project_id}/infer/tasks"
 PARSE_PAGE = partial(parse_model, TaskPage, endpoint=LIST)
 PAGE_1 = {"page": "1", "page_size": "50"}
 Handler = Callable[[URL], CallbackResult]
-
-
-def _jobs(start: int, count: int) -> list[dict[str, Any]]:
-    return [
-        {"id": f"job-{i}", "state": "RUNNING", "company": "v", "title": "a", "type": "0"}
-        for i in range(start, start + count)
-    ]
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def mocked() -> AsyncIterator[aioresponses]:
-    with aioresponses() as mock:
-        yield mock
 
 
 @pytest.fixture
@@ -134,7 +116,7 @@ async def _first_page(transport: Transport) -> TaskPage:
     return await transport.get(LIST, PAGE_1, PARSE_PAGE)
 
 
-GOOD = CallbackResult(payload={"count": 3, "tasks": _jobs(0, 3)})
+GOOD = CallbackResult(payload={"count": 3, "tasks": job_items(0, 3)})
 CUT = CallbackResult(body='{"count": 3, "tasks": [{"id"')
 UNAVAILABLE = CallbackResult(status=503, body="<html><h1>503 Service Unavailable</h1></html>")
 
