@@ -149,6 +149,10 @@ async def test_state_changes_new_and_deleted_jobs_are_transitions(
             state="ABNORMAL",
             error_code="VIAS.10010002",
             **group,
+            # what the job stands on, from the v2 listing: its camera and service
+            video_source_name=f"camera-{changed[:6]}",
+            edge_pool_id="",
+            service_id=f"svc-{job.algorithm}",
         )
         == 1
     )

@@ -38,6 +38,10 @@ class ProblemTask:
     state: str
     error_code: str
     group: GroupKey
+    # What the job stands on, where the listing says: ties its alert to a root cause.
+    video_source_name: str = ""
+    edge_pool_id: str = ""
+    service_id: str = ""
 
 
 # Problem jobs beyond the cap are chosen in this order: the most urgent kept first.

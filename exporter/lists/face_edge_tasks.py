@@ -28,11 +28,14 @@ class FaceEdgeTask(ApiModel):
     id: OptionalText = None
     name: Text = ""
     state: State = "UNKNOWN"
+    edge_pool_id: Text = ""
 
     vendor: ClassVar[str] = ""
     algorithm: ClassVar[str] = FACE_EXTRACTION_ALGORITHM
     deployment: ClassVar[str] = "edge"
     error_code: ClassVar[str] = ""
+    video_source_name: ClassVar[str] = ""  # cameras are named by id in `input.data` only
+    service_id: ClassVar[str] = ""
 
 
 class FaceEdgeTaskPage(Page[FaceEdgeTask]):

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from types import MappingProxyType
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, ClassVar, NamedTuple, Protocol
 
 import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -99,6 +99,12 @@ class Job(Protocol):
     def deployment(self) -> str: ...
     @property
     def error_code(self) -> str: ...
+    @property
+    def video_source_name(self) -> str: ...
+    @property
+    def edge_pool_id(self) -> str: ...
+    @property
+    def service_id(self) -> str: ...
 
 
 class TaskError(ApiModel):
@@ -116,6 +122,10 @@ class Task(ApiModel):
     algorithm: Text = Field(default="", alias="title")
     deployment: Deployment = Field(default="", alias="type")
     error: TaskError | None = None
+    video_source_name: Text = ""
+    service_id: Text = ""
+
+    edge_pool_id: ClassVar[str] = ""  # not in the v1/v2 listings
 
     @property
     def error_code(self) -> str:
@@ -182,7 +192,16 @@ class JobAggregator:
                 index[key_id] = job_state
             if state in PROBLEM_STATES:
                 self._problems.append(
-                    ProblemTask(job.id or "", job.name, state, job.error_code, group)
+                    ProblemTask(
+                        job.id or "",
+                        job.name,
+                        state,
+                        job.error_code,
+                        group,
+                        job.video_source_name,
+                        job.edge_pool_id,
+                        job.service_id,
+                    )
                 )
 
     async def finish(self) -> JobData:
@@ -293,6 +312,9 @@ def render_jobs(views: Sequence[ListView[JobData]]) -> Iterator[Metric]:
             "vendor",
             "algorithm",
             "deployment",
+            "video_source_name",
+            "edge_pool_id",
+            "service_id",
         ],
     )
     for view in views:
@@ -311,6 +333,9 @@ def render_jobs(views: Sequence[ListView[JobData]]) -> Iterator[Metric]:
                     problem.state,
                     problem.error_code,
                     *problem.group,
+                    problem.video_source_name,
+                    problem.edge_pool_id,
+                    problem.service_id,
                 ],
                 1.0,
             )
