@@ -244,13 +244,22 @@ def load_config(config_file: Path | None = None) -> Config:
     return Config.model_construct(global_=global_config, targets=[target])
 
 
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """Where and what is wrong with a YAML file, never an excerpt of it: the parser's own
+    message quotes the offending line, which may hold a secret."""
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(error, "problem", None) or "not valid YAML"
+    return f"malformed YAML{where}: {problem}"
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: malformed YAML: {error}") from None
+        raise ConfigError(f"{path}: {yaml_problem(error)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with `targets` at the top")
     return data

@@ -18,7 +18,7 @@ import yaml
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, FilePath, ValidationError, model_validator
 
-from exporter.settings import ConfigError
+from exporter.settings import ConfigError, yaml_problem
 
 ClientAuthType = Literal[
     "NoClientCert",
@@ -90,7 +90,7 @@ def load_web_config(path: Path) -> WebConfig:
     except OSError as error:
         raise ConfigError(f"--web.config.file {path}: cannot read: {error.strerror}") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"--web.config.file {path}: malformed YAML: {error}") from None
+        raise ConfigError(f"--web.config.file {path}: {yaml_problem(error)}") from None
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()

@@ -176,3 +176,17 @@ def test_the_documented_example_is_valid(tmp_path: Path) -> None:
     copy.write_text(example.replace("/var/run/secrets/vias", str(secrets)))
     config = load_config(copy)
     assert [t.auth_mode for t in config.targets] == ["token", "password", "aksk"]
+
+
+def test_malformed_yaml_names_the_file_and_line_never_its_content(tmp_path: Path) -> None:
+    """The YAML parser's own message quotes the offending line: a secret, here."""
+    path = tmp_path / "config.yml"
+    path.write_text(
+        "targets:\n  - project_id: p1\n    region: cn-north-4\n    access_key: AK\n"
+        '    secret_key: "SUPERSECRET-VALUE-123\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: malformed YAML at line 6, column 1:")
+    assert "SUPERSECRET" not in message and "<unicode string>" not in message
