@@ -17,20 +17,49 @@ EXPORTER_KEY = web.AppKey("exporter", Exporter)
 TELEMETRY_PATH_KEY = web.AppKey("telemetry_path", str)
 
 
-def _wants_openmetrics(request: web.Request) -> bool:
-    return "application/openmetrics-text" in request.headers.get("Accept", "")
+def _weights(header: str) -> dict[str, float]:
+    """`type;param=x;q=0.5, other` -> {type: q}, lower-cased; a bad q counts as 0."""
+    weights: dict[str, float] = {}
+    for part in header.split(","):
+        name, *params = (piece.strip() for piece in part.split(";"))
+        if not name:
+            continue
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        weights[name.lower()] = max(q, weights.get(name.lower(), 0.0))
+    return weights
 
 
-def _wants_gzip(request: web.Request) -> bool:
-    return "gzip" in request.headers.get("Accept-Encoding", "")
+def _wants_openmetrics(accept: str) -> bool:
+    """OpenMetrics when the client weighs it above the text format (q-values honoured)."""
+    weights = _weights(accept)
+    openmetrics = weights.get("application/openmetrics-text", 0.0)
+    text = max(weights.get("text/plain", 0.0), weights.get("*/*", 0.0), weights.get("text/*", 0.0))
+    return openmetrics > 0 and openmetrics >= text
+
+
+def _wants_gzip(accept_encoding: str) -> bool:
+    weights = _weights(accept_encoding)
+    return weights.get("gzip", weights.get("*", 0.0)) > 0
 
 
 async def metrics(request: web.Request) -> web.Response:
     exporter = request.app[EXPORTER_KEY]
-    openmetrics, gzipped = _wants_openmetrics(request), _wants_gzip(request)
+    openmetrics = _wants_openmetrics(request.headers.get("Accept", ""))
+    gzipped = _wants_gzip(request.headers.get("Accept-Encoding", ""))
     response = web.Response(
         body=exporter.exposition.body(openmetrics=openmetrics, gzipped=gzipped),
-        headers={"Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE},
+        headers={
+            "Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE,
+            # Caches keep one answer per format and encoding.
+            "Vary": "Accept, Accept-Encoding",
+        },
     )
     if gzipped:
         response.headers["Content-Encoding"] = "gzip"
