@@ -14,10 +14,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint bench system-deps clean
 
+# The demo needs the runtime only; tests, lint and the benchmarks add the test extra.
 $(BIN)/vias-exporter: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e .
+	touch $@
+
+$(VENV)/.test-deps: $(BIN)/vias-exporter
+	$(BIN)/pip install -e '.[test]'
 	touch $@
 
 demo: $(BIN)/vias-exporter
@@ -40,15 +45,15 @@ system-deps: $(BIN)/vias-exporter
 	  exit 1; \
 	fi
 
-test: $(BIN)/vias-exporter system-deps
+test: $(VENV)/.test-deps system-deps
 	$(BIN)/python -m pytest
 
-lint: $(BIN)/vias-exporter
+lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(BIN)/vias-exporter
+bench: $(VENV)/.test-deps
 	$(BIN)/python -m bench
 
 clean:

@@ -52,9 +52,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=Path,
         help="exporter-toolkit web config: TLS and basic auth",
     )
-    parser.add_argument("--log.level", dest="log_level", choices=LEVELS, default="info")
     parser.add_argument(
-        "--log.format", dest="log_format", choices=("console", "json"), default="console"
+        "--log.level",
+        dest="log_level",
+        choices=LEVELS,
+        default="info",
+        help="least severe log level shown (default info)",
+    )
+    parser.add_argument(
+        "--log.format",
+        dest="log_format",
+        choices=("console", "json"),
+        default="console",
+        help="console lines for people, json lines for log pipelines (default console)",
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
@@ -85,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.log_level, args.log_format)
     try:
+        if args.demo and args.config_file is not None:
+            raise ConfigError("--demo runs against the built-in simulator: drop --config.file")
         listen = parse_listen_address(args.listen_address)
         config = None if args.demo else load_config(args.config_file)
         web_config = load_web_config(args.web_config_file) if args.web_config_file else None

@@ -119,3 +119,17 @@ async def test_demo_serves_the_simulators_jobs_and_stops_on_sigterm() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_demo_refuses_a_config_file_it_would_ignore() -> None:
+    code, out, err = await run(
+        "--demo", "--config.file", "missing.yml", env=env_for("http://127.0.0.1:1")
+    )
+    assert code == 2 and out == ""
+    assert "--demo runs against the built-in simulator: drop --config.file" in err
+
+
+async def test_help_shows_the_log_flags_defaults() -> None:
+    code, out, _ = await run("--help", env=env_for("http://127.0.0.1:1"))
+    assert code == 0
+    assert "(default info)" in out and "(default console)" in out
