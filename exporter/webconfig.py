@@ -104,6 +104,9 @@ def load_web_config(path: Path) -> WebConfig:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+UNAUTHENTICATED_PATHS = frozenset({"/-/healthy", "/-/ready"})
+
+
 class BasicAuth:
     """aiohttp middleware checking bcrypt hashes. bcrypt is slow by design, so a verified
     (user, password) pair is remembered by its SHA-256 and checks run off the event loop."""
@@ -133,7 +136,11 @@ class BasicAuth:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if await self._valid(request.headers.get("Authorization", "")):
+        # Probes (Docker HEALTHCHECK, Kubernetes) carry no credentials; the health and
+        # readiness answers say nothing about the jobs.
+        if request.path in UNAUTHENTICATED_PATHS or await self._valid(
+            request.headers.get("Authorization", "")
+        ):
             return await handler(request)
         raise web.HTTPUnauthorized(
             text="Unauthorized\n", headers={"WWW-Authenticate": 'Basic realm="vias-exporter"'}

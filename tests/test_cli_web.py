@@ -127,6 +127,9 @@ async def test_console_script_serves_tls_mtls_and_basic_auth(tmp_path, simulator
         # Basic auth: the right user and password only.
         for path in (METRICS_PATH, "/"):
             assert await status(path, ssl=with_cert) == 401, path
+        # Probes carry no credentials: health and readiness answer without them.
+        assert await status("/-/healthy", ssl=with_cert) == 200
+        assert await status("/-/ready", ssl=with_cert) == 200
         wrong = aiohttp.BasicAuth("prometheus", "nope")
         assert await status(METRICS_PATH, ssl=with_cert, auth=wrong) == 401
         # TLS only, with a client certificate from the configured CA.
