@@ -6,6 +6,7 @@ variable) and never echo the value, which may be a secret.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -224,8 +225,18 @@ def _describe(error: ValidationError, *, env: bool) -> str:
         if env and where:
             where = ENV_PREFIX + where.upper()
         message = problem["msg"].removeprefix("Value error, ")
+        if env:
+            message = _FIELD_NAMES.sub(lambda m: ENV_PREFIX + m.group(0).upper(), message)
         lines.append(f"{where}: {message}" if where else message)
     return "\n".join(lines)
+
+
+# Field names inside messages, as whole words: in environment mode they become variables.
+_FIELD_NAMES = re.compile(
+    r"(?<![\w.])("
+    + "|".join(sorted({*TargetConfig.model_fields, *GlobalConfig.model_fields}, key=len)[::-1])
+    + r")(?![\w])"
+)
 
 
 def load_config(config_file: Path | None = None) -> Config:

@@ -82,7 +82,12 @@ def test_password_and_aksk_modes(env: pytest.MonkeyPatch) -> None:
         ({"VIAS_ENDPOINT": "not a url"}, "VIAS_ENDPOINT:"),
         ({"VIAS_ACCESS_KEY": "AK"}, "exactly one auth mode"),
         ({"VIAS_AUTH_TOKEN": None}, "exactly one auth mode"),
-        ({"VIAS_REGION": None}, "endpoint or region is required"),
+        ({"VIAS_REGION": None}, "VIAS_ENDPOINT or VIAS_REGION is required"),
+        (
+            {"VIAS_AUTH_TOKEN_FILE": "/etc/hostname"},
+            "set VIAS_AUTH_TOKEN or VIAS_AUTH_TOKEN_FILE, not both",
+        ),
+        ({"VIAS_ACCESS_KEY": "AK"}, "exactly one auth mode is needed: VIAS_AUTH_TOKEN, VIAS_"),
         ({"VIAS_AUTH_TOKEN": None, "VIAS_AUTH_TOKEN_FILE": "/dev/null"}, "secret file is empty"),
         (
             {"VIAS_AUTH_TOKEN_FILE": "/nonexistent/token"},
