@@ -14,7 +14,14 @@ import aiohttp
 import structlog
 from pydantic import SecretStr
 
-from exporter.errors import ViasConnectionError, ViasHTTPError, ViasTimeoutError, http_error
+from exporter.errors import (
+    ViasAuthCoolDown,
+    ViasConnectionError,
+    ViasError,
+    ViasHTTPError,
+    ViasTimeoutError,
+    http_error,
+)
 from exporter.exchange import exchange
 from exporter.models import parse_time
 from exporter.settings import GlobalConfig
@@ -41,8 +48,9 @@ class CoolDown:
         self._maximum = maximum_seconds
         self._clock = clock
         self._failures = 0
+        self._refused_at = 0.0
         self._until = 0.0
-        self._error: Exception | None = None
+        self._error: ViasError | None = None
 
     @classmethod
     def from_settings(
@@ -51,16 +59,25 @@ class CoolDown:
         return cls(settings.auth_backoff_seconds, settings.auth_backoff_max_seconds, clock)
 
     def check(self) -> None:
-        """Raise the last refusal again while the pause lasts."""
-        if self._error is not None and self._clock() < self._until:
-            # A fresh traceback each time: re-raising one object would grow its traceback.
-            raise self._error.with_traceback(None)
+        """While the pause lasts, raise `ViasAuthCoolDown`: nothing is sent."""
+        now = self._clock()
+        if self._error is not None and now < self._until:
+            refused = self._error.reason == "auth"
+            what = "credentials refused" if refused else f"login failed ({self._error.reason})"
+            code = f" ({self._error.error_code})" if self._error.error_code else ""
+            raise ViasAuthCoolDown(
+                f"skipped: {what}{code} {now - self._refused_at:.0f} s ago, "
+                f"next try in {self._until - now:.0f} s",
+                endpoint=self._error.endpoint,
+                error_code=self._error.error_code,
+            )
 
-    def failed(self, error: Exception) -> float:
+    def failed(self, error: ViasError) -> float:
         """Start (or lengthen) the pause; returns its length in seconds."""
         self._failures += 1
         pause = min(self._maximum, self._minimum * 2.0 ** (self._failures - 1))
-        self._until, self._error = self._clock() + pause, error
+        self._refused_at = self._clock()
+        self._until, self._error = self._refused_at + pause, error
         return pause
 
     def succeeded(self) -> None:
@@ -187,7 +204,12 @@ class IamPasswordAuth(Auth):
             token, expires_at = await self._request_token()
         except (ViasHTTPError, ViasConnectionError, ViasTimeoutError) as error:
             pause = self._cool_down.failed(error)
-            log.warning("iam login failed", error=str(error), retry_in_seconds=pause)
+            log.warning(
+                "iam login failed",
+                project_id=self._project_id,
+                error=str(error),
+                retry_in_seconds=pause,
+            )
             raise
         # Refresh ahead of expiry, but never sooner than half-way through a short-lived token.
         lifetime = max(0.0, expires_at - now)
@@ -195,7 +217,7 @@ class IamPasswordAuth(Auth):
         self._cool_down.succeeded()
         self.logins += 1
         self._telemetry.token_expiry.labels(self._project_id).set(expires_at)
-        log.info("iam login succeeded", expires_at=expires_at)
+        log.info("iam login succeeded", project_id=self._project_id, expires_at=expires_at)
 
     def _login_body(self) -> bytes:
         user = {

@@ -61,6 +61,13 @@ class ViasTimeoutError(ViasError):
     retryable_by_default = True
 
 
+class ViasAuthCoolDown(ViasError):
+    """Nothing was sent: credentials were refused moments ago, and refusals in a row lock
+    them (Huawei: 5). The poll is skipped, not failed; the pause doubles up to a maximum."""
+
+    reason = "auth_cooldown"
+
+
 class ViasResponseError(ViasError):
     """A 2xx answer we cannot use: not JSON, cut short (retryable: a dropped connection),
     or the wrong shape (not retryable)."""

@@ -15,7 +15,7 @@ from typing import Generic
 
 import structlog
 
-from exporter.errors import ViasError
+from exporter.errors import ViasAuthCoolDown, ViasError
 from exporter.lists.base import DataT, ItemT, PollContext, ViasList
 from exporter.paginator import pages
 from exporter.snapshot import Snapshot, SnapshotStore, SourceState
@@ -79,6 +79,10 @@ class SourcePoller(Generic[ItemT, DataT]):
         started = time.perf_counter()
         try:
             data = await self._collect()
+        except ViasAuthCoolDown as error:
+            self._telemetry.poll_skips.labels(self.project_id, self.source, error.reason).inc()
+            self._state = self._down(str(error))
+            log.warning("poll skipped", **self._where(), reason=error.reason, error=str(error))
         except ViasError as error:
             self._state = self._failed(error.reason, str(error))
             log.warning(
@@ -133,6 +137,9 @@ class SourcePoller(Generic[ItemT, DataT]):
 
     def _failed(self, reason: str, error: str) -> SourceState:
         self._telemetry.poll_errors.labels(self.project_id, self.source, reason).inc()
+        return self._down(error)
+
+    def _down(self, error: str) -> SourceState:
         last_success = self._state.last_success
         # The last good data stays: its counts are shown, with their age visible, until
         # they are too old to pass for current; the named problem objects stay until the

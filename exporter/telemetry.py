@@ -51,6 +51,12 @@ class Telemetry:
             ["project_id", "source", "reason"],
             registry=r,
         )
+        self.poll_skips = Counter(
+            "vias_poll_skips",
+            "Polls that sent no request, by reason (auth_cooldown: credentials refused lately).",
+            ["project_id", "source", "reason"],
+            registry=r,
+        )
         self.poll_overruns = Counter(
             "vias_poll_overruns",
             "Polls skipped because the previous poll of the source was still running.",

@@ -167,11 +167,12 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 10) -> None:
 async def exposition_with_every_metric() -> str:
     """The text exposition of a real exporter that polled the simulator over HTTP until
     every metric it can export has samples: IAM password login (token expiry), a poll
-    error, a repeated page, a state change (transitions and their `_created`), problem jobs
-    over the cap, batch tasks, and an overrun of a poll loop started as the CLI starts it."""
+    error, a poll skipped after refused credentials, a repeated page, a state change
+    (transitions and their `_created`), problem jobs over the cap, batch tasks, and an
+    overrun of a poll loop started as the CLI starts it."""
     world = World.generate(
         seed=3,
-        project_ids=["p1", "p2", "p3"],
+        project_ids=["p1", "p2", "p3", "p4"],
         tasks_per_project=120,
         batch_tasks_per_project=3,
         face_edge_tasks_per_project=5,
@@ -184,10 +185,10 @@ async def exposition_with_every_metric() -> str:
                 target(url, "p1", auth="password", sources=["tasks", "infer_tasks"]),
                 target(url, "p2", sources=list(REGISTRY)),  # every list, whatever is added
                 target(url, "p3", sources=["batch_tasks"], poll_interval_seconds=0.05),
+                target(url, "p4", sources=["tasks"], poll_interval_seconds=3600),
             ],
             problem_tasks_limit=1,
             max_retries=0,
-            auth_backoff_seconds=0,
         )
         async with Exporter(config) as exporter:
             await exporter.poll_all_once()
@@ -197,8 +198,11 @@ async def exposition_with_every_metric() -> str:
             sim.faults.add(
                 Fault("server_error_json", match="/p2/tasks", times=1),
                 Fault("repeat_page", match="/p1/infer/tasks", times=2),
+                Fault("unauthorized", match="/p4/", times=1),
             )
             await exporter.poll_all_once()
+            p4_tasks = next(p for p in exporter.pollers if p.project_id == "p4")
+            await p4_tasks.poll_once()  # refused moments ago: skipped, nothing sent
             sim.faults.add(Fault("latency", match="/p3/", seconds=0.3, times=1))
             exporter.start()  # p3 polls every 50 ms: its slow poll overruns
             deadline = time.monotonic() + 15

@@ -6,7 +6,7 @@ import pytest
 from pydantic import SecretStr
 
 from exporter.auth import AkSkAuth, CoolDown, TokenAuth
-from exporter.errors import ViasHTTPError
+from exporter.errors import ViasAuthCoolDown, ViasHTTPError
 from exporter.signing import verify_request
 
 
@@ -19,8 +19,13 @@ def test_cool_down_pauses_doubles_and_resets() -> None:
     cool_down = CoolDown(30, 600, clock=lambda: now[0])
     cool_down.check()  # nothing refused yet
     assert cool_down.failed(refused()) == 30
-    with pytest.raises(ViasHTTPError, match=r"APIGW\.0301"):
+    now[0] = 12.0
+    with pytest.raises(ViasAuthCoolDown) as skipped:
         cool_down.check()
+    assert str(skipped.value) == (
+        "skipped: credentials refused (APIGW.0301) 12 s ago, next try in 18 s"
+    )
+    assert skipped.value.error_code == "APIGW.0301" and not skipped.value.request_id
     now[0] = 30.0
     cool_down.check()  # the pause is over: one more attempt may go
     assert [cool_down.failed(refused()) for _ in range(6)] == [60, 120, 240, 480, 600, 600]

@@ -36,6 +36,7 @@ from yarl import URL
 import exporter.transport
 from exporter.auth import Auth, CoolDown, IamPasswordAuth, TokenAuth
 from exporter.errors import (
+    ViasAuthCoolDown,
     ViasConnectionError,
     ViasHTTPError,
     ViasResponseError,
@@ -256,11 +257,20 @@ async def test_refused_credentials_pause_the_next_requests(
     )
     settings = FAST.model_copy(update={"auth_backoff_seconds": pause})
     transport = _transport(session, Telemetry(), settings)
-    for _ in range(2):
-        with pytest.raises(ViasHTTPError) as caught:
-            await _first_page(transport)
-        assert caught.value.error_code == "APIGW.0301"
-    assert len(asked) == sent  # within the pause the refusal is raised again, unsent
+    with pytest.raises(ViasHTTPError) as refused:
+        await _first_page(transport)
+    assert refused.value.error_code == "APIGW.0301"
+    # Within the pause nothing is sent: the request is skipped, saying why and until when.
+    expected = ViasAuthCoolDown if pause else ViasHTTPError
+    with pytest.raises(expected) as caught:
+        await _first_page(transport)
+    assert caught.value.error_code == "APIGW.0301"
+    if pause:
+        assert re.fullmatch(
+            r"skipped: credentials refused \(APIGW\.0301\) 0 s ago, next try in 30 s",
+            str(caught.value),
+        )
+    assert len(asked) == sent
 
 
 async def test_timeouts_and_connection_errors_are_typed(session, mocked) -> None:

@@ -12,6 +12,7 @@ docs/reliability.md lists the cases as a table.
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import time
 from datetime import timedelta
@@ -79,6 +80,14 @@ def assert_failed(
     assert samples.value("vias_up", project_id=project, source=source) == 0
     assert poll_errors(samples, project, source) == {reason: polls}
     assert has_data(samples, project, source) is data
+
+
+def auth_skips(samples: Any, project: str, source: str) -> float:
+    """Polls skipped (nothing sent) while the credentials' cool-down lasts."""
+    value = samples.value(
+        "vias_poll_skips_total", project_id=project, source=source, reason="auth_cooldown"
+    )
+    return value or 0.0
 
 
 async def serving_ok(running: Running) -> Any:
@@ -338,7 +347,8 @@ async def test_a_page_repeated_forever_ends_the_listing(simulator, logs) -> None
 
 async def test_a_rejected_static_token_is_never_retried(simulator, logs) -> None:
     """401 APIGW.0301 to a static token: `auth`, never a retry, and after the first refusal
-    no request at all until the cool-down ends (Huawei locks credentials after 5 failures).
+    no request at all until the cool-down ends (Huawei locks credentials after 5 failures):
+    the next polls are skipped, counted apart and logged as skipped, not as failed.
     The first poll's two sources ask concurrently: one refusal each, then silence."""
     simulator.sim.faults.add(Fault("unauthorized", match="/p1/"))
     config = fast_config(two_projects(simulator.url), auth_backoff_seconds=30)
@@ -346,16 +356,30 @@ async def test_a_rejected_static_token_is_never_retried(simulator, logs) -> None
         for _ in range(3):
             await running.exporter.poll_all_once()
         samples = await serving_ok(running)
+        landing = (await running.text("/"))[1]
     for source, endpoint in (("tasks", TASKS), ("batch_tasks", BATCH)):
-        assert_failed(samples, "p1", source, "auth", polls=3)
+        assert_failed(samples, "p1", source, "auth", polls=1)
+        assert auth_skips(samples, "p1", source) == 2
         assert api_requests(samples, "p1", endpoint, "401") == 1
     assert len(calls(simulator.sim, "/p1/")) == 2
     assert_healthy(samples, [("p2", "tasks"), ("p2", "batch_tasks")])
     assert events(logs, "retrying request") == []
     failures = events(logs, "poll failed", project_id="p1")
-    assert len(failures) == 6
+    assert len(failures) == 2
     assert {f["error_code"] for f in failures} == {"APIGW.0301"}
     assert all(f["request_id"] for f in failures)
+    skipped = events(logs, "poll skipped", project_id="p1")
+    assert len(skipped) == 4
+    assert all(
+        re.fullmatch(
+            r"skipped: credentials refused \(APIGW\.0301\) \d+ s ago, next try in \d+ s", e["error"]
+        )
+        for e in skipped
+    )
+    assert all("request_id" not in e for e in skipped)
+    assert "skipped: credentials refused (APIGW.0301)" in landing
+    (refusal, *_) = events(logs, "credentials refused")
+    assert refusal["project_id"] == "p1"
 
 
 async def test_iam_token_expiring_mid_poll_logs_in_once_more(simulator, logs) -> None:
@@ -382,9 +406,9 @@ async def test_iam_token_expiring_mid_poll_logs_in_once_more(simulator, logs) ->
 
 
 async def test_iam_login_failure_is_not_repeated_within_the_cool_down(simulator, logs) -> None:
-    """A wrong password: `auth` on every source and poll, but one IAM call in all (the
-    login cool-down: the same `auth_backoff_seconds` as for VIAS), and no VIAS call
-    without a token."""
+    """A wrong password: one IAM call in all (the login cool-down: the same
+    `auth_backoff_seconds` as for VIAS), `auth` for the poll that made it and skipped polls
+    after it, and no VIAS call without a token."""
     config = fast_config(
         [
             target(simulator.url, "p1", auth="password", password="wrong-password"),
@@ -399,16 +423,17 @@ async def test_iam_login_failure_is_not_repeated_within_the_cool_down(simulator,
     assert len(calls(simulator.sim, IAM, method="POST")) == 1
     assert calls(simulator.sim, "/p1/") == []
     assert api_requests(samples, "p1", IAM, "401") == 1
-    for source in ("tasks", "batch_tasks"):
-        assert_failed(samples, "p1", source, "auth", polls=3)
+    # The two sources share the one login: one poll failed with it, the other five skipped.
+    refused = sum(poll_errors(samples, "p1", s).get("auth", 0) for s in ("tasks", "batch_tasks"))
+    skips = sum(auth_skips(samples, "p1", source) for source in ("tasks", "batch_tasks"))
+    assert (refused, skips) == (1, 5)
     assert_healthy(samples, [("p2", "tasks"), ("p2", "batch_tasks")])
     (login,) = events(logs, "iam login failed")
-    assert login["retry_in_seconds"] == 30
-    failures = events(logs, "poll failed", project_id="p1")
-    assert len(failures) == 6
-    assert {f["error_code"] for f in failures} == {"401"}
-    assert all(f["request_id"] for f in failures)
-    assert all("username or password is wrong" in f["error"] for f in failures)
+    assert login["retry_in_seconds"] == 30 and login["project_id"] == "p1"
+    (failure,) = events(logs, "poll failed", project_id="p1")
+    assert failure["error_code"] == "401" and failure["request_id"]
+    assert "username or password is wrong" in failure["error"]
+    assert len(events(logs, "poll skipped", project_id="p1")) == 5
 
 
 async def test_aksk_clock_skew_is_reported_and_not_retried(simulator, logs) -> None:
