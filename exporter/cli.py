@@ -26,6 +26,7 @@ DEMO_PROJECT_ID = "demo-project"
 DEMO_TOKEN = "sim-token"
 DEMO_POLL_INTERVAL_SECONDS = 10.0
 EXIT_CONFIG_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 log = structlog.get_logger(__name__)
 
@@ -107,14 +108,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         assert config is not None
         print(_describe_config(config))
         return 0
-    if args.once:
-        assert config is not None
-        return asyncio.run(_once(config))
     try:
+        if args.once:
+            assert config is not None
+            return asyncio.run(_once(config))
         asyncio.run(_serve(config, listen, args.telemetry_path, web_config))
     except OSError as error:  # the listen address is taken or not ours
         print(f"vias-exporter: cannot serve on {args.listen_address}: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers are in place
+        print("vias-exporter: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 

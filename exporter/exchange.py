@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import structlog
 from multidict import CIMultiDictProxy
 
 from exporter.errors import ViasCertificateError, ViasConnectionError, ViasTimeoutError
 from exporter.telemetry import Telemetry
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,4 +59,14 @@ async def exchange(
             f"{endpoint}: {type(error).__name__}: {error}", endpoint=endpoint
         ) from error
     finally:
-        telemetry.observe_request(project_id, endpoint, code, time.perf_counter() - started)
+        duration = time.perf_counter() - started
+        telemetry.observe_request(project_id, endpoint, code, duration)
+        log.debug(
+            "request",
+            project_id=project_id,
+            method=method,
+            endpoint=endpoint,
+            query=getattr(url, "query_string", ""),  # paging parameters only, never secrets
+            code=code,
+            duration_seconds=round(duration, 3),
+        )

@@ -75,15 +75,24 @@ async def pages(
                 yield items
             # A page longer than asked for means the server ignores paging.
             if len(items) != paging.page_size:
+                _complete(transport, vias_list, listed, f"a page of {len(items)} items")
                 return
             if paging.end == "total" and page.count is not None:
                 total = page.count
                 if listed >= total:
+                    _complete(transport, vias_list, listed, f"the total of {total} reached")
                     return
         next_page += len(numbers)
         window = page_window
         if total is not None:  # fetch no further than the total says
             window = max(1, min(window, math.ceil((total - listed) / paging.page_size)))
+        log.debug(
+            "listing goes on",
+            project_id=transport.project_id,
+            source=vias_list.name,
+            listed=listed,
+            next_pages=f"{next_page}-{next_page + window - 1}",
+        )
     _stopped(transport, vias_list, "page_cap")
 
 
@@ -99,6 +108,18 @@ async def _all(calls: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
     except BaseExceptionGroup as failures:
         raise failures.exceptions[0] from None
     return [task.result() for task in tasks]
+
+
+def _complete(
+    transport: Transport, vias_list: ViasList[Any, Any], listed: int, because: str
+) -> None:
+    log.debug(
+        "listing complete",
+        project_id=transport.project_id,
+        source=vias_list.name,
+        items=listed,
+        because=because,
+    )
 
 
 def _stopped(transport: Transport, vias_list: ViasList[Any, Any], reason: str) -> None:

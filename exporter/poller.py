@@ -117,7 +117,15 @@ class SourcePoller(Generic[ItemT, DataT]):
             time.perf_counter() - started
         )
         self.polls += 1
-        self._count_hidden_problems(self._store.replace(self._state))
+        snapshot = self._store.replace(self._state)
+        log.debug(
+            "snapshot swapped",
+            **self._where(),
+            up=self._state.up,
+            fresh=self._state.fresh,
+            sources=len(snapshot.sources),
+        )
+        self._count_hidden_problems(snapshot)
         await self._on_update()
         return self._state
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -133,3 +134,57 @@ async def test_help_shows_the_log_flags_defaults() -> None:
     code, out, _ = await run("--help", env=env_for("http://127.0.0.1:1"))
     assert code == 0
     assert "(default info)" in out and "(default console)" in out
+
+
+@pytest.mark.parametrize("level", ["debug", "info"])
+async def test_debug_logs_each_request_the_paging_and_the_snapshot_swaps(
+    simulator, level: str
+) -> None:
+    code, _, err = await run(
+        "--once", "--log.level", level, "--log.format", "json", env=env_for(simulator.url)
+    )
+    assert code == 0, err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    debug = [line for line in lines if line["level"] == "debug"]
+    if level == "info":
+        assert debug == []
+        return
+    requests = [line for line in debug if line["event"] == "request"]
+    assert {"page=1&page_size=1000", "is_paged=true&page_num=1&page_size=200"} <= {
+        r["query"] for r in requests
+    }
+    assert all(r["code"] == "200" and r["project_id"] == "p1" for r in requests)
+    assert all(isinstance(r["duration_seconds"], float) for r in requests)
+    complete = {line["source"]: line for line in debug if line["event"] == "listing complete"}
+    assert set(complete) == {"tasks", "batch_tasks"}
+    assert complete["tasks"]["because"].startswith("a page of ")
+    swaps = [line for line in debug if line["event"] == "snapshot swapped"]
+    assert {s["source"] for s in swaps} == {"tasks", "batch_tasks"}
+    assert TOKEN not in err
+
+
+async def test_ctrl_c_before_serving_ends_quietly(simulator) -> None:
+    """SIGINT while the first poll is in flight (before the signal handlers are in place,
+    as during start-up): one line and exit 130, no traceback."""
+    simulator.sim.faults.add(Fault(kind="latency", match="/p1/", seconds=30))
+    process = await asyncio.create_subprocess_exec(
+        str(EXPORTER),
+        "--once",
+        env=env_for(simulator.url),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        while simulator.sim.in_flight == 0:
+            assert asyncio.get_running_loop().time() < deadline, "no request came"
+            await asyncio.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(process.communicate(), timeout=20)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 130
+    assert "vias-exporter: interrupted" in err.decode()
+    assert "Traceback" not in err.decode()

@@ -23,14 +23,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m exporter.simulator", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m exporter.simulator",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--listen", default="127.0.0.1:9801", type=_address, help="host:port")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1, help="the same seed, the same world")
     parser.add_argument("--projects", default="p1", help="comma separated project ids")
     parser.add_argument("--tasks", type=int, default=1000, help="jobs per project")
     parser.add_argument("--batch-tasks", type=int, default=5, help="batch tasks per project")
     parser.add_argument("--face-edge-tasks", type=int, default=10, help="per project")
-    parser.add_argument("--scenario", choices=get_args(Scenario), default="demo")
+    parser.add_argument(
+        "--scenario",
+        choices=get_args(Scenario),
+        default="demo",
+        help="how jobs change at each step",
+    )
     parser.add_argument(
         "--step-interval", type=float, default=15.0, help="seconds between steps; 0: never"
     )
@@ -79,7 +88,8 @@ async def _serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(signum, stop.set)
     host, port = args.listen
     async with run_simulator(sim, host, port, step_interval=args.step_interval) as url:
-        log.info("vias simulator started", url=url, projects=list(world.projects))
+        # The token is the double's own, not a secret: clients need it to connect.
+        log.info("vias simulator started", url=url, projects=list(world.projects), token=sim.token)
         await stop.wait()
 
 

@@ -40,6 +40,7 @@ async def test_process_serves_steps_and_exits_cleanly_on_sigterm() -> None:
         line = (await asyncio.wait_for(process.stdout.readline(), timeout=20)).decode()
         match = re.search(r"url=(http://127\.0\.0\.1:\d+)", line)
         assert match, line
+        assert "token=t0k" in line  # what a client needs to connect
         url = match.group(1)
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{url}/v2/p2/tasks", headers={"X-Auth-Token": "t0k"}) as r:
@@ -91,3 +92,18 @@ def _login_body(domain: str, user: str, password: str) -> dict[str, object]:
 async def _truth(http: aiohttp.ClientSession, url: str) -> object:
     async with http.get(f"{url}/_sim/truth/p1") as response:
         return await response.json()
+
+
+def test_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for default in (
+        "(default: 127.0.0.1:9801)",
+        "(default: sim-token)",
+        "(default: p1)",
+        "(default: 1)",
+        "(default: demo)",
+    ):
+        assert default in text, default
