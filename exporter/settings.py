@@ -62,7 +62,8 @@ def _read_secret(path: Path) -> SecretStr:
     try:
         secret = path.read_text(encoding="utf-8").strip()
     except OSError as error:
-        raise ValueError(f"cannot read secret file: {error.strerror}") from None
+        # The path is where the secret lives, not the secret: naming it is what helps.
+        raise ValueError(f"cannot read secret file {path}: {error.strerror}") from None
     if not secret:
         raise ValueError("secret file is empty")
     return SecretStr(secret)

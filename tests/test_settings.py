@@ -183,6 +183,16 @@ def test_the_documented_example_is_valid(tmp_path: Path) -> None:
     assert [t.auth_mode for t in config.targets] == ["token", "password", "aksk"]
 
 
+def test_a_missing_secret_file_is_named(tmp_path: Path) -> None:
+    example = Path(__file__).parent.parent / "deploy" / "config.example.yml"
+    with pytest.raises(ConfigError) as caught:
+        load_config(example)
+    assert (
+        "targets[0].auth_token_file: cannot read secret file "
+        "/var/run/secrets/vias/token: No such file or directory"
+    ) in str(caught.value)
+
+
 def test_malformed_yaml_names_the_file_and_line_never_its_content(tmp_path: Path) -> None:
     """The YAML parser's own message quotes the offending line: a secret, here."""
     path = tmp_path / "config.yml"
