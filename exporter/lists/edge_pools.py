@@ -7,10 +7,11 @@ and `page_num` (1..10000), so a server may refuse our page of 1000 with 400: the
 is then asked again, once, with pages of 100 (counted). A region without edge pools may
 answer 404: that is an empty listing (counted), not a failed poll.
 
-Details cost one call per pool, at most `detail_calls_per_poll` a poll: Abnormal pools
-first, then those whose details are oldest. A pool skipped for the budget keeps the nodes
-of its last details; one whose details call fails, or that was never detailed, has unknown
-nodes: it is counted as a pool, and in `vias_edge_pools_without_node_details`.
+Details cost one call per pool, at most `detail_calls_per_poll` a poll: the pools whose
+details are oldest first (Abnormal first among equals), so a small budget goes round them
+all. A pool skipped for the budget keeps the nodes of its last details; one whose details
+call fails, or that was never detailed, has unknown nodes: it is counted as a pool, and in
+`vias_edge_pools_without_node_details`.
 """
 
 from __future__ import annotations
@@ -211,15 +212,16 @@ def _node(node: EdgeNode) -> NodeSummary:
 async def fill_nodes(
     data: EdgePoolData, previous: EdgePoolData | None, transport: Transport, budget: int
 ) -> EdgePoolData:
-    """The nodes of each pool from its details, at most `budget` calls: Abnormal pools first,
-    then the least recently detailed. A failed details call leaves the pool's nodes unknown
-    and never fails the poll (it is counted with the other requests)."""
+    """The nodes of each pool from its details, at most `budget` calls: the least recently
+    detailed pools first (never detailed first; Abnormal first among equals), so a budget
+    smaller than the pools goes round them all. A failed details call leaves the pool's
+    nodes unknown and never fails the poll (it is counted with the other requests)."""
     known = {pool.pool_id: pool for pool in previous.pools} if previous else {}
 
-    def urgency(pool: PoolSummary) -> tuple[bool, float, str]:
+    def urgency(pool: PoolSummary) -> tuple[float, bool, str]:
         before = known.get(pool.pool_id)
         detailed_at = before.detailed_at if before and before.detailed_at is not None else -1.0
-        return (pool.state == HEALTHY_STATE, detailed_at, pool.pool_id)
+        return (detailed_at, pool.state == HEALTHY_STATE, pool.pool_id)
 
     ranked = sorted((pool for pool in data.pools if pool.pool_id), key=urgency)
     chosen = {pool.pool_id for pool in ranked[:budget]}
