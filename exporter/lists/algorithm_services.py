@@ -192,5 +192,4 @@ ALGORITHM_SERVICES = ViasList[AlgorithmService, ServiceData](
     states=SERVICE_STATUSES,
     aggregator=ServiceAggregator,
     render=render_algorithm_services,
-    polled_by_default=True,
 )

@@ -56,7 +56,7 @@ def test_an_unknown_list_names_the_choices() -> None:
 
 
 def test_defaults_and_the_demo_come_from_the_registry() -> None:
-    assert DEFAULT_LISTS == ("tasks", "batch_tasks", "algorithm_services")
+    assert DEFAULT_LISTS == ("tasks", "batch_tasks")
     assert DISTINCT_LISTS == (
         "tasks",
         "batch_tasks",
