@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from exporter.errors import ViasHTTPError
 from exporter.lists.base import ItemT, ViasList
 from exporter.models import Page, check_json, parse_model
 from exporter.transport import Transport
@@ -32,7 +33,33 @@ T = TypeVar("T")
 async def pages(
     transport: Transport, vias_list: ViasList[ItemT, Any]
 ) -> AsyncIterator[list[ItemT]]:
-    """Yield the items of each page of one complete listing, in order."""
+    """Yield the items of each page of one complete listing, in order. A refusal of the
+    first page may be read another way, as the list's paging says (counted): a 400 asks
+    again, once, with the fallback page size; a 404 is an empty listing."""
+    paging = vias_list.paging
+    page_size, started = paging.page_size, False
+    while True:
+        try:
+            async for items in _pages(transport, vias_list, page_size):
+                started = True
+                yield items
+            return
+        except ViasHTTPError as error:
+            if started:
+                raise
+            if error.status == 404 and paging.absent_is_empty:
+                _fell_back(transport, vias_list, "not_found", error)
+                return
+            fallback = paging.fallback_page_size
+            if error.status != 400 or not fallback or page_size == fallback:
+                raise
+            _fell_back(transport, vias_list, "page_bound", error)
+            page_size = fallback
+
+
+async def _pages(
+    transport: Transport, vias_list: ViasList[ItemT, Any], page_size: int
+) -> AsyncIterator[list[ItemT]]:
     paging = vias_list.paging
     check = partial(check_json, endpoint=vias_list.endpoint)
     if paging.end == "unpaged":
@@ -55,7 +82,7 @@ async def pages(
                     {
                         **paging.extra_params,
                         paging.page_param: str(number),
-                        paging.size_param: str(paging.page_size),
+                        paging.size_param: str(page_size),
                     },
                     check,
                 )
@@ -74,7 +101,7 @@ async def pages(
             if items:
                 yield items
             # A page longer than asked for means the server ignores paging.
-            if len(items) != paging.page_size:
+            if len(items) != page_size:
                 _complete(transport, vias_list, listed, f"a page of {len(items)} items")
                 return
             if paging.end == "total" and page.count is not None:
@@ -85,7 +112,7 @@ async def pages(
         next_page += len(numbers)
         window = page_window
         if total is not None:  # fetch no further than the total says
-            window = max(1, min(window, math.ceil((total - listed) / paging.page_size)))
+            window = max(1, min(window, math.ceil((total - listed) / page_size)))
         log.debug(
             "listing goes on",
             project_id=transport.project_id,
@@ -126,4 +153,17 @@ def _stopped(transport: Transport, vias_list: ViasList[Any, Any], reason: str) -
     transport.telemetry.pagination_stops.labels(transport.project_id, vias_list.name, reason).inc()
     log.warning(
         "listing cut short", project_id=transport.project_id, source=vias_list.name, reason=reason
+    )
+
+
+def _fell_back(
+    transport: Transport, vias_list: ViasList[Any, Any], reason: str, error: ViasHTTPError
+) -> None:
+    transport.telemetry.paging_fallbacks.labels(transport.project_id, vias_list.name, reason).inc()
+    log.warning(
+        "listing refused, read another way",
+        project_id=transport.project_id,
+        source=vias_list.name,
+        reason=reason,
+        error=str(error),
     )

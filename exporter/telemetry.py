@@ -69,6 +69,13 @@ class Telemetry:
             ["project_id", "source", "reason"],
             registry=r,
         )
+        self.paging_fallbacks = Counter(
+            "vias_paging_fallbacks",
+            "Listings answered another way: page_bound (the first page refused with 400, "
+            "asked again with a smaller page), not_found (404: no such list here, empty).",
+            ["project_id", "source", "reason"],
+            registry=r,
+        )
         self.problem_tasks_dropped = Counter(
             "vias_problem_task_series_dropped",
             "Problem jobs left out of vias_problem_task_info by the per-project cap.",

@@ -168,8 +168,9 @@ async def exposition_with_every_metric() -> str:
     """The text exposition of a real exporter that polled the simulator over HTTP until
     every metric it can export has samples: IAM password login (token expiry), a poll
     error, a poll skipped after refused credentials, a repeated page, a state change
-    (transitions and their `_created`), problem jobs over the cap, batch tasks, and an
-    overrun of a poll loop started as the CLI starts it."""
+    (transitions and their `_created`), problem jobs over the cap, batch tasks, an edge-pool
+    page refused with 400 (a paging fallback), and an overrun of a poll loop started as the
+    CLI starts it."""
     world = World.generate(
         seed=3,
         project_ids=["p1", "p2", "p3", "p4"],
@@ -179,6 +180,7 @@ async def exposition_with_every_metric() -> str:
         scenario="demo",
     )
     sim = make_simulator(world)
+    sim.resources.edge_pool_max_page_size = 200  # our first page of 1000 is refused
     async with run_simulator(sim) as url:
         config = make_config(
             [

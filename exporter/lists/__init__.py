@@ -8,15 +8,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from exporter.lists.algorithm_services import ALGORITHM_SERVICES
 from exporter.lists.base import ViasList
 from exporter.lists.batch_tasks import BATCH_TASKS
+from exporter.lists.edge_pools import EDGE_POOLS
 from exporter.lists.face_edge_tasks import FACE_EDGE_TASKS
 from exporter.lists.infer_tasks import INFER_TASKS
 from exporter.lists.tasks import TASKS
 
 # Order is exposition order: the families of the first list that renders them come first.
 REGISTRY: dict[str, ViasList[Any, Any]] = {
-    vias_list.name: vias_list for vias_list in (TASKS, BATCH_TASKS, INFER_TASKS, FACE_EDGE_TASKS)
+    vias_list.name: vias_list
+    for vias_list in (
+        TASKS,
+        BATCH_TASKS,
+        INFER_TASKS,
+        FACE_EDGE_TASKS,
+        ALGORITHM_SERVICES,
+        EDGE_POOLS,
+    )
 }
 DEFAULT_LISTS: tuple[str, ...] = tuple(
     name for name, vias_list in REGISTRY.items() if vias_list.polled_by_default

@@ -89,6 +89,11 @@ class Paging:
       stop at a short page anyway).
     - `short_page`: `count` is the number on this page; page until a short or empty page.
     - `unpaged`: one request returns everything.
+
+    Where the documented bounds are unreliable, `fallback_page_size` is asked for once when
+    the first page is refused with 400; where a region may lack the endpoint,
+    `absent_is_empty` reads a 404 on the first page as an empty listing. Both are counted
+    (`vias_paging_fallbacks_total`).
     """
 
     end: PageEnd
@@ -96,6 +101,8 @@ class Paging:
     page_param: str = "page"
     size_param: str = "page_size"
     extra_params: Mapping[str, str] = field(default_factory=dict)
+    fallback_page_size: int = 0  # 0: a 400 fails the poll
+    absent_is_empty: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,8 @@ from exporter.simulator.answers import (
     vias_error,
 )
 from exporter.simulator.faults import Fault, FaultSet
+from exporter.simulator.resources import Resources
+from exporter.simulator.resources import routes as resource_routes
 from exporter.simulator.world import (
     ProjectData,
     SimTask,
@@ -112,6 +114,7 @@ class Simulator:
         self.latency_seconds = latency_seconds
         self.clock_offset = timedelta(0)
         self.faults = FaultSet()
+        self.resources = Resources(world)  # algorithm services, edge pools
         self.requests: list[RequestRecord] = []
         self.in_flight = 0  # API requests received and not answered yet
         self.peak_in_flight = 0  # the most that ever were at once
@@ -141,6 +144,7 @@ class Simulator:
         app.router.add_get("/v2/{project_id}/services/c-face-edge/tasks", self._face_edge)
         app.router.add_post("/v3/auth/tokens", self._login)
         app.router.add_routes(admin_routes(self))
+        app.router.add_routes(resource_routes(self))
         return app
 
     # --- request pipeline: record, latency, faults, auth, handler ---
