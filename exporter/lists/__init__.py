@@ -13,10 +13,20 @@ from exporter.lists.batch_tasks import BATCH_TASKS
 from exporter.lists.face_edge_tasks import FACE_EDGE_TASKS
 from exporter.lists.infer_tasks import INFER_TASKS
 from exporter.lists.tasks import TASKS
+from exporter.lists.video_groups import VIDEO_GROUPS
+from exporter.lists.video_sources import VIDEO_SOURCES
 
 # Order is exposition order: the families of the first list that renders them come first.
 REGISTRY: dict[str, ViasList[Any, Any]] = {
-    vias_list.name: vias_list for vias_list in (TASKS, BATCH_TASKS, INFER_TASKS, FACE_EDGE_TASKS)
+    vias_list.name: vias_list
+    for vias_list in (
+        TASKS,
+        BATCH_TASKS,
+        INFER_TASKS,
+        FACE_EDGE_TASKS,
+        VIDEO_SOURCES,
+        VIDEO_GROUPS,
+    )
 }
 DEFAULT_LISTS: tuple[str, ...] = tuple(
     name for name, vias_list in REGISTRY.items() if vias_list.polled_by_default
