@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from exporter.simulator.world import ProjectData, World
 
 Json = dict[str, Any]
-MAX_PAGE_SIZE = 200
+SOURCES_MAX_PAGE_SIZE = 200
+GROUPS_MAX_PAGE_SIZE = 200
 MAX_PAGE_NUM = 100_000
 STATUS_CODES = {"online": 1, "offline": 2, "abnormal": 9}
 STATUS_LEVELS = {"online": "normal", "offline": "critical", "abnormal": "major"}
@@ -182,11 +183,11 @@ def group_answer(group: SimGroup, sources: list[SimSource]) -> Json:
     }
 
 
-def _page(request: web.Request, items: list[Any]) -> list[Any]:
+def _page(request: web.Request, items: list[Any], max_size: int) -> list[Any]:
     """Everything unless `is_paged=true` (the documented default is false)."""
     if request.query.get("is_paged", "false").lower() != "true":
         return items
-    page, size = page_bounds(request, "page_num", MAX_PAGE_SIZE, max_page=MAX_PAGE_NUM)
+    page, size = page_bounds(request, "page_num", max_size, max_page=MAX_PAGE_NUM)
     return items[(page - 1) * size : page * size]
 
 
@@ -198,7 +199,7 @@ def routes(sim: Simulator) -> list[web.RouteDef]:
     async def list_sources(request: web.Request) -> web.Response:
         project_id, project = book(request)
         every = sorted(project.sources.values(), key=lambda s: (-s.created_at_ms, s.id))
-        listed = _page(request, every)
+        listed = _page(request, every, SOURCES_MAX_PAGE_SIZE)
         return json_answer(
             200,
             {
@@ -215,7 +216,7 @@ def routes(sim: Simulator) -> list[web.RouteDef]:
         for source in project.sources.values():
             members.setdefault(source.group_id, []).append(source)
         every = sorted(project.groups.values(), key=lambda g: (-g.created_at_ms, g.name))
-        listed = _page(request, every)
+        listed = _page(request, every, GROUPS_MAX_PAGE_SIZE)
         return json_answer(
             200,
             {

@@ -56,7 +56,13 @@ def test_an_unknown_list_names_the_choices() -> None:
 
 
 def test_defaults_and_the_demo_come_from_the_registry() -> None:
-    assert DEFAULT_LISTS == ("tasks", "batch_tasks")
-    assert DISTINCT_LISTS == ("tasks", "batch_tasks", "face_edge_tasks")
+    assert DEFAULT_LISTS == ("tasks", "batch_tasks", "video_sources", "video_groups")
+    assert DISTINCT_LISTS == (
+        "tasks",
+        "batch_tasks",
+        "face_edge_tasks",
+        "video_sources",
+        "video_groups",
+    )
     for vias_list in REGISTRY.values():
         assert vias_list.same_items_as in (None, *REGISTRY)
