@@ -3,9 +3,10 @@ HTTP against the simulator (paging past one page, counts that follow the cameras
 
 | change to the code (tried, seen red) | failing test |
 |---|---|
-| a missing `num_offline` exported as 0 | test_missing_counts_stay_missing |
+| a missing `num_offline` exported as 0 | test_missing_counts_stay_missing, test_golden |
 | groups not de-duplicated | test_golden |
 | `is_paged` not sent (one unpaged answer) | test_groups_over_several_pages |
+| simulator: `num_exception` always 0 | test_group_counts_follow_the_cameras |
 """
 
 from __future__ import annotations

@@ -2,7 +2,18 @@
 sources, its golden exposition, and the list over real HTTP against the simulator (paging
 with `is_paged`, the page bounds, an undocumented status, faults).
 
-TABLE
+| change to the code (tried, seen red) | failing test |
+|---|---|
+| `is_paged` not sent | test_paged_listing_over_http, test_golden |
+| page_size 250 (over the bound) | test_paged_listing_over_http |
+| `count` read from `video_source_number` | test_page_count_is_the_total_not_the_page |
+| undocumented status turned "unknown" | test_status_variants, test_an_undocumented_... |
+| down sources with jobs not ranked first | test_the_cap_keeps_down_sources_with_jobs_first |
+| a source listed twice counted twice | test_the_cap_keeps_..., test_golden |
+| quality kinds kept as sent (`blurry`) | test_quality_kinds_..., test_golden |
+| simulator: `is_paged` defaulting to true | test_the_simulator_pages_only_with_is_paged... |
+| problem cameras dropped once stale | test_a_failing_list_leaves_the_others_intact |
+| counts shown however stale | test_a_failing_list_leaves_the_others_intact |
 """
 
 from __future__ import annotations
@@ -212,21 +223,29 @@ async def test_a_refused_page_bound_fails_only_this_list(
 
 
 async def test_a_failing_list_leaves_the_others_intact(simulator: RunningSimulator) -> None:
+    """A 5xx on the camera list: its counts go once too old, its named problem cameras stay
+    (their state is unknown, not recovered); the other lists are untouched."""
+    now = [1000.0]
     config = make_config(
         [target(simulator.url, sources=["tasks", "video_sources", "video_groups"])],
         max_retries=0,
+        max_age_intervals=1,
     )
-    async with Exporter(config) as exporter:
+    async with Exporter(config, clock=lambda: now[0]) as exporter:
         await exporter.poll_all_once()
+        exporter.exposition.render()
+        before = Samples.parse(exporter.exposition.body(openmetrics=False, gzipped=False).decode())
         simulator.sim.faults.add(Fault("server_error_json", match="/p1/source/sources"))
+        now[0] += 61  # past the maximum age of one interval
         await exporter.poll_all_once()
         exporter.exposition.render()
         samples = Samples.parse(exporter.exposition.body(openmetrics=False, gzipped=False).decode())
     assert samples.value("vias_up", project_id="p1", source="video_sources") == 0
     errors = {"project_id": "p1", "source": "video_sources", "reason": "server_error"}
     assert samples.value("vias_poll_errors_total", **errors) == 1
-    # the named problem cameras stay (their state is unknown, not recovered)
-    assert samples.series("vias_video_source_problem_info", project_id="p1")
+    assert before.series("vias_video_sources") and not samples.series("vias_video_sources")
+    named = samples.series("vias_video_source_problem_info", project_id="p1")
+    assert named and named == before.series("vias_video_source_problem_info", project_id="p1")
     assert samples.value("vias_up", project_id="p1", source="tasks") == 1
     assert samples.value("vias_up", project_id="p1", source="video_groups") == 1
     assert samples.series("vias_video_group_sources", project_id="p1")
