@@ -25,7 +25,7 @@ def test_one_target_from_environment_with_defaults(env: pytest.MonkeyPatch) -> N
     (target,) = config.targets
     assert target.project_id == "p1"
     assert target.api_url == "https://vias.cn-north-4.myhuaweicloud.com"
-    assert target.sources == ("tasks", "batch_tasks")
+    assert target.sources == ("tasks", "batch_tasks", "video_sources", "video_groups")
     assert target.poll_interval_seconds == 60
     assert target.auth_mode == "token"
     assert config.global_.max_age_intervals == 3
