@@ -15,6 +15,7 @@ import html
 import re
 from collections import Counter
 
+from exporter.lists import DEFAULT_LISTS
 from exporter.lists.batch_tasks import BATCH_TASK_STATES
 from exporter.lists.jobs import PROBLEM_STATES, TASK_STATES
 from exporter.simulator import Fault
@@ -256,7 +257,7 @@ async def test_endpoints_negotiation_gzip_readiness_and_landing_page(
         async with running.session.get(running.url + "/") as response:
             landing = await response.text()
     rows = landing_rows(landing)
-    assert set(rows) == {("p1", "tasks"), ("p1", "batch_tasks")}
+    assert set(rows) == {("p1", source) for source in DEFAULT_LISTS}  # a target naming none
     for interval, result, age in rows.values():
         assert (interval, result) == ("60s", "ok")
         assert re.fullmatch(r"\d+s ago", age), age
@@ -282,7 +283,7 @@ async def test_ready_after_a_first_poll_that_failed(simulator, start_exporter) -
     assert samples.value("vias_up", project_id="p1", source="tasks") == 1
     assert samples.value("vias_up", project_id="p1", source="batch_tasks") == 0
     assert before == {
-        ("p1", source): ("60s", "not polled yet", "never") for source in ("tasks", "batch_tasks")
+        ("p1", source): ("60s", "not polled yet", "never") for source in DEFAULT_LISTS
     }
     assert after[("p1", "tasks")][1] == "ok"
     assert after[("p1", "batch_tasks")][0] == "60s"
