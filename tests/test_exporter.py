@@ -261,7 +261,7 @@ async def test_endpoints_negotiation_gzip_readiness_and_landing_page(
         async with running.session.get(running.url + "/") as response:
             landing = await response.text()
     rows = landing_rows(landing)
-    assert set(rows) == {("p1", source) for source in DEFAULT_LISTS}
+    assert set(rows) == {("p1", source) for source in DEFAULT_LISTS}  # a target naming none
     for interval, result, age in rows.values():
         assert (interval, result) == ("60s", "ok")
         assert re.fullmatch(r"\d+s ago", age), age

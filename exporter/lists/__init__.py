@@ -15,6 +15,8 @@ from exporter.lists.edge_pools import EDGE_POOLS
 from exporter.lists.face_edge_tasks import FACE_EDGE_TASKS
 from exporter.lists.infer_tasks import INFER_TASKS
 from exporter.lists.tasks import TASKS
+from exporter.lists.video_groups import VIDEO_GROUPS
+from exporter.lists.video_sources import VIDEO_SOURCES
 
 # Order is exposition order: the families of the first list that renders them come first.
 REGISTRY: dict[str, ViasList[Any, Any]] = {
@@ -26,6 +28,8 @@ REGISTRY: dict[str, ViasList[Any, Any]] = {
         FACE_EDGE_TASKS,
         ALGORITHM_SERVICES,
         EDGE_POOLS,
+        VIDEO_SOURCES,
+        VIDEO_GROUPS,
     )
 }
 DEFAULT_LISTS: tuple[str, ...] = tuple(

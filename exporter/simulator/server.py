@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from exporter.signing import verify_request
+from exporter.simulator import sources
 from exporter.simulator.admin import admin_routes
 from exporter.simulator.answers import (
     RATE_LIMIT_PER_SECOND,
@@ -115,6 +116,7 @@ class Simulator:
         self.clock_offset = timedelta(0)
         self.faults = FaultSet()
         self.resources = Resources(world)  # algorithm services, edge pools
+        self.video_sources = sources.SourceBook(world)  # cameras and video groups (sources.py)
         self.requests: list[RequestRecord] = []
         self.in_flight = 0  # API requests received and not answered yet
         self.peak_in_flight = 0  # the most that ever were at once
@@ -145,6 +147,7 @@ class Simulator:
         app.router.add_post("/v3/auth/tokens", self._login)
         app.router.add_routes(admin_routes(self))
         app.router.add_routes(resource_routes(self))
+        app.router.add_routes(sources.routes(self))
         return app
 
     # --- request pipeline: record, latency, faults, auth, handler ---

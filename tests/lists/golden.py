@@ -31,6 +31,7 @@ STABLE_PREFIXES = (
     "vias_tasks",
     "vias_problem_task_info",
     "vias_batch_task_",
+    "vias_video_",
     "vias_up",
     "vias_poll_items",
     "vias_api_requests_total",

@@ -63,6 +63,8 @@ def test_defaults_and_the_demo_come_from_the_registry() -> None:
         "face_edge_tasks",
         "algorithm_services",
         "edge_pools",
+        "video_sources",
+        "video_groups",
     )
     for vias_list in REGISTRY.values():
         assert vias_list.same_items_as in (None, *REGISTRY)
