@@ -76,6 +76,16 @@ def test_job_alerts_are_inhibited_while_the_exporter_or_api_is_down(config, aler
         "VIASSourceStale",
         "VIASAuthFailing",
     }
+    root_causes = {
+        "VIASVideoSourceDownWithJobs",
+        "VIASEdgePoolAbnormal",
+        "VIASAlgorithmServiceFailed",
+    }
     assert set(inhibited_by) == set(JOB_ALERTS)
     for alert in JOB_ALERTS:
-        assert inhibited_by[alert] == expected_sources, alert
+        per_job = alert in {
+            "VIASJobAbnormal",
+            "VIASJobLackOfResources",
+            "VIASJobCreateOrStartFailed",
+        }
+        assert inhibited_by[alert] == expected_sources | (root_causes if per_job else set()), alert
