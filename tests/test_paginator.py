@@ -7,17 +7,13 @@ Complete listings against the simulator over real HTTP are in test_paginator_sim
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import pytest
-from aioresponses import CallbackResult, aioresponses
-from pydantic import SecretStr
+from aioresponses import CallbackResult
 from yarl import URL
 
-from exporter.auth import TokenAuth
 from exporter.errors import ViasHTTPError
 from exporter.lists.base import Paging, PollContext, ViasList
 from exporter.lists.batch_tasks import BATCH_TASKS
@@ -28,11 +24,8 @@ from exporter.paginator import pages
 from exporter.settings import GlobalConfig
 from exporter.telemetry import Telemetry
 from exporter.transport import Transport
+from tests.mocked_vias import FAST, Handler, mocked_transport, serve
 from tests.support import job_items
-
-BASE = "http://vias.test"
-FAST = GlobalConfig(backoff_initial_seconds=0.001, backoff_max_seconds=0.01, max_retries=2)
-Handler = Callable[[URL], CallbackResult]
 
 # No registered list is unpaged today; the strategy is the paginator's all the same.
 UNPAGED = ViasList[Task, JobData](
@@ -49,14 +42,7 @@ UNPAGED = ViasList[Task, JobData](
 def _transport(
     session: aiohttp.ClientSession, telemetry: Telemetry, settings: GlobalConfig = FAST
 ) -> Transport:
-    return Transport(
-        session=session,
-        base_url=BASE,
-        project_id="p1",
-        auth=TokenAuth(SecretStr("tok")),
-        telemetry=telemetry,
-        settings=settings,
-    )
+    return mocked_transport(session, telemetry, settings)
 
 
 async def _listed(transport: Transport, vias_list: ViasList[Any, Any]) -> list[list[Any]]:
@@ -65,18 +51,6 @@ async def _listed(transport: Transport, vias_list: ViasList[Any, Any]) -> list[l
 
 def _ids(listed: list[list[Any]]) -> list[str | None]:
     return [item.id for items in listed for item in items]
-
-
-def _serve(mock: aioresponses, path: str, handler: Handler) -> list[URL]:
-    """Route every GET of `path` (any query) to handler; return the list of URLs asked."""
-    seen: list[URL] = []
-
-    def callback(url: URL, **_: Any) -> CallbackResult:
-        seen.append(url)
-        return handler(url)
-
-    mock.get(re.compile(re.escape(BASE + path) + r"(\?.*)?$"), callback=callback, repeat=True)
-    return seen
 
 
 def _page_of(jobs: list[dict[str, Any]]) -> Handler:
@@ -95,7 +69,7 @@ def _stops(telemetry: Telemetry, reason: str, source: str = "infer_tasks") -> fl
 
 async def test_pages_until_a_short_page_within_window(session, mocked) -> None:
     telemetry = Telemetry()
-    asked = _serve(mocked, "/v1/p1/infer/tasks", _page_of(job_items(0, 110)))
+    asked = serve(mocked, "/v1/p1/infer/tasks", _page_of(job_items(0, 110)))
     listed = await _listed(_transport(session, telemetry), INFER_TASKS)
     assert [len(items) for items in listed] == [50, 50, 10]  # one yield a page, in order
     assert _ids(listed) == [f"job-{i}" for i in range(110)]
@@ -107,14 +81,14 @@ async def test_pages_until_a_short_page_within_window(session, mocked) -> None:
 
 
 async def test_the_first_page_is_asked_alone_then_a_window(session, mocked) -> None:
-    asked = _serve(mocked, "/v1/p1/infer/tasks", _page_of(job_items(0, 10)))
+    asked = serve(mocked, "/v1/p1/infer/tasks", _page_of(job_items(0, 10)))
     listed = await _listed(_transport(session, Telemetry()), INFER_TASKS)
     assert _ids(listed) == [f"job-{i}" for i in range(10)]
     assert len(asked) == 1  # a short first page: no look-ahead was spent
 
 
 async def test_an_empty_listing_yields_nothing(session, mocked) -> None:
-    asked = _serve(mocked, "/v1/p1/infer/tasks", _page_of([]))
+    asked = serve(mocked, "/v1/p1/infer/tasks", _page_of([]))
     assert await _listed(_transport(session, Telemetry()), INFER_TASKS) == []
     assert len(asked) == 1
 
@@ -122,7 +96,7 @@ async def test_an_empty_listing_yields_nothing(session, mocked) -> None:
 async def test_jobs_listed_twice_are_passed_on_for_the_aggregator(session, mocked) -> None:
     telemetry = Telemetry()
     jobs = job_items(0, 50) + job_items(40, 20)  # offset paging shifted: 10 jobs seen twice
-    _serve(mocked, "/v1/p1/infer/tasks", _page_of(jobs))
+    serve(mocked, "/v1/p1/infer/tasks", _page_of(jobs))
     listed = await _listed(_transport(session, telemetry), INFER_TASKS)
     assert len(_ids(listed)) == 70 and len(set(_ids(listed))) == 60
     assert _stops(telemetry, "repeated_page") == 0  # overlapping is not repeating
@@ -134,7 +108,7 @@ async def test_jobs_listed_twice_are_passed_on_for_the_aggregator(session, mocke
 
 async def test_repeated_page_stops_the_listing(session, mocked) -> None:
     telemetry = Telemetry()
-    asked = _serve(
+    asked = serve(
         mocked,
         "/v1/p1/infer/tasks",
         lambda url: CallbackResult(payload={"tasks": job_items(0, 50)}),
@@ -148,7 +122,7 @@ async def test_repeated_page_stops_the_listing(session, mocked) -> None:
 async def test_page_cap_bounds_a_server_that_never_ends(session, mocked) -> None:
     telemetry = Telemetry()
     counter = iter(range(10**6))
-    asked = _serve(
+    asked = serve(
         mocked,
         "/v1/p1/infer/tasks",
         lambda url: CallbackResult(payload={"tasks": job_items(next(counter) * 50, 50)}),
@@ -162,7 +136,7 @@ async def test_page_cap_bounds_a_server_that_never_ends(session, mocked) -> None
 
 async def test_face_edge_server_that_ignores_paging(session, mocked) -> None:
     everything = [{"id": f"f{i}", "state": "RUNNING"} for i in range(250)]
-    asked = _serve(
+    asked = serve(
         mocked,
         "/v2/p1/services/c-face-edge/tasks",
         lambda url: CallbackResult(payload={"count": 250, "tasks": everything}),
@@ -180,7 +154,7 @@ async def test_total_count_limits_look_ahead(session, mocked) -> None:
             payload={"count": 400, "batch_task_list": batches[(page - 1) * 200 : page * 200]}
         )
 
-    asked = _serve(mocked, "/v2/p1/batch-tasks", handler)
+    asked = serve(mocked, "/v2/p1/batch-tasks", handler)
     listed = await _listed(_transport(session, Telemetry()), BATCH_TASKS)
     assert len(_ids(listed)) == 400 and len(asked) == 2
     assert [dict(u.query) for u in asked] == [
@@ -189,7 +163,7 @@ async def test_total_count_limits_look_ahead(session, mocked) -> None:
 
 
 async def test_unpaged_list_is_one_request_without_paging_parameters(session, mocked) -> None:
-    asked = _serve(
+    asked = serve(
         mocked,
         "/v1/p1/all-jobs",
         lambda url: CallbackResult(payload={"count": 120, "tasks": job_items(0, 120)}),
@@ -200,7 +174,7 @@ async def test_unpaged_list_is_one_request_without_paging_parameters(session, mo
 
 
 async def test_empty_unpaged_list_yields_nothing(session, mocked) -> None:
-    _serve(mocked, "/v1/p1/all-jobs", lambda url: CallbackResult(payload={"tasks": []}))
+    serve(mocked, "/v1/p1/all-jobs", lambda url: CallbackResult(payload={"tasks": []}))
     assert await _listed(_transport(session, Telemetry()), UNPAGED) == []
 
 
@@ -214,7 +188,7 @@ async def test_a_failed_page_in_a_window_fails_the_listing_with_its_own_error(
             return CallbackResult(status=400, payload={"error_code": "VIAS.00010001"})
         return jobs(url)
 
-    _serve(mocked, "/v1/p1/infer/tasks", handler)
+    serve(mocked, "/v1/p1/infer/tasks", handler)
     with pytest.raises(ViasHTTPError) as caught:  # not an ExceptionGroup
         await _listed(_transport(session, Telemetry()), INFER_TASKS)
     assert (caught.value.status, caught.value.error_code) == (400, "VIAS.00010001")

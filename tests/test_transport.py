@@ -20,7 +20,6 @@ memory, by a pytest plugin) and the test seen failing:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from functools import partial
@@ -28,13 +27,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aioresponses import CallbackResult, aioresponses
+from aioresponses import CallbackResult
 from pydantic import SecretStr
 from tenacity import AsyncRetrying
 from yarl import URL
 
 import exporter.transport
-from exporter.auth import Auth, CoolDown, IamPasswordAuth, TokenAuth
+from exporter.auth import Auth, CoolDown, IamPasswordAuth
 from exporter.errors import (
     ViasAuthCoolDown,
     ViasConnectionError,
@@ -47,14 +46,12 @@ from exporter.models import parse_model
 from exporter.settings import GlobalConfig
 from exporter.telemetry import Telemetry
 from exporter.transport import Transport, retry_after_seconds
+from tests.mocked_vias import BASE, FAST, Handler, mocked_transport, serve
 from tests.support import job_items
 
-BASE = "http://vias.test"
-FAST = GlobalConfig(backoff_initial_seconds=0.001, backoff_max_seconds=0.01, max_retries=2)
 LIST = "/v1/{project_id}/infer/tasks"
 PARSE_PAGE = partial(parse_model, TaskPage, endpoint=LIST)
 PAGE_1 = {"page": "1", "page_size": "50"}
-Handler = Callable[[URL], CallbackResult]
 
 
 @pytest.fixture
@@ -75,26 +72,7 @@ def _transport(
     settings: GlobalConfig = FAST,
     auth: Auth | None = None,
 ) -> Transport:
-    return Transport(
-        session=session,
-        base_url=BASE,
-        project_id="p1",
-        auth=auth or TokenAuth(SecretStr("tok")),
-        telemetry=telemetry,
-        settings=settings,
-    )
-
-
-def _serve(mock: aioresponses, path: str, handler: Handler) -> list[URL]:
-    """Route every GET of `path` (any query) to handler; return the list of URLs asked."""
-    seen: list[URL] = []
-
-    def callback(url: URL, **_: Any) -> CallbackResult:
-        seen.append(url)
-        return handler(url)
-
-    mock.get(re.compile(re.escape(BASE + path) + r"(\?.*)?$"), callback=callback, repeat=True)
-    return seen
+    return mocked_transport(session, telemetry, settings, auth)
 
 
 def _in_turn(*answers: CallbackResult) -> Handler:
@@ -147,7 +125,7 @@ async def test_path_fields_are_quoted(session, mocked) -> None:
 
 async def test_retries_5xx_then_succeeds_and_counts_every_attempt(session, mocked) -> None:
     telemetry = Telemetry()
-    _serve(
+    serve(
         mocked,
         "/v1/p1/infer/tasks",
         _in_turn(
@@ -176,7 +154,7 @@ async def test_throttling_waits_the_retry_after_capped(
         headers={"Retry-After": retry_after},
         payload={"error_code": "APIGW.0308", "error_msg": "throttled", "request_id": "r-1"},
     )
-    _serve(mocked, "/v1/p1/infer/tasks", _in_turn(throttled, GOOD))
+    serve(mocked, "/v1/p1/infer/tasks", _in_turn(throttled, GOOD))
     assert len((await _first_page(_transport(session, Telemetry(), settings))).items) == 3
     assert sleeps == [waited]
 
@@ -185,7 +163,7 @@ async def test_backoff_without_retry_after_is_exponential(
     session, mocked, sleeps: list[float]
 ) -> None:
     settings = GlobalConfig(backoff_initial_seconds=1, backoff_max_seconds=10, max_retries=2)
-    _serve(mocked, "/v1/p1/infer/tasks", _in_turn(UNAVAILABLE, UNAVAILABLE, GOOD))
+    serve(mocked, "/v1/p1/infer/tasks", _in_turn(UNAVAILABLE, UNAVAILABLE, GOOD))
     await _first_page(_transport(session, Telemetry(), settings))
     assert len(sleeps) == 2
     assert 1 <= sleeps[0] <= 2 and 2 <= sleeps[1] <= 3  # initial * 2**n + jitter(initial)
@@ -204,7 +182,7 @@ def test_retry_after_header_values() -> None:
 async def test_html_gateway_error_after_retries_is_typed_with_a_safe_excerpt(
     session, mocked
 ) -> None:
-    asked = _serve(
+    asked = serve(
         mocked,
         "/v1/p1/infer/tasks",
         lambda url: CallbackResult(
@@ -221,7 +199,7 @@ async def test_html_gateway_error_after_retries_is_typed_with_a_safe_excerpt(
 
 @pytest.mark.parametrize("status", [401, 403])
 async def test_auth_failures_are_not_retried(session, mocked, status: int) -> None:
-    asked = _serve(
+    asked = serve(
         mocked,
         "/v1/p1/infer/tasks",
         lambda url: CallbackResult(
@@ -250,7 +228,7 @@ async def test_auth_failures_are_not_retried(session, mocked, status: int) -> No
 async def test_refused_credentials_pause_the_next_requests(
     session, mocked, pause: float, sent: int
 ) -> None:
-    asked = _serve(
+    asked = serve(
         mocked,
         "/v1/p1/infer/tasks",
         lambda url: CallbackResult(status=401, payload={"error_code": "APIGW.0301"}),
@@ -291,8 +269,8 @@ async def test_timeouts_and_connection_errors_are_typed(session, mocked) -> None
 
 
 async def test_cut_json_is_retried_wrong_shape_is_not(session, mocked) -> None:
-    cut = _serve(mocked, "/v1/p1/infer/tasks", lambda url: CUT)
-    wrong = _serve(mocked, "/v2/p1/tasks", lambda url: CallbackResult(payload={"tasks": "oops"}))
+    cut = serve(mocked, "/v1/p1/infer/tasks", lambda url: CUT)
+    wrong = serve(mocked, "/v2/p1/tasks", lambda url: CallbackResult(payload={"tasks": "oops"}))
     transport = _transport(session, Telemetry())
     with pytest.raises(ViasResponseError) as cut_error:
         await _first_page(transport)
@@ -304,14 +282,14 @@ async def test_cut_json_is_retried_wrong_shape_is_not(session, mocked) -> None:
 
 async def test_a_cut_body_then_a_good_one_is_one_retry(session, mocked) -> None:
     telemetry = Telemetry()
-    asked = _serve(mocked, "/v1/p1/infer/tasks", _in_turn(CUT, GOOD))
+    asked = serve(mocked, "/v1/p1/infer/tasks", _in_turn(CUT, GOOD))
     settings = FAST.model_copy(update={"max_retries": 1})
     assert len((await _first_page(_transport(session, telemetry, settings))).items) == 3
     assert len(asked) == 2 and _requests(telemetry, "200") == 2
 
 
 async def test_a_5xx_then_a_cut_body_exhausts_the_one_budget(session, mocked) -> None:
-    asked = _serve(mocked, "/v1/p1/infer/tasks", _in_turn(UNAVAILABLE, CUT, GOOD))
+    asked = serve(mocked, "/v1/p1/infer/tasks", _in_turn(UNAVAILABLE, CUT, GOOD))
     settings = FAST.model_copy(update={"max_retries": 1})
     with pytest.raises(ViasResponseError):
         await _first_page(_transport(session, Telemetry(), settings))
