@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from exporter.lists import DISTINCT_LISTS
 from exporter.logs import LEVELS, configure_logging
 from exporter.service import Exporter, freeze_startup_heap
 from exporter.settings import Config, ConfigError, TargetConfig, load_config
+from exporter.sharding import Sharding, shard_ordinal
 from exporter.web import create_app
 from exporter.webconfig import WebConfig, load_web_config
 
@@ -52,6 +54,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         dest="web_config_file",
         type=Path,
         help="exporter-toolkit web config: TLS and basic auth",
+    )
+    parser.add_argument(
+        "--shard",
+        default="0",
+        help="this replica's shard, or auto for the ordinal ending a StatefulSet pod's "
+        "hostname (default 0)",
+    )
+    parser.add_argument(
+        "--total-shards",
+        type=int,
+        default=1,
+        help="replicas the projects are spread over by a consistent hash of the project id "
+        "(default 1)",
     )
     parser.add_argument(
         "--log.level",
@@ -101,18 +116,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         listen = parse_listen_address(args.listen_address)
         config = None if args.demo else load_config(args.config_file)
         web_config = load_web_config(args.web_config_file) if args.web_config_file else None
+        sharding = _sharding(args.shard, args.total_shards)
     except ConfigError as error:
         print(f"vias-exporter: configuration error:\n{error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
     if args.check_config:
         assert config is not None
-        print(_describe_config(config))
+        print(_describe_config(config, sharding))
         return 0
     try:
         if args.once:
             assert config is not None
-            return asyncio.run(_once(config))
-        asyncio.run(_serve(config, listen, args.telemetry_path, web_config))
+            return asyncio.run(_once(config, sharding))
+        asyncio.run(_serve(config, listen, args.telemetry_path, web_config, sharding))
     except OSError as error:  # the listen address is taken or not ours
         print(f"vias-exporter: cannot serve on {args.listen_address}: {error}", file=sys.stderr)
         return 1
@@ -122,9 +138,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _describe_config(config: Config) -> str:
+def _sharding(shard: str, total: int) -> Sharding:
+    try:
+        return Sharding(shard_ordinal(shard, socket.gethostname()), total)
+    except ValueError as error:
+        raise ConfigError(f"--shard/--total-shards: {error}") from None
+
+
+def _describe_config(config: Config, sharding: Sharding) -> str:
     lines = [f"configuration OK: {len(config.targets)} target(s)"]
+    if sharding.total > 1:
+        owned = sum(1 for target in config.targets if sharding.owns(target.project_id))
+        lines.append(f"shard {sharding.shard} of {sharding.total}: polls {owned} of them")
     for target in config.targets:
+        if not sharding.owns(target.project_id):
+            continue
         sources = ",".join(target.sources)
         lines.append(
             f"  {target.project_id} at {target.api_url}: {sources} every "
@@ -133,8 +161,8 @@ def _describe_config(config: Config) -> str:
     return "\n".join(lines)
 
 
-async def _once(config: Config) -> int:
-    async with Exporter(config) as exporter:
+async def _once(config: Config, sharding: Sharding) -> int:
+    async with Exporter(config, sharding=sharding) as exporter:
         freeze_startup_heap()
         await exporter.poll_all_once()  # each poll re-renders the exposition before returning
         sys.stdout.buffer.write(exporter.exposition.body(openmetrics=False, gzipped=False))
@@ -171,11 +199,12 @@ async def _serve(
     listen: tuple[str | None, int],
     path: str,
     web_config: WebConfig | None,
+    sharding: Sharding,
 ) -> None:
     async with contextlib.AsyncExitStack() as stack:
         if config is None:
             config = await stack.enter_async_context(_demo_config())
-        exporter = await stack.enter_async_context(Exporter(config))
+        exporter = await stack.enter_async_context(Exporter(config, sharding=sharding))
         app = create_app(exporter, telemetry_path=path, web_config=web_config)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

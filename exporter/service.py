@@ -20,6 +20,7 @@ from exporter.collector import Exposition
 from exporter.lists import REGISTRY
 from exporter.poller import SourcePoller
 from exporter.settings import Config, GlobalConfig, TargetConfig
+from exporter.sharding import Sharding
 from exporter.snapshot import SnapshotStore
 from exporter.telemetry import Telemetry
 from exporter.transport import Transport
@@ -73,10 +74,18 @@ def build_auth(
 class Exporter:
     """The running exporter, used as `async with Exporter(config) as exporter:`."""
 
-    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Callable[[], float] = time.time,
+        sharding: Sharding | None = None,
+    ) -> None:
         self.config = config
+        self.sharding = sharding or Sharding()
         self._clock = clock
         self.telemetry = Telemetry()
+        self.telemetry.shard_ordinal.set(self.sharding.shard)
+        self.telemetry.total_shards.set(self.sharding.total)
         self.store = SnapshotStore(config.global_.problem_tasks_limit)
         self.exposition = Exposition(self.store, self.telemetry)
         self.pollers: list[SourcePoller[Any, Any]] = []
@@ -86,6 +95,8 @@ class Exporter:
     async def __aenter__(self) -> Exporter:
         settings = self.config.global_
         for target in self.config.targets:
+            if not self.sharding.owns(target.project_id):
+                continue  # another replica's project
             session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
                     limit=settings.max_concurrency + 2, ssl=_ssl_context(settings)

@@ -82,6 +82,16 @@ class Telemetry:
             ["project_id"],
             registry=r,
         )
+        self.shard_ordinal = Gauge(
+            "vias_exporter_shard_ordinal",
+            "This replica's shard (--shard): it polls the projects that hash to it.",
+            registry=r,
+        )
+        self.total_shards = Gauge(
+            "vias_exporter_total_shards",
+            "Replicas the projects are spread over (--total-shards).",
+            registry=r,
+        )
         build_info = Gauge(
             "vias_exporter_build_info",
             "Always 1; labels carry the exporter and Python versions.",

@@ -34,7 +34,10 @@ def documented() -> dict[str, tuple[str, frozenset[str]]]:
         same_as = re.fullmatch(r"as `(vias_\w+)`", labels)
         if same_as:
             labels = rows[same_as.group(1)][1]
-        result[name] = (kind, frozenset(label.strip() for label in labels.split(",")))
+        result[name] = (
+            kind,
+            frozenset(filter(None, (label.strip() for label in labels.split(",")))),
+        )
     return result
 
 
