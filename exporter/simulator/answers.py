@@ -208,9 +208,13 @@ def _task_common(task: SimTask, project_id: str) -> Json:
 
 
 def task_v2(task: SimTask, project_id: str) -> Json:
-    """/v2 TaskInfoDto: `type` as "0"/"1"; `error` only on jobs that have one."""
+    """/v2 TaskInfoDto: `type` as "0"/"1"; `error` only on jobs that have one. A job
+    without a vendor is listed in the SDK's shape: its `service_id` (`svc-<algorithm>`,
+    one of the project's algorithm services), no `company` and no `title`."""
     body = _task_common(task, project_id)
     body["service_id"] = f"svc-{task.algorithm}"
+    if not task.vendor:
+        del body["company"], body["title"]
     body["type"] = _type_code(task)
     if task.error_code is not None:
         body["error"] = {"code": task.error_code, "message": task.error_message}
