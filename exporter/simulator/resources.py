@@ -8,7 +8,7 @@ simulator's pipeline: auth, recording and faults apply as to the job lists.
 
 The services jobs run on are among them: the v2 job listing names a job's service as
 `svc-<algorithm>`, and services 1..5 are those (named after their algorithm), so a job
-listed without its vendor (the SDK's shape, see `answers.task_v2`) finds it here.
+listed in the SDK's shape, without its vendor (`SimTask.sdk_shape`), finds it here.
 
 Quirks served as documented: services page 5..200 by `page_num` and answer both `count`
 (this page) and `total`; edge pools page 1..`edge_pool_max_page_size` (1000; a test may

@@ -1,8 +1,8 @@
 """Job vendors and algorithms from the algorithm services: the SDK's v2 job list item names
 its `service_id` but no `company` (and may have no `title`); when `algorithm_services` is
 polled, such a job's series take the vendor and algorithm of its service. Both shapes of
-job list item, over real HTTP against the simulator (its v2 listing gives a job created
-without a vendor in the SDK's shape, on service `svc-<algorithm>`).
+job list item, over real HTTP against the simulator (its v2 listing gives a job marked
+`sdk_shape` in the SDK's shape, on service `svc-<algorithm>`).
 
 Changes tried, each seen red (failing tests):
 - no fill-in (`completed` returns the group as listed): the HTTP fill-in, summing,
@@ -13,7 +13,7 @@ Changes tried, each seen red (failing tests):
 - merged counts replaced instead of added up: test_transitions_and_counts_..., test_groups_...;
 - merged transitions keeping the later first-count time: test_groups_completing_alike_...;
 - the services taken from fresh data only: test_the_services_outlive_an_outage_...;
-- the simulator listing `company`/`title` for a job without vendor: test_the_simulator_...
+- the simulator listing `company`/`title` for an SDK-shaped job: test_the_simulator_...
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import pytest
 from exporter.lists.base import ServiceAlgorithm
 from exporter.lists.jobs import TransitionCount, _merged_counts, _merged_transitions, completed
 from exporter.simulator import Fault, World
+from exporter.simulator.objects import SimTask
 from tests.support import TOKEN, RunningSimulator, Samples, StartExporter, make_config, target
 
 JOBS_AND_SERVICES = ["tasks", "algorithm_services"]
@@ -41,6 +42,13 @@ def service(simulator: RunningSimulator, algorithm: str) -> tuple[str, str]:
     """The (vendor, name) of the simulator's service for `algorithm`."""
     sim_service = simulator.sim.resources.project("p1").services[f"svc-{algorithm}"]
     return sim_service.company, sim_service.service_name
+
+
+def sdk_job(simulator: RunningSimulator, **fields: str) -> SimTask:
+    """A job the v2 listing gives in the SDK's shape: `service_id`, no `company`/`title`."""
+    task = simulator.world.projects["p1"].add_task(**fields)  # type: ignore[arg-type]
+    task.sdk_shape = True
+    return task
 
 
 def problem_labels(samples: Samples, task_id: str) -> dict[str, str]:
@@ -59,7 +67,7 @@ async def test_the_simulator_lists_a_job_without_vendor_in_the_sdk_shape(
     simulator: RunningSimulator, session: aiohttp.ClientSession
 ) -> None:
     project = simulator.world.projects["p1"]
-    sdk = project.add_task(vendor="", algorithm="fire_smoke")
+    sdk = sdk_job(simulator, algorithm="fire_smoke")
     listed = project.add_task(vendor="acme", algorithm="fire_smoke")
     headers = {"X-Auth-Token": TOKEN}
     async with session.get(f"{simulator.url}/v2/p1/tasks", headers=headers) as response:
@@ -73,7 +81,7 @@ async def test_the_simulator_lists_a_job_without_vendor_in_the_sdk_shape(
 async def test_a_job_without_vendor_takes_its_services(
     simulator: RunningSimulator, start_exporter: StartExporter
 ) -> None:
-    sdk = simulator.world.projects["p1"].add_task(state="FAILED", vendor="", algorithm="intrusion")
+    sdk = sdk_job(simulator, state="FAILED", algorithm="intrusion")
     vendor, name = service(simulator, "intrusion")
     assert vendor and name == "intrusion"
 
@@ -121,7 +129,7 @@ async def test_transitions_and_counts_are_summed_under_the_filled_group(
     vendor, _ = service(simulator, "license_plate")
     jobs = [
         project.add_task(vendor=vendor, algorithm="license_plate"),
-        project.add_task(vendor="", algorithm="license_plate"),
+        sdk_job(simulator, algorithm="license_plate"),
     ]
     config = make_config([target(simulator.url, sources=JOBS_AND_SERVICES)])
     async with start_exporter(config) as running:
@@ -147,7 +155,7 @@ async def test_the_services_outlive_an_outage_of_their_list(
 ) -> None:
     """The services list fails and its data grows stale (a maximum age of 60 µs): the jobs
     keep their filled labels rather than change them twice per outage."""
-    sdk = simulator.world.projects["p1"].add_task(state="FAILED", vendor="", algorithm="intrusion")
+    sdk = sdk_job(simulator, state="FAILED", algorithm="intrusion")
     vendor, _ = service(simulator, "intrusion")
     config = make_config(
         [target(simulator.url, sources=JOBS_AND_SERVICES)], max_retries=0, max_age_intervals=1e-6
