@@ -54,7 +54,9 @@ def snapshot_exporter(series: int) -> Exporter:
         groups.append((f"vendor-{number // 20:02d}", f"algorithm-{number % 20:02d}", "cloud"))
         number += 1
     counts = {
-        group: MappingProxyType({state: (i * 7 + j) % 50 for j, state in enumerate(TASK_STATES)})
+        (*group, ""): MappingProxyType(
+            {state: (i * 7 + j) % 50 for j, state in enumerate(TASK_STATES)}
+        )
         for i, group in enumerate(groups)
     }
     problems = tuple(

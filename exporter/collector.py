@@ -19,7 +19,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as render_o
 from prometheus_client.registry import Collector
 
 from exporter.lists import REGISTRY
-from exporter.lists.base import ListView, Renderer
+from exporter.lists.base import ListView, Renderer, ServiceAlgorithm
 from exporter.snapshot import Snapshot, SnapshotStore
 from exporter.telemetry import Telemetry
 
@@ -29,8 +29,18 @@ OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset
 
 def snapshot_families(snapshot: Snapshot) -> Iterator[Metric]:
     """The metric families of one snapshot: source health, then each renderer's families
-    over every polled source of its lists, in registry order."""
+    over every polled source of its lists, in registry order.
+
+    Each view carries its project's algorithm services, from any list that gives them
+    (`ViasList.algorithms`), from its last good data even while stale: a service's vendor
+    and name outlive an outage of its list, and job series should not change labels twice
+    per outage."""
     yield from _health(snapshot)
+    algorithms: dict[str, dict[str, ServiceAlgorithm]] = {}
+    for state in snapshot.sources.values():
+        directory = REGISTRY[state.source].algorithms
+        if directory is not None and state.data is not None:
+            algorithms.setdefault(state.project_id, {}).update(directory(state.data))
     views: dict[Renderer[Any], list[ListView[Any]]] = {
         vias_list.render: [] for vias_list in REGISTRY.values()
     }
@@ -43,6 +53,7 @@ def snapshot_families(snapshot: Snapshot) -> Iterator[Metric]:
                     state.data,
                     state.fresh,
                     snapshot.shown_problems.get(state.key, ()),
+                    algorithms.get(state.project_id, {}),
                 )
             )
     for render, rendered_views in views.items():

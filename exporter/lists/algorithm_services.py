@@ -5,6 +5,10 @@
 
 Services are counted by status, vendor and deployment; the failed ones are named
 (`service_failed`), at most `problem_tasks_limit` per project, by id.
+
+The list also gives the job lists the vendor and algorithm of each service (`algorithms`,
+by `service_id`): the SDK's job list item names its service but no `company`, and may leave
+`title` empty; the job renderer completes those from here (see `lists/jobs.py`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,15 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from pydantic import BeforeValidator, ConfigDict, Field
 
 from exporter.errors import safe_excerpt
-from exporter.lists.base import ListView, Paging, PollContext, ProblemTask, ViasList
+from exporter.lists.base import (
+    AlgorithmDirectory,
+    ListView,
+    Paging,
+    PollContext,
+    ProblemTask,
+    ServiceAlgorithm,
+    ViasList,
+)
 from exporter.models import ApiModel, Deployment, Items, OptionalText, Page, Text
 
 # `alg_status` as the Java SDK documents it, lower case.
@@ -90,6 +102,9 @@ class ServiceData:
     counts: Mapping[ServiceGroup, Mapping[str, int]]
     failed: tuple[FailedService, ...]  # the named ones, within the cap
     item_count: int
+    # Every listed service's vendor and name, by id: the jobs' vendor and algorithm where
+    # their listing leaves them out (the whole listing, not capped: one small tuple each).
+    algorithms: AlgorithmDirectory = field(default_factory=dict)
     problem_tasks: tuple[ProblemTask, ...] = field(default=(), init=False)  # not jobs
     problem_tasks_dropped: int = field(default=0, init=False)
 
@@ -103,6 +118,7 @@ class ServiceAggregator:
         self._anonymous = 0
         self._counts: dict[ServiceGroup, Counter[str]] = {}
         self._failed: list[FailedService] = []
+        self._algorithms: dict[str, ServiceAlgorithm] = {}
 
     def add(self, services: Sequence[AlgorithmService]) -> None:
         for service in services:
@@ -112,6 +128,7 @@ class ServiceAggregator:
                 continue
             else:
                 self._seen.add(service.id)
+                self._algorithms[service.id] = ServiceAlgorithm(service.vendor, service.name)
             group = (service.vendor, service.deployment)
             self._counts.setdefault(group, Counter())[service.status] += 1
             if service.status == FAILED_STATUS:
@@ -134,6 +151,7 @@ class ServiceAggregator:
             ),
             failed=tuple(ranked[: self._limit]),
             item_count=len(self._seen) + self._anonymous,
+            algorithms=MappingProxyType(self._algorithms),
         )
 
 
@@ -192,4 +210,5 @@ ALGORITHM_SERVICES = ViasList[AlgorithmService, ServiceData](
     states=SERVICE_STATUSES,
     aggregator=ServiceAggregator,
     render=render_algorithm_services,
+    algorithms=lambda data: data.algorithms,
 )

@@ -24,6 +24,19 @@ if TYPE_CHECKING:
 GroupKey = tuple[str, str, str]  # vendor, algorithm, deployment
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceAlgorithm:
+    """What an algorithm service says of the algorithm it runs: the job lists take a job's
+    vendor and algorithm from it where their listing leaves them out."""
+
+    vendor: str
+    algorithm: str
+
+
+# A project's algorithm services by `service_id`.
+AlgorithmDirectory = Mapping[str, ServiceAlgorithm]
+
+
 class Identified(Protocol):
     @property
     def id(self) -> str | None: ...
@@ -131,6 +144,8 @@ class ListView(Generic[DataT]):
     data: DataT
     fresh: bool  # False once the data is older than the maximum age: counts are not shown
     shown_problems: Sequence[ProblemTask]  # this source's share of the per-project cap
+    # The project's algorithm services, when a list giving them is polled (else empty).
+    algorithms: AlgorithmDirectory = field(default_factory=dict)
 
 
 Renderer = Callable[[Sequence[ListView[DataT]]], Iterable[Metric]]
@@ -153,3 +168,6 @@ class ViasList(Generic[ItemT, DataT]):
     enrich: Enricher[DataT] | None = None
     polled_by_default: bool = False  # when a target names no sources
     same_items_as: str | None = None  # another list's items again: never enable both
+    # The algorithm services this list's data names (service_id -> vendor, algorithm): the
+    # collector hands them to every renderer of the same project as `ListView.algorithms`.
+    algorithms: Callable[[DataT], AlgorithmDirectory] | None = None

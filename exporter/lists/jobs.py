@@ -2,6 +2,14 @@
 vocabulary, the v2/v1 job model, aggregation into counts, problem jobs and transitions,
 and the job metric families.
 
+Vendor and algorithm: the SDK's v2 job list item carries `service_id` but no `company` (and
+`title` may be empty). Such jobs are counted under their service as well (`JobGroup`), and
+the renderer takes the missing vendor and algorithm from the project's algorithm services
+when that list is polled (`ListView.algorithms`); groups that come out the same are summed.
+Done at render time, not in the aggregator: the job lists never read another list's data,
+a services poll ending after a jobs poll shows at once, and without the services list the
+exposition is exactly what it was. Only empty label values are filled.
+
 Memory stays proportional to the number of jobs only through the compact index the next
 poll needs for transitions (hash of the job id -> shared (state, group) tuple), never to
 the pages.
@@ -24,6 +32,7 @@ from pydantic import Field
 from exporter.errors import ViasError
 from exporter.lists.base import (
     PROBLEM_ORDER,
+    AlgorithmDirectory,
     GroupKey,
     ListView,
     PollContext,
@@ -75,8 +84,11 @@ if TYPE_CHECKING:
 else:
     State = state_type(TASK_STATES)
 
-JobState = tuple[str, GroupKey]  # state, group
-Transition = tuple[GroupKey, str, str]  # group, from_state, to_state
+# vendor, algorithm, deployment, and the job's service_id when the listing left the vendor
+# or the algorithm empty ("" otherwise): the renderer completes those from the service.
+JobGroup = tuple[str, str, str, str]
+JobState = tuple[str, JobGroup]  # state, group
+Transition = tuple[JobGroup, str, str]  # group, from_state, to_state
 # Keyed by hash(job id): an int costs less than half an id string, and two of 100,000
 # ids sharing a 64-bit hash is a one-in-billions event (it would merge two jobs' counts).
 JobIndex = Mapping[int, JobState]
@@ -151,7 +163,7 @@ class TransitionCount(NamedTuple):
 class JobData:
     """One job list's aggregates from one complete listing, and what the next poll needs."""
 
-    state_counts: Mapping[GroupKey, Mapping[str, int]]
+    state_counts: Mapping[JobGroup, Mapping[str, int]]
     problem_tasks: tuple[ProblemTask, ...]
     problem_tasks_dropped: int
     item_count: int
@@ -167,7 +179,7 @@ class JobAggregator:
 
     def __init__(self, context: PollContext[JobData]) -> None:
         self._context = context
-        self._counts: dict[GroupKey, Counter[str]] = {}
+        self._counts: dict[JobGroup, Counter[str]] = {}
         self._problems: list[ProblemTask] = []
         self._index: dict[int, JobState] = {}
         self._shared: dict[JobState, JobState] = {}  # one tuple per (state, group) in use
@@ -179,7 +191,9 @@ class JobAggregator:
             key_id = None if job.id is None else hash(job.id)
             if key_id is not None and key_id in index:
                 continue  # listed twice: offset paging shifted while jobs changed
-            key = (job.state, (job.vendor, job.algorithm, job.deployment))
+            vendor, algorithm = job.vendor, job.algorithm
+            service = "" if vendor and algorithm else job.service_id
+            key = (job.state, (vendor, algorithm, job.deployment, service))
             job_state = shared.setdefault(key, key)
             state, group = job_state
             group_counts = counts.get(group)
@@ -197,7 +211,7 @@ class JobAggregator:
                         job.name,
                         state,
                         job.error_code,
-                        group,
+                        (vendor, algorithm, job.deployment),
                         job.video_source_name,
                         job.edge_pool_id,
                         job.service_id,
@@ -319,8 +333,9 @@ def render_jobs(views: Sequence[ListView[JobData]]) -> Iterator[Metric]:
     )
     for view in views:
         where = [view.project_id, view.source]
+        known = view.algorithms
         if view.fresh:
-            for group, counts in view.data.state_counts.items():
+            for group, counts in _merged_counts(view.data.state_counts, known).items():
                 unknown = sorted(s for s in counts if s not in TASK_STATES)
                 for job_state in (*TASK_STATES, *unknown):
                     tasks.add_metric([*where, *group, job_state], counts.get(job_state, 0))
@@ -332,13 +347,53 @@ def render_jobs(views: Sequence[ListView[JobData]]) -> Iterator[Metric]:
                     problem.task_name,
                     problem.state,
                     problem.error_code,
-                    *problem.group,
+                    *completed(problem.group, problem.service_id, known),
                     problem.video_source_name,
                     problem.edge_pool_id,
                     problem.service_id,
                 ],
                 1.0,
             )
-        for (group, before, after), (total, created) in view.data.transitions.items():
+        for (group, before, after), (total, created) in _merged_transitions(
+            view.data.transitions, known
+        ).items():
             transitions.add_metric([*where, *group, before, after], total, created=created)
     yield from (tasks, transitions, problems)
+
+
+def completed(group: GroupKey, service_id: str, algorithms: AlgorithmDirectory) -> GroupKey:
+    """A job's (vendor, algorithm, deployment), the empty vendor or algorithm taken from its
+    algorithm service when the project's services are known."""
+    vendor, algorithm, deployment = group
+    service = algorithms.get(service_id) if service_id else None
+    if service is None:
+        return group
+    return (vendor or service.vendor, algorithm or service.algorithm, deployment)
+
+
+def _merged_counts(
+    counts: Mapping[JobGroup, Mapping[str, int]], algorithms: AlgorithmDirectory
+) -> dict[GroupKey, Counter[str]]:
+    """Counts by exported group, in the order the groups were first met."""
+    merged: dict[GroupKey, Counter[str]] = {}
+    for (vendor, algorithm, deployment, service_id), group_counts in counts.items():
+        group = completed((vendor, algorithm, deployment), service_id, algorithms)
+        merged.setdefault(group, Counter()).update(group_counts)
+    return merged
+
+
+def _merged_transitions(
+    transitions: Mapping[Transition, TransitionCount], algorithms: AlgorithmDirectory
+) -> dict[tuple[GroupKey, str, str], TransitionCount]:
+    """Transitions by exported group: totals summed, the earliest first-count time kept."""
+    merged: dict[tuple[GroupKey, str, str], TransitionCount] = {}
+    for ((vendor, algorithm, deployment, service_id), before, after), count in transitions.items():
+        group = completed((vendor, algorithm, deployment), service_id, algorithms)
+        key = (group, before, after)
+        seen = merged.get(key)
+        merged[key] = (
+            count
+            if seen is None
+            else TransitionCount(seen.total + count.total, min(seen.created, count.created))
+        )
+    return merged

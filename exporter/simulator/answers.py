@@ -208,9 +208,13 @@ def _task_common(task: SimTask, project_id: str) -> Json:
 
 
 def task_v2(task: SimTask, project_id: str) -> Json:
-    """/v2 TaskInfoDto: `type` as "0"/"1"; `error` only on jobs that have one."""
+    """/v2 TaskInfoDto: `type` as "0"/"1"; `error` only on jobs that have one. Its
+    `service_id` (`svc-<algorithm>`) is one of the project's algorithm services; a job
+    marked `sdk_shape` is listed as the SDK's item is: no `company` and no `title`."""
     body = _task_common(task, project_id)
     body["service_id"] = f"svc-{task.algorithm}"
+    if task.sdk_shape:
+        del body["company"], body["title"]
     body["type"] = _type_code(task)
     if task.error_code is not None:
         body["error"] = {"code": task.error_code, "message": task.error_message}

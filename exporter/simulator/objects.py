@@ -61,6 +61,8 @@ class SimTask:
     created_at_ms: int
     updated_at_ms: int
     video_group: str
+    # Listed by /v2/tasks in the SDK's shape: `service_id` but no `company` and no `title`.
+    sdk_shape: bool = False
 
 
 @dataclass(slots=True)

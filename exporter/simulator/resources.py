@@ -6,6 +6,10 @@ Generated deterministically per project from the world's first draws for that pr
 project id), without drawing from it, so the jobs stay as they were. Served through the
 simulator's pipeline: auth, recording and faults apply as to the job lists.
 
+The services jobs run on are among them: the v2 job listing names a job's service as
+`svc-<algorithm>`, and services 1..5 are those (named after their algorithm), so a job
+listed in the SDK's shape, without its vendor (`SimTask.sdk_shape`), finds it here.
+
 Quirks served as documented: services page 5..200 by `page_num` and answer both `count`
 (this page) and `total`; edge pools page 1..`edge_pool_max_page_size` (1000; a test may
 lower it to see a server refuse our page with 400), answer `count` as the total, and a
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from exporter.simulator.answers import gateway_error, json_answer, page_bounds, vias_error
-from exporter.simulator.objects import DEFAULT_START_MS, VENDORS
+from exporter.simulator.objects import ALGORITHMS, DEFAULT_START_MS, VENDORS
 
 if TYPE_CHECKING:
     from exporter.simulator.server import Simulator
@@ -78,16 +82,22 @@ class ProjectResources:
 def generate(
     rng: random.Random, *, healthy: bool, services: int = 12, pools: int = 3
 ) -> ProjectResources:
-    """Mostly running services and pools; unless `healthy`, the first service failed, the
-    last pool Abnormal and one node of the first pool Offline (an undocumented state)."""
+    """Mostly running services and pools; unless `healthy`, the first service failed (one
+    no job runs on), the last pool Abnormal and one node of the first pool Offline (an
+    undocumented state). Services 1..5 are the jobs' (`svc-<algorithm>`)."""
     project = ProjectResources()
     for number in range(services):
         status = "service_running" if healthy else rng.choice(SERVICE_STATUSES)
         if not healthy and number == 0:
             status = "service_failed"
+        service_id = f"svc-{rng.getrandbits(64):016x}"  # drawn always: later draws stay
+        service_name = f"{SERVICE_NAMES[number % len(SERVICE_NAMES)]}-{number}"
+        if 1 <= number <= len(ALGORITHMS):
+            service_name = ALGORITHMS[number - 1]
+            service_id = f"svc-{service_name}"
         service = SimService(
-            service_id=f"svc-{rng.getrandbits(64):016x}",
-            service_name=f"{SERVICE_NAMES[number % len(SERVICE_NAMES)]}-{number}",
+            service_id=service_id,
+            service_name=service_name,
             company=rng.choice(VENDORS),
             deploy_type=rng.choice(("cloud", "edge")),
             alg_status=status,

@@ -111,3 +111,137 @@ def test_dashboard_provisioning_points_at_the_mounted_dashboards():
     compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text("utf-8"))
     mounts = compose["services"]["grafana"]["volumes"]
     assert f"../grafana/dashboards:{provider['options']['path']}:ro" in mounts
+
+
+NEW_ROWS = (
+    "Why are my jobs failing",
+    "Cameras (video sources)",
+    "Edge pools and nodes",
+    "Algorithm services and quotas",
+)
+
+
+def test_dashboard_has_the_rows_for_what_jobs_stand_on(board):
+    rows = [panel["title"] for panel in board["panels"] if panel["type"] == "row"]
+    assert set(NEW_ROWS) <= set(rows), set(NEW_ROWS) - set(rows)
+    metrics = {name for _, expr in dash.queries(board) for name in dash.metric_names(expr)}
+    for name in (
+        "vias_video_sources",
+        "vias_video_source_quality_problems",
+        "vias_video_source_problem_info",
+        "vias_video_source_quota",
+        "vias_video_groups",
+        "vias_video_group_quota",
+        "vias_video_group_sources",
+        "vias_edge_pools",
+        "vias_edge_nodes",
+        "vias_problem_edge_pool_info",
+        "vias_problem_edge_node_info",
+        "vias_algorithm_services",
+        "vias_problem_algorithm_service_info",
+    ):
+        assert name in metrics, name
+
+
+def test_panels_are_laid_out_without_overlap(board):
+    taken: set[tuple[int, int]] = set()
+    for panel in board["panels"]:
+        grid = panel["gridPos"]
+        cells = {
+            (x, y)
+            for x in range(grid["x"], grid["x"] + grid["w"])
+            for y in range(grid["y"], grid["y"] + grid["h"])
+        }
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        assert not cells & taken, f"{panel['title']} overlaps another panel"
+        taken |= cells
+
+
+def test_every_query_is_valid_promql(board, promtool, run, tmp_path):
+    """Each query, its variables set to All, as a recording rule: promtool parses it."""
+    rules = [
+        {"record": f"panel_query_{number}", "expr": dash.substitute(expr)}
+        for number, (_, expr) in enumerate(dash.queries(board))
+    ]
+    rules_file = tmp_path / "panels.yml"
+    rules_file.write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
+    result = run(promtool, "check", "rules", rules_file)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+WHY = "Why are my jobs failing"
+JOB = 'vias_problem_task_info{{project_id="p1", source="tasks", task_id="{0}", task_name="{0}", state="FAILED", error_code="E", vendor="v", algorithm="a", deployment="cloud", video_source_name="{1}", edge_pool_id="{2}", service_id="{3}"}}'  # noqa: E501
+
+
+def test_why_are_my_jobs_failing_puts_each_job_beside_its_causes(board, promtool, run, tmp_path):
+    """Evaluated by promtool on series where: job-cam's camera is offline (two cameras share
+    its name), job-svc's service failed, job-pool's pool has an Offline node, job-both has
+    a problem camera and a failed service, job-ok stands on nothing known to be down."""
+    (expr,) = [expr for title, expr in dash.queries(board) if title == WHY]
+    series = [
+        JOB.format("job-cam", "cam-1", "", "svc-1"),
+        JOB.format("job-svc", "cam-2", "", "svc-9"),
+        JOB.format("job-pool", "", "pool-1", ""),
+        JOB.format("job-both", "cam-1", "", "svc-9"),
+        JOB.format("job-ok", "cam-2", "pool-2", "svc-1"),
+        'vias_video_source_problem_info{project_id="p1", video_source_id="s1", video_source_name="cam-1", status="offline"}',  # noqa: E501
+        'vias_video_source_problem_info{project_id="p1", video_source_id="s2", video_source_name="cam-1", status="abnormal"}',  # noqa: E501
+        'vias_problem_algorithm_service_info{project_id="p1", service_id="svc-9", status="service_failed"}',  # noqa: E501
+        'vias_problem_algorithm_service_info{project_id="p2", service_id="svc-1", status="service_failed"}',  # noqa: E501
+        'vias_problem_edge_node_info{project_id="p1", edge_pool_id="pool-1", node_id="n1", state="Offline"}',  # noqa: E501
+    ]
+    expected = {
+        ("job-cam", "camera"),
+        ("job-svc", "algorithm service"),
+        ("job-pool", "edge node"),
+        ("job-both", "camera"),
+        ("job-both", "algorithm service"),
+        ("job-ok", "job (nothing it stands on is known to be down)"),
+    }
+    rows = {
+        "job-cam": ("cam-1", "", "svc-1"),
+        "job-svc": ("cam-2", "", "svc-9"),
+        "job-pool": ("", "pool-1", ""),
+        "job-both": ("cam-1", "", "svc-9"),
+        "job-ok": ("cam-2", "pool-2", "svc-1"),
+    }
+    exp_samples = []
+    for task_id, cause in sorted(expected):
+        camera, pool, service = rows[task_id]
+        labels = {
+            "project_id": "p1",
+            "task_name": task_id,
+            "task_id": task_id,
+            "state": "FAILED",
+            "error_code": "E",
+            "vendor": "v",
+            "algorithm": "a",
+            "cause": cause,
+            "video_source_name": camera,
+            "edge_pool_id": pool,
+            "service_id": service,
+        }
+        exp_samples.append(
+            {
+                # an empty label is no label in Prometheus
+                "labels": "{" + ", ".join(f'{k}="{v}"' for k, v in labels.items() if v) + "}",
+                "value": 1,
+            }
+        )
+    tests = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [{"series": s, "values": "1x5"} for s in series],
+                "promql_expr_test": [
+                    {"expr": dash.substitute(expr), "eval_time": "2m", "exp_samples": exp_samples}
+                ],
+            }
+        ],
+    }
+    test_file = tmp_path / "why.yml"
+    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = run(promtool, "test", "rules", test_file)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -48,14 +48,14 @@ async def test_counts_by_group_and_state_across_pages() -> None:
     aggregator.add([_task("c", "ABNORMAL", error="E1"), _task("d", "RUNNING")])
     data = await aggregator.finish()
     assert data.state_counts == {
-        ("huawei", "helmet", "cloud"): {"RUNNING": 2, "ABNORMAL": 1},
-        ("huawei", "helmet", "edge"): {"RUNNING": 1},
+        ("huawei", "helmet", "cloud", ""): {"RUNNING": 2, "ABNORMAL": 1},
+        ("huawei", "helmet", "edge", ""): {"RUNNING": 1},
     }
     assert data.item_count == 4
     assert [(p.task_id, p.state, p.error_code) for p in data.problem_tasks] == [
         ("c", "ABNORMAL", "E1")
     ]
-    assert data.index[hash("b")] == ("RUNNING", ("huawei", "helmet", "edge"))
+    assert data.index[hash("b")] == ("RUNNING", ("huawei", "helmet", "edge", ""))
 
 
 async def test_a_job_listed_twice_counts_once() -> None:
@@ -65,7 +65,7 @@ async def test_a_job_listed_twice_counts_once() -> None:
     aggregator.add([_task("b", "FAILED"), _task("c", "RUNNING")])
     data = await aggregator.finish()
     assert data.item_count == 3
-    assert data.state_counts[("huawei", "helmet", "cloud")] == {"RUNNING": 2, "FAILED": 1}
+    assert data.state_counts[("huawei", "helmet", "cloud", "")] == {"RUNNING": 2, "FAILED": 1}
     assert [p.task_id for p in data.problem_tasks] == ["b"]
 
 
@@ -92,7 +92,7 @@ async def test_index_shares_one_tuple_per_state_and_group() -> None:
 
 
 def test_transitions_changed_new_and_deleted_jobs() -> None:
-    group = ("huawei", "helmet", "cloud")
+    group = ("huawei", "helmet", "cloud", "")
     previous = {1: ("RUNNING", group), 2: ("RUNNING", group), 3: ("FAILED", group)}
     current = {1: ("ABNORMAL", group), 2: ("RUNNING", group), 4: ("FAILED", group)}
     transitions: Counter[Transition] = Counter()
@@ -118,5 +118,5 @@ async def test_first_listing_is_a_baseline_and_later_ones_add_up_with_their_firs
     third.add([_task("a", "FAILED"), _task("b", "FAILED")])
     after_two = await third.finish()
 
-    group = ("huawei", "helmet", "cloud")
+    group = ("huawei", "helmet", "cloud", "")
     assert after_two.transitions == {(group, "RUNNING", "FAILED"): (2, 200.0)}
