@@ -43,8 +43,8 @@ def admin_routes(sim: Simulator) -> list[web.RouteDef]:
 
     async def put_task(request: web.Request) -> web.Response:
         """Set a job's state, creating the job if needed: {"state": ..., "name": ...,
-        "batch_id": ...} (name and batch_id only when creating). The error code is the one
-        the scenarios give that state."""
+        "batch_id": ..., "video_source_name": ..., "service_id": ...} (all but the state
+        only when creating). The error code is the one the scenarios give that state."""
         project = sim.project(request)
         task_id = request.match_info["task_id"]
         try:
@@ -64,6 +64,9 @@ def admin_routes(sim: Simulator) -> list[web.RouteDef]:
                         "deployment": batch.deployment,
                         "video_group": batch.video_group,
                     }
+                for key in ("video_source_name", "service_id"):
+                    if body.get(key):
+                        member[key] = str(body[key])
                 project.add_task(
                     task_id=task_id,
                     name=body.get("name"),

@@ -3,8 +3,10 @@ vocabularies a seeded world draws from."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -63,6 +65,9 @@ class SimTask:
     video_group: str
     # Listed by /v2/tasks in the SDK's shape: `service_id` but no `company` and no `title`.
     sdk_shape: bool = False
+    # None: the defaults the answers derive (`camera-{id[:6]}`, `svc-{algorithm}`)
+    video_source_name: str | None = None
+    service_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -102,3 +107,15 @@ def error_message_for(error_code: str | None, error_message: str | None) -> str 
     if error_code is None or error_message is not None:
         return error_message
     return next((m for code, m in ERRORS.values() if code == error_code), GENERIC_ERROR_MESSAGE)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Millions of new objects would otherwise trigger full collections again and again."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

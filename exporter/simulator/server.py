@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from exporter.signing import verify_request
-from exporter.simulator import sources
+from exporter.simulator import incidents, sources
 from exporter.simulator.admin import admin_routes
 from exporter.simulator.answers import (
     RATE_LIMIT_PER_SECOND,
@@ -117,6 +117,7 @@ class Simulator:
         self.faults = FaultSet()
         self.resources = Resources(world)  # algorithm services, edge pools
         self.video_sources = sources.SourceBook(world)  # cameras and video groups (sources.py)
+        self.incidents = incidents.Incidents(world, self.video_sources, self.resources)
         self.requests: list[RequestRecord] = []
         self.in_flight = 0  # API requests received and not answered yet
         self.peak_in_flight = 0  # the most that ever were at once
@@ -148,6 +149,7 @@ class Simulator:
         app.router.add_routes(admin_routes(self))
         app.router.add_routes(resource_routes(self))
         app.router.add_routes(sources.routes(self))
+        app.router.add_routes(incidents.routes(self))
         return app
 
     # --- request pipeline: record, latency, faults, auth, handler ---

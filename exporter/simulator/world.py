@@ -11,11 +11,9 @@ job's JSON keyed by object identity).
 from __future__ import annotations
 
 import bisect
-import contextlib
 import dataclasses
-import gc
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, get_args
 
 from exporter.simulator.objects import (
@@ -39,6 +37,7 @@ from exporter.simulator.objects import (
     SimFaceEdgeTask,
     SimTask,
     error_message_for,
+    gc_paused,
     iso,
 )
 from exporter.simulator.scenarios import STEPS
@@ -109,6 +108,8 @@ class ProjectData:
         name: str | None = None,
         task_id: str | None = None,
         created_at_ms: int | None = None,
+        video_source_name: str | None = None,
+        service_id: str | None = None,
     ) -> SimTask:
         task_id = task_id or self.new_id()
         created = self.now_ms if created_at_ms is None else created_at_ms
@@ -125,6 +126,8 @@ class ProjectData:
             created_at_ms=created,
             updated_at_ms=created,
             video_group=video_group,
+            video_source_name=video_source_name,
+            service_id=service_id,
         )
         if task_id in self.tasks:
             self.delete_task(task_id)
@@ -188,7 +191,12 @@ class ProjectData:
         return batch
 
     def add_face_edge_task(
-        self, *, state: str = "RUNNING", name: str | None = None, task_id: str | None = None
+        self,
+        *,
+        state: str = "RUNNING",
+        name: str | None = None,
+        task_id: str | None = None,
+        edge_pool_id: str | None = None,
     ) -> SimFaceEdgeTask:
         task_id = task_id or self.new_id()
         now = iso(self.now_ms)
@@ -198,7 +206,7 @@ class ProjectData:
             state=state,
             created_at=now,
             updated_at=now,
-            edge_pool_id=f"pool-{task_id[8:16]}",
+            edge_pool_id=edge_pool_id or f"pool-{task_id[8:16]}",
             camera_id=f"cam-{task_id[16:24]}",
         )
         self.face_edge_tasks[task_id] = task
@@ -265,6 +273,7 @@ class World:
         self.scenario = scenario
         self.now_ms = now_ms
         self.ticks = 0
+        self.after_step: list[Callable[[World], None]] = []  # e.g. the incidents (incidents.py)
 
     @classmethod
     def generate(
@@ -280,7 +289,7 @@ class World:
         if scenario not in get_args(Scenario):
             raise ValueError(f"unknown scenario {scenario!r}")
         projects = {}
-        with _gc_paused():
+        with gc_paused():
             for project_id in project_ids:
                 rng = random.Random(f"{seed}/{project_id}")
                 project = ProjectData(project_id, rng, start_ms)
@@ -301,18 +310,8 @@ class World:
         for project in self.projects.values():
             project.now_ms = self.now_ms
             STEPS[self.scenario](project)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Millions of new objects would otherwise trigger full collections again and again."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+        for hook in self.after_step:
+            hook(self)
 
 
 def _populate(
