@@ -153,11 +153,13 @@ def _describe_config(config: Config, sharding: Sharding) -> str:
     for target in config.targets:
         if not sharding.owns(target.project_id):
             continue
-        sources = ",".join(target.sources)
-        lines.append(
-            f"  {target.project_id} at {target.api_url}: {sources} every "
-            f"{target.poll_interval_seconds:g}s, auth {target.auth_mode}"
+        by_interval: dict[float, list[str]] = {}
+        for source in target.sources:
+            by_interval.setdefault(target.interval_of(source), []).append(source)
+        polls = "; ".join(
+            f"{','.join(sources)} every {interval:g}s" for interval, sources in by_interval.items()
         )
+        lines.append(f"  {target.project_id} at {target.api_url}: {polls}, auth {target.auth_mode}")
     return "\n".join(lines)
 
 

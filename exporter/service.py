@@ -116,7 +116,7 @@ class Exporter:
                 poller = SourcePoller(
                     vias_list=REGISTRY[source],
                     transport=transport,
-                    interval_seconds=target.poll_interval_seconds,
+                    interval_seconds=target.interval_of(source),
                     store=self.store,
                     telemetry=self.telemetry,
                     on_update=self.exposition.refresh,

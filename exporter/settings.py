@@ -89,6 +89,14 @@ class TargetConfig(BaseModel):
     secret_key_file: Path | None = None
     sources: Sources = DEFAULT_LISTS
     poll_interval_seconds: float = Field(default=60.0, gt=0)
+    # Per list, in seconds; a list not named here polls every `poll_interval_seconds` times
+    # its own factor (edge_pools: 5, the others 1).
+    poll_intervals: dict[Source, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+
+    def interval_of(self, source: str) -> float:
+        if source in self.poll_intervals:
+            return self.poll_intervals[source]
+        return self.poll_interval_seconds * REGISTRY[source].interval_factor
 
     @field_validator("auth_token_file", "password_file", "secret_key_file")
     @classmethod

@@ -205,3 +205,41 @@ def test_malformed_yaml_names_the_file_and_line_never_its_content(tmp_path: Path
     message = str(caught.value)
     assert message.startswith(f"{path}: malformed YAML at line 6, column 1:")
     assert "SUPERSECRET" not in message and "<unicode string>" not in message
+
+
+def test_each_list_polls_at_its_own_interval(tmp_path: Path) -> None:
+    """A list that costs a call per object polls less often by default (edge_pools: every
+    5th interval); `poll_intervals` sets any list's interval in seconds."""
+    path = tmp_path / "config.yml"
+    path.write_text(
+        "targets:\n  - project_id: p1\n    region: r\n    auth_token: t\n"
+        "    poll_interval_seconds: 30\n"
+        "    sources: [tasks, edge_pools, video_sources]\n"
+        "    poll_intervals: {video_sources: 120}\n"
+    )
+    (target,) = load_config(path).targets
+    assert [target.interval_of(s) for s in target.sources] == [30, 150, 120]
+
+
+@pytest.mark.parametrize(
+    ("intervals", "message"),
+    [
+        ("{cameras: 5}", "targets[0].poll_intervals.cameras.[key]: unknown source; choose from"),
+        ("{tasks: 0}", "targets[0].poll_intervals.tasks: Input should be greater than 0"),
+    ],
+)
+def test_bad_poll_intervals_name_the_field(tmp_path: Path, intervals: str, message: str) -> None:
+    path = tmp_path / "config.yml"
+    path.write_text(
+        f"targets:\n  - {{project_id: p1, region: r, auth_token: t, poll_intervals: {intervals}}}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert message in str(caught.value)
+
+
+def test_poll_intervals_from_the_environment(env: pytest.MonkeyPatch) -> None:
+    env.setenv("VIAS_SOURCES", "tasks,video_groups")
+    env.setenv("VIAS_POLL_INTERVALS", '{"video_groups": 600}')
+    (target,) = load_config().targets
+    assert [target.interval_of(s) for s in target.sources] == [60, 600]

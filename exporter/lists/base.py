@@ -167,6 +167,9 @@ class ViasList(Generic[ItemT, DataT]):
     render: Renderer[DataT]
     enrich: Enricher[DataT] | None = None
     polled_by_default: bool = False  # when a target names no sources
+    # Polled every this many target intervals: lists that cost a call per object or change
+    # slowly are asked less often (a target's `poll_intervals` overrides it).
+    interval_factor: int = 1
     same_items_as: str | None = None  # another list's items again: never enable both
     # The algorithm services this list's data names (service_id -> vendor, algorithm): the
     # collector hands them to every renderer of the same project as `ListView.algorithms`.

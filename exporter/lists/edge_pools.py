@@ -349,4 +349,6 @@ EDGE_POOLS = ViasList[EdgePool, EdgePoolData](
     aggregator=EdgePoolAggregator,
     render=render_edge_pools,
     enrich=fill_nodes,
+    # One details call per pool: every 5th target interval (5 minutes by default).
+    interval_factor=5,
 )

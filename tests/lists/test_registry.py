@@ -10,8 +10,9 @@ import aiohttp
 import pytest
 
 from exporter.lists import DEFAULT_LISTS, DISTINCT_LISTS, REGISTRY
+from exporter.service import Exporter
 from exporter.settings import TargetConfig
-from tests.support import RunningSimulator
+from tests.support import RunningSimulator, make_config
 
 HERE = Path(__file__).parent
 LISTS = sorted(REGISTRY)
@@ -68,3 +69,23 @@ def test_defaults_and_the_demo_come_from_the_registry() -> None:
     )
     for vias_list in REGISTRY.values():
         assert vias_list.same_items_as in (None, *REGISTRY)
+
+
+async def test_pollers_take_each_lists_interval() -> None:
+    config = make_config(
+        [
+            {
+                "project_id": "p1",
+                "endpoint": "http://127.0.0.1:9",
+                "auth_token": "t",
+                "poll_interval_seconds": 10,
+                "sources": ["tasks", "edge_pools", "video_groups"],
+                "poll_intervals": {"video_groups": 600},
+            }
+        ]
+    )
+    async with Exporter(config) as exporter:
+        intervals = {poller.source: poller.interval for poller in exporter.pollers}
+        landing = {s.source: s.interval_seconds for s in exporter.store.current.sources.values()}
+    assert intervals == landing == {"tasks": 10, "edge_pools": 50, "video_groups": 600}
+    assert all(vias_list.interval_factor >= 1 for vias_list in REGISTRY.values())
