@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -85,6 +85,24 @@ def _health(snapshot: Snapshot) -> Iterator[Metric]:
     yield from (up, last, items)
 
 
+def _created_apart(families: Iterable[Metric]) -> Iterator[Metric]:
+    """For the text format: a counter's `_created` samples as a gauge family of their own,
+    whose HELP says what they are (prometheus-client would repeat the counter's)."""
+    for family in families:
+        created = [s for s in family.samples if s.name.endswith("_created")]
+        if family.type != "counter" or not created:
+            yield family
+            continue
+        family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+        yield family
+        gauge = GaugeMetricFamily(
+            f"{family.name}_created",
+            f"Unix time each series of {family.name}_total was first counted.",
+        )
+        gauge.samples = created
+        yield gauge
+
+
 class _Exported(Collector):
     """The self-metrics (without their `_created` series: they would double the
     exposition, and nothing reads them) and the current snapshot's families."""
@@ -92,12 +110,14 @@ class _Exported(Collector):
     def __init__(self, telemetry: Telemetry, store: SnapshotStore) -> None:
         self._telemetry = telemetry
         self._store = store
+        self.text_format = True  # which format the render in progress writes
 
     def collect(self) -> Iterator[Metric]:
         for family in self._telemetry.registry.collect():
             family.samples = [s for s in family.samples if not s.name.endswith("_created")]
             yield family
-        yield from snapshot_families(self._store.current)
+        families = snapshot_families(self._store.current)
+        yield from _created_apart(families) if self.text_format else families
 
 
 class Exposition:
@@ -105,7 +125,8 @@ class Exposition:
 
     def __init__(self, store: SnapshotStore, telemetry: Telemetry) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Exported(telemetry, store))
+        self._exported = _Exported(telemetry, store)
+        self.registry.register(self._exported)
         self._store = store
         self._rendered: dict[tuple[bool, bool], bytes] = {}
         self.rendered_snapshot = store.current
@@ -123,10 +144,11 @@ class Exposition:
         # Taken before rendering: the render holds at least this snapshot's polls, so
         # readiness never claims a poll the served bytes do not show yet.
         snapshot = self._store.current
-        self._rendered = {
-            (False, False): render_text(self.registry),
-            (True, False): render_openmetrics(self.registry),  # type: ignore[no-untyped-call]
-        }
+        self._exported.text_format = True
+        text = render_text(self.registry)
+        self._exported.text_format = False
+        openmetrics = render_openmetrics(self.registry)  # type: ignore[no-untyped-call]
+        self._rendered = {(False, False): text, (True, False): openmetrics}
         self.rendered_snapshot = snapshot
 
     async def refresh(self) -> None:

@@ -79,3 +79,13 @@ def test_names_follow_the_naming_guide() -> None:
     for name, (kind, _) in documented().items():
         assert name.startswith("vias_")
         assert name.endswith("_total") == (kind == "counter"), name
+
+
+def test_created_samples_say_what_they_are(every_metric_exposition: str) -> None:
+    """In the text format the `_created` samples are a gauge of their own: their HELP
+    describes a timestamp, not the counter (prometheus-client would repeat the counter's)."""
+    assert (
+        "# HELP vias_task_state_transitions_created Unix time each series of "
+        "vias_task_state_transitions_total was first counted.\n"
+        "# TYPE vias_task_state_transitions_created gauge\n"
+    ) in every_metric_exposition
