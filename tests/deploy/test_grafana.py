@@ -2,21 +2,69 @@
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import json
+import sys
+from types import ModuleType
 
 import pytest
 import yaml
 
 from tests.deploy import dashboard as dash
-from tests.deploy.stack import ROOT
+from tests.deploy.stack import DASHBOARD, ROOT
 
 PROVISIONING = ROOT / "grafana" / "provisioning"
+GENERATOR = ROOT / "grafana" / "generate_dashboard.py"
 FILTER_VARIABLES = ("project", "vendor", "algorithm", "deployment")
 
 
 @pytest.fixture(scope="module")
 def board():
     return dash.load()
+
+
+@pytest.fixture(scope="module")
+def generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("generate_dashboard", GENERATOR)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_dashboard_is_what_the_generator_writes(generator):
+    """The JSON is generated (grafana/generate_dashboard.py): edited by hand, or the generator
+    changed without regenerating, it differs."""
+    committed = DASHBOARD.read_text(encoding="utf-8")
+    generated = generator.render()
+    diff = "".join(
+        difflib.unified_diff(
+            committed.splitlines(keepends=True),
+            generated.splitlines(keepends=True),
+            "committed",
+            "generated",
+            n=1,
+        )
+    )
+    assert committed == generated, (
+        f"run `python grafana/generate_dashboard.py` and commit the JSON:\n{diff[:4000]}"
+    )
+
+
+def test_generator_check_mode_fails_on_drift_and_writes_nothing(tmp_path, run):
+    output = tmp_path / "board.json"
+    write = run(sys.executable, GENERATOR, "--output", output)
+    assert write.returncode == 0, write.stderr
+    assert output.read_text(encoding="utf-8") == DASHBOARD.read_text(encoding="utf-8")
+    assert run(sys.executable, GENERATOR, "--check", "--output", output).returncode == 0
+    edited = output.read_text(encoding="utf-8").replace('"Jobs by state"', '"Jobs per state"')
+    output.write_text(edited, encoding="utf-8")
+    check = run(sys.executable, GENERATOR, "--check", "--output", output)
+    assert check.returncode == 1
+    assert '+      "title": "Jobs by state"' in check.stderr, check.stderr
+    assert output.read_text(encoding="utf-8") == edited, "--check must not write"
 
 
 def test_dashboard_identity(board):
