@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -20,9 +21,12 @@ def planned(target: str, tmp_venv: str) -> list[str]:
     make = shutil.which("make")
     if make is None:
         pytest.skip("make not installed")
+    # As a user runs it, not as a sub-make of `make test` (which would print directories).
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     result = subprocess.run(
-        [make, "-n", "-B", f"VENV={tmp_venv}", target],
+        [make, "--no-print-directory", "-n", "-B", f"VENV={tmp_venv}", target],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
