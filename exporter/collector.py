@@ -121,7 +121,8 @@ class _Exported(Collector):
 
 
 class Exposition:
-    """The rendered exposition of the latest snapshot, in both formats, gzip on demand."""
+    """The rendered exposition of the latest snapshot, in both formats, gzip on demand.
+    Its owner renders it once its sources are registered (`Exporter.__aenter__`)."""
 
     def __init__(self, store: SnapshotStore, telemetry: Telemetry) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
@@ -132,7 +133,6 @@ class Exposition:
         self.rendered_snapshot = store.current
         self._dirty = False
         self._lock = asyncio.Lock()
-        self.render()
 
     @property
     def ready(self) -> bool:

@@ -51,12 +51,14 @@ class SourcePoller(Generic[ItemT, DataT]):
         self._telemetry = telemetry
         self._on_update = on_update
         self._clock = clock
-        self._data: DataT | None = None  # the last good data, kept through outages
-        self._state = SourceState(self.project_id, self.source, interval_seconds)
+        # Its `data` is the last good data, kept through outages.
+        self._state: SourceState[DataT] = SourceState(
+            self.project_id, self.source, interval_seconds
+        )
         self.polls = 0
 
     @property
-    def state(self) -> SourceState:
+    def state(self) -> SourceState[DataT]:
         return self._state
 
     async def run(self) -> None:
@@ -75,7 +77,7 @@ class SourcePoller(Generic[ItemT, DataT]):
                 next_at += missed * self.interval
             await asyncio.sleep(next_at - now)
 
-    async def poll_once(self) -> SourceState:
+    async def poll_once(self) -> SourceState[DataT]:
         started = time.perf_counter()
         try:
             data = await self._collect()
@@ -97,7 +99,6 @@ class SourcePoller(Generic[ItemT, DataT]):
             self._state = self._failed("internal", f"internal error: {type(error).__name__}")
             log.exception("poll crashed", **self._where())
         else:
-            self._data = data
             self._state = replace(
                 self._state,
                 polled=True,
@@ -131,7 +132,8 @@ class SourcePoller(Generic[ItemT, DataT]):
 
     async def _collect(self) -> DataT:
         settings = self.transport.settings
-        context = PollContext(self._data, settings.problem_tasks_limit, self._clock())
+        previous = self._state.data
+        context = PollContext(previous, settings.problem_tasks_limit, self._clock())
         aggregator = self.vias_list.aggregator(context)
         async for items in pages(self.transport, self.vias_list):
             aggregator.add(items)
@@ -139,15 +141,15 @@ class SourcePoller(Generic[ItemT, DataT]):
         data = await aggregator.finish()
         if self.vias_list.enrich is not None:
             data = await self.vias_list.enrich(
-                data, self._data, self.transport, settings.detail_calls_per_poll
+                data, previous, self.transport, settings.detail_calls_per_poll
             )
         return data
 
-    def _failed(self, reason: str, error: str) -> SourceState:
+    def _failed(self, reason: str, error: str) -> SourceState[DataT]:
         self._telemetry.poll_errors.labels(self.project_id, self.source, reason).inc()
         return self._down(error)
 
-    def _down(self, error: str) -> SourceState:
+    def _down(self, error: str) -> SourceState[DataT]:
         last_success = self._state.last_success
         # The last good data stays: its counts are shown, with their age visible, until
         # they are too old to pass for current; the named problem objects stay until the
@@ -159,10 +161,11 @@ class SourcePoller(Generic[ItemT, DataT]):
 
     def _count_hidden_problems(self, snapshot: Snapshot) -> None:
         """Add the problem jobs of this poll that the per-project cap leaves unnamed."""
-        if not self._state.up or self._data is None:
+        data = self._state.data
+        if not self._state.up or data is None:
             return
         shown = snapshot.shown_problems.get(self._state.key, ())
-        found = len(self._data.problem_tasks) + self._data.problem_tasks_dropped
+        found = len(data.problem_tasks) + data.problem_tasks_dropped
         if found > len(shown):
             self._telemetry.problem_tasks_dropped.labels(self.project_id).inc(found - len(shown))
 

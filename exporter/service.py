@@ -94,13 +94,12 @@ class Exporter:
 
     async def __aenter__(self) -> Exporter:
         settings = self.config.global_
+        tls = _ssl_context(settings)  # one for all targets: a CA bundle is read once
         for target in self.config.targets:
             if not self.sharding.owns(target.project_id):
                 continue  # another replica's project
             session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=settings.max_concurrency + 2, ssl=_ssl_context(settings)
-                ),
+                connector=aiohttp.TCPConnector(limit=settings.max_concurrency + 2, ssl=tls),
                 headers={"User-Agent": USER_AGENT},
             )
             self._sessions.append(session)

@@ -7,14 +7,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any, Generic
 
-from exporter.lists.base import ListData, ProblemTask, problem_rank
+from exporter.lists.base import DataT, ProblemTask, problem_rank
 
 SourceKey = tuple[str, str]  # project_id, source
 
 
 @dataclass(frozen=True, slots=True)
-class SourceState:
+class SourceState(Generic[DataT]):
     """What one source's polls left: its health, its last error and its last good data."""
 
     project_id: str
@@ -24,7 +25,7 @@ class SourceState:
     up: bool = False
     last_success: float | None = None  # Unix time
     last_error: str | None = None
-    data: ListData | None = None  # the last good data, kept through failed polls
+    data: DataT | None = None  # the last good data, kept through failed polls
     fresh: bool = False  # data younger than the maximum age: its counts are shown
 
     @property
@@ -34,7 +35,7 @@ class SourceState:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    sources: Mapping[SourceKey, SourceState]
+    sources: Mapping[SourceKey, SourceState[Any]]
     # The problem jobs the exposition names: the `limit` most urgent of each project,
     # across its job sources (each source already keeps at most `limit`).
     shown_problems: Mapping[SourceKey, Sequence[ProblemTask]]
@@ -47,7 +48,7 @@ class SnapshotStore:
         self._limit = problem_tasks_limit
         self.current = Snapshot(MappingProxyType({}), MappingProxyType({}))
 
-    def replace(self, state: SourceState) -> Snapshot:
+    def replace(self, state: SourceState[Any]) -> Snapshot:
         sources = dict(self.current.sources)
         sources[state.key] = state
         # Sorted, so the exposition's order does not depend on which poll finished first.
@@ -62,7 +63,7 @@ class SnapshotStore:
         return self.current
 
     def _shown_problems(
-        self, project_id: str, states: Iterable[SourceState]
+        self, project_id: str, states: Iterable[SourceState[Any]]
     ) -> dict[SourceKey, tuple[ProblemTask, ...]]:
         ranked = sorted(
             (

@@ -26,11 +26,12 @@ from exporter.errors import safe_excerpt
 from exporter.lists.base import (
     AlgorithmDirectory,
     ListView,
+    NoProblemJobs,
     Paging,
     PollContext,
-    ProblemTask,
     ServiceAlgorithm,
     ViasList,
+    documented_then_seen,
 )
 from exporter.models import ApiModel, Deployment, Items, OptionalText, Page, Text
 
@@ -98,15 +99,13 @@ class FailedService:
 
 
 @dataclass(frozen=True, slots=True)
-class ServiceData:
+class ServiceData(NoProblemJobs):
     counts: Mapping[ServiceGroup, Mapping[str, int]]
     failed: tuple[FailedService, ...]  # the named ones, within the cap
     item_count: int
     # Every listed service's vendor and name, by id: the jobs' vendor and algorithm where
     # their listing leaves them out (the whole listing, not capped: one small tuple each).
     algorithms: AlgorithmDirectory = field(default_factory=dict)
-    problem_tasks: tuple[ProblemTask, ...] = field(default=(), init=False)  # not jobs
-    problem_tasks_dropped: int = field(default=0, init=False)
 
 
 class ServiceAggregator:
@@ -179,8 +178,7 @@ def render_algorithm_services(views: Sequence[ListView[ServiceData]]) -> Iterato
     for view in views:
         if view.fresh:
             for (vendor, deployment), counts in view.data.counts.items():
-                unknown = sorted(s for s in counts if s not in SERVICE_STATUSES)
-                for status in (*SERVICE_STATUSES, *unknown):
+                for status in documented_then_seen(SERVICE_STATUSES, counts):
                     services.add_metric(
                         [view.project_id, vendor, deployment, status], counts.get(status, 0)
                     )

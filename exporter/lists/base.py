@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, Literal, Protocol, TypeVar
 
 from prometheus_client.core import Metric
 
@@ -84,6 +84,20 @@ class ListData(Protocol):
 
     @property
     def problem_tasks_dropped(self) -> int: ...
+
+
+def documented_then_seen(documented: tuple[str, ...], seen: Iterable[str]) -> tuple[str, ...]:
+    """The values a family exports: every documented one (0 when absent), then any other
+    value seen, sorted (VIAS may add states; they are kept as sent)."""
+    return (*documented, *sorted(value for value in seen if value not in documented))
+
+
+class NoProblemJobs:
+    """Base of the data of a list whose items are not jobs: no problem jobs to name."""
+
+    __slots__ = ()
+    problem_tasks: ClassVar[tuple[ProblemTask, ...]] = ()
+    problem_tasks_dropped: ClassVar[int] = 0
 
 
 ItemT = TypeVar("ItemT", bound=Identified)

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from pydantic import Field
 
-from exporter.lists.base import ListView, Paging, PollContext, ProblemTask, ViasList
+from exporter.lists.base import (
+    ListView,
+    NoProblemJobs,
+    Paging,
+    PollContext,
+    ViasList,
+    documented_then_seen,
+)
 from exporter.lists.jobs import TASK_STATES
 from exporter.models import ApiModel, Deployment, Items, OptionalText, Page, StateCounts, Text
 
@@ -54,10 +61,8 @@ class BatchTaskSummary:
 
 
 @dataclass(frozen=True, slots=True)
-class BatchData:
+class BatchData(NoProblemJobs):
     batch_tasks: tuple[BatchTaskSummary, ...]
-    problem_tasks: tuple[ProblemTask, ...] = field(default=(), init=False)
-    problem_tasks_dropped: int = field(default=0, init=False)
 
     @property
     def item_count(self) -> int:
@@ -116,8 +121,7 @@ def render_batch_tasks(views: Sequence[ListView[BatchData]]) -> Iterator[Metric]
             info.add_metric(
                 [*ids, batch.vendor, batch.algorithm, batch.deployment, batch.video_group], 1.0
             )
-            unknown = sorted(s for s in batch.state_counts if s not in BATCH_TASK_STATES)
-            for batch_state in (*BATCH_TASK_STATES, *unknown):
+            for batch_state in documented_then_seen(BATCH_TASK_STATES, batch.state_counts):
                 tasks.add_metric([*ids, batch_state], batch.state_counts.get(batch_state, 0))
     yield from (tasks, info)
 

@@ -28,7 +28,14 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from pydantic import BeforeValidator, Field
 
 from exporter.errors import ViasError
-from exporter.lists.base import ListView, Paging, PollContext, ProblemTask, ViasList
+from exporter.lists.base import (
+    ListView,
+    NoProblemJobs,
+    Paging,
+    PollContext,
+    ViasList,
+    documented_then_seen,
+)
 from exporter.models import ApiModel, Items, OptionalText, Page, Text, parse_model
 
 if TYPE_CHECKING:
@@ -161,12 +168,14 @@ class PoolSummary:
 
 
 @dataclass(frozen=True, slots=True)
-class EdgePoolData:
+class EdgePoolData(NoProblemJobs):
     pools: tuple[PoolSummary, ...]
     problem_limit: int  # named pools, and named nodes, per project
     polled_at: float
-    problem_tasks: tuple[ProblemTask, ...] = ()  # not jobs
-    problem_tasks_dropped: int = 0
+    # The pools and nodes not Running that the exposition names (within the limit),
+    # ranked once a poll rather than at every render.
+    problem_pools: tuple[PoolSummary, ...] = ()
+    problem_nodes: tuple[tuple[PoolSummary, NodeSummary], ...] = ()
 
     @property
     def item_count(self) -> int:
@@ -190,10 +199,12 @@ class EdgePoolAggregator:
                 self._pools.setdefault(pool.id, summary)
 
     async def finish(self) -> EdgePoolData:
-        return EdgePoolData(
-            pools=(*self._pools.values(), *self._anonymous),
-            problem_limit=self._context.problem_tasks_limit,
-            polled_at=self._context.now,
+        return _with_named_problems(
+            EdgePoolData(
+                pools=(*self._pools.values(), *self._anonymous),
+                problem_limit=self._context.problem_tasks_limit,
+                polled_at=self._context.now,
+            )
         )
 
 
@@ -242,7 +253,7 @@ async def fill_nodes(
             else:
                 pool = replace(pool, missing="budget")
         pools.append(pool)
-    return replace(data, pools=tuple(pools))
+    return _with_named_problems(replace(data, pools=tuple(pools)))
 
 
 async def _details(transport: Transport, pool_id: str) -> tuple[NodeSummary, ...] | None:
@@ -258,6 +269,28 @@ async def _details(transport: Transport, pool_id: str) -> tuple[NodeSummary, ...
 def _problem_order(state: str, object_id: str) -> tuple[int, str, str]:
     """Abnormal first, then other states not Running, then by id."""
     return (0 if state == "Abnormal" else 1, state, object_id)
+
+
+def _with_named_problems(data: EdgePoolData) -> EdgePoolData:
+    bad_pools = sorted(
+        (pool for pool in data.pools if pool.state != HEALTHY_STATE),
+        key=lambda pool: _problem_order(pool.state, pool.pool_id),
+    )
+    bad_nodes = sorted(
+        (
+            (pool, node)
+            for pool in data.pools
+            if pool.nodes is not None
+            for node in pool.nodes
+            if node.state != HEALTHY_STATE
+        ),
+        key=lambda pair: (*_problem_order(pair[1].state, pair[1].node_id), pair[0].pool_id),
+    )
+    return replace(
+        data,
+        problem_pools=tuple(bad_pools[: data.problem_limit]),
+        problem_nodes=tuple(bad_nodes[: data.problem_limit]),
+    )
 
 
 def render_edge_pools(views: Sequence[ListView[EdgePoolData]]) -> Iterator[Metric]:
@@ -292,14 +325,13 @@ def render_edge_pools(views: Sequence[ListView[EdgePoolData]]) -> Iterator[Metri
     )
     for view in views:
         project, data = view.project_id, view.data
-        known_nodes = [
-            (pool, node) for pool in data.pools if pool.nodes is not None for node in pool.nodes
-        ]
         if view.fresh:
-            pool_counts = Counter(pool.state for pool in data.pools)
-            _add_by_state(pools, project, pool_counts)
+            _add_by_state(pools, project, Counter(pool.state for pool in data.pools))
             totals: dict[str, list[float]] = {}
-            for _, node in known_nodes:
+            known_nodes = (
+                node for pool in data.pools if pool.nodes is not None for node in pool.nodes
+            )
+            for node in known_nodes:
                 sums = totals.setdefault(node.state, [0, 0.0, 0.0, 0, 0])
                 for index, value in enumerate(
                     (1, node.cpu_cores, node.memory_bytes, node.gpus, node.npus)
@@ -310,17 +342,9 @@ def render_edge_pools(views: Sequence[ListView[EdgePoolData]]) -> Iterator[Metri
             reasons = Counter(pool.missing for pool in data.pools if pool.nodes is None)
             for reason in MISSING_REASONS:
                 missing.add_metric([project, reason], reasons.get(reason, 0))
-        bad_pools = sorted(
-            (pool for pool in data.pools if pool.state != HEALTHY_STATE),
-            key=lambda pool: _problem_order(pool.state, pool.pool_id),
-        )
-        for pool in bad_pools[: data.problem_limit]:
+        for pool in data.problem_pools:
             problem_pools.add_metric([project, pool.pool_id, pool.name, pool.state], 1.0)
-        bad_nodes = sorted(
-            ((pool, node) for pool, node in known_nodes if node.state != HEALTHY_STATE),
-            key=lambda pair: (*_problem_order(pair[1].state, pair[1].node_id), pair[0].pool_id),
-        )
-        for pool, node in bad_nodes[: data.problem_limit]:
+        for pool, node in data.problem_nodes:
             problem_nodes.add_metric(
                 [project, pool.pool_id, pool.name, node.node_id, node.name, node.state], 1.0
             )
@@ -328,8 +352,7 @@ def render_edge_pools(views: Sequence[ListView[EdgePoolData]]) -> Iterator[Metri
 
 
 def _add_by_state(family: GaugeMetricFamily, project: str, values: Mapping[str, float]) -> None:
-    unknown = sorted(state for state in values if state not in EDGE_STATES)
-    for state in (*EDGE_STATES, *unknown):
+    for state in documented_then_seen(EDGE_STATES, values):
         family.add_metric([project, state], values.get(state, 0))
 
 

@@ -37,6 +37,7 @@ from exporter.lists.base import (
     ListView,
     PollContext,
     ProblemTask,
+    documented_then_seen,
     problem_rank,
 )
 from exporter.models import (
@@ -336,8 +337,7 @@ def render_jobs(views: Sequence[ListView[JobData]]) -> Iterator[Metric]:
         known = view.algorithms
         if view.fresh:
             for group, counts in _merged_counts(view.data.state_counts, known).items():
-                unknown = sorted(s for s in counts if s not in TASK_STATES)
-                for job_state in (*TASK_STATES, *unknown):
+                for job_state in documented_then_seen(TASK_STATES, counts):
                     tasks.add_metric([*where, *group, job_state], counts.get(job_state, 0))
         for problem in view.shown_problems:
             problems.add_metric(

@@ -9,12 +9,12 @@ series (while the data is fresh), like batch tasks.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from pydantic import Field
 
-from exporter.lists.base import ListView, Paging, PollContext, ProblemTask, ViasList
+from exporter.lists.base import ListView, NoProblemJobs, Paging, PollContext, ViasList
 from exporter.lists.video_sources import Count, LowerText
 from exporter.models import ApiModel, Deployment, Items, OptionalText, Page, Text
 
@@ -69,11 +69,9 @@ class GroupSummary:
 
 
 @dataclass(frozen=True, slots=True)
-class VideoGroupData:
+class VideoGroupData(NoProblemJobs):
     groups: tuple[GroupSummary, ...]
     quota: int | None
-    problem_tasks: tuple[ProblemTask, ...] = field(default=(), init=False)  # not jobs
-    problem_tasks_dropped: int = field(default=0, init=False)
 
     @property
     def item_count(self) -> int:

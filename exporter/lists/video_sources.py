@@ -18,14 +18,21 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from pydantic import BeforeValidator, Field
 
-from exporter.lists.base import ListView, Paging, PollContext, ProblemTask, ViasList
+from exporter.lists.base import (
+    ListView,
+    NoProblemJobs,
+    Paging,
+    PollContext,
+    ViasList,
+    documented_then_seen,
+)
 from exporter.models import ApiModel, Deployment, Items, OptionalText, Page, Text
 
 SOURCE_STATUSES: tuple[str, ...] = ("online", "offline", "abnormal")
@@ -161,15 +168,13 @@ SourceGroup = tuple[str, str]  # access_type, type
 
 
 @dataclass(frozen=True, slots=True)
-class VideoSourceData:
+class VideoSourceData(NoProblemJobs):
     status_counts: Mapping[SourceGroup, Mapping[str, int]]
     quality_counts: Mapping[str, int]
     quota: int | None
     problem_sources: tuple[ProblemSource, ...]
     problem_sources_dropped: int
     item_count: int
-    problem_tasks: tuple[ProblemTask, ...] = field(default=(), init=False)  # not jobs
-    problem_tasks_dropped: int = field(default=0, init=False)
 
 
 class VideoSourceAggregator:
@@ -226,11 +231,6 @@ class VideoSourceAggregator:
         )
 
 
-def with_unknown(known: tuple[str, ...], seen: Mapping[str, Any]) -> tuple[str, ...]:
-    """The documented values, then any other value seen (sorted)."""
-    return (*known, *sorted(v for v in seen if v not in known))
-
-
 def render_video_sources(views: Sequence[ListView[VideoSourceData]]) -> Iterator[Metric]:
     sources = GaugeMetricFamily(
         "vias_video_sources",
@@ -260,11 +260,11 @@ def render_video_sources(views: Sequence[ListView[VideoSourceData]]) -> Iterator
         data = view.data
         if view.fresh:
             for (access_type, source_type), counts in data.status_counts.items():
-                for status in with_unknown(SOURCE_STATUSES, counts):
+                for status in documented_then_seen(SOURCE_STATUSES, counts):
                     sources.add_metric(
                         [view.project_id, status, access_type, source_type], counts.get(status, 0)
                     )
-            for problem in with_unknown(QUALITY_PROBLEMS, data.quality_counts):
+            for problem in documented_then_seen(QUALITY_PROBLEMS, data.quality_counts):
                 quality.add_metric([view.project_id, problem], data.quality_counts.get(problem, 0))
             if data.quota is not None:
                 quota.add_metric([view.project_id], data.quota)

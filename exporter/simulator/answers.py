@@ -200,7 +200,7 @@ def _task_common(task: SimTask, project_id: str) -> Json:
             "data": [{"id": f"cam-{task.id[:12]}", "index": 0}],
         },
         "output": {"webhook": {"url": "https://hooks.example.com/vias", "headers": {}}},
-        "video_source_name": task.video_source_name or f"camera-{task.id[:6]}",
+        "video_source_name": task.camera,
         "title": task.algorithm,
         "group_name": task.video_group,
         "company": task.vendor,
@@ -212,7 +212,7 @@ def task_v2(task: SimTask, project_id: str) -> Json:
     `service_id` (`svc-<algorithm>`) is one of the project's algorithm services; a job
     marked `sdk_shape` is listed as the SDK's item is: no `company` and no `title`."""
     body = _task_common(task, project_id)
-    body["service_id"] = task.service_id or f"svc-{task.algorithm}"
+    body["service_id"] = task.service
     if task.sdk_shape:
         del body["company"], body["title"]
     body["type"] = _type_code(task)
@@ -227,7 +227,7 @@ def task_v1_item(task: SimTask, project_id: str) -> Json:
         "name": task.name,
         "created_at": str(task.created_at_ms),
         "state": task.state,
-        "video_source_name": task.video_source_name or f"camera-{task.id[:6]}",
+        "video_source_name": task.camera,
         "title": task.algorithm,
         "company": task.vendor,
         "type": task.deployment,

@@ -49,6 +49,11 @@ TICK_MS = 15_000
 DEFAULT_START_MS = 1_717_200_000_000  # 2024-06-01: fixed, so a seed always means one world
 
 
+def service_id_for(algorithm: str) -> str:
+    """The id of the simulated algorithm service named after `algorithm`."""
+    return f"svc-{algorithm}"
+
+
 @dataclass(slots=True)
 class SimTask:
     id: str
@@ -65,9 +70,19 @@ class SimTask:
     video_group: str
     # Listed by /v2/tasks in the SDK's shape: `service_id` but no `company` and no `title`.
     sdk_shape: bool = False
-    # None: the defaults the answers derive (`camera-{id[:6]}`, `svc-{algorithm}`)
+    # None: the defaults `camera` and `service` derive
     video_source_name: str | None = None
     service_id: str | None = None
+
+    @property
+    def camera(self) -> str:
+        """The video source the job analyses."""
+        return self.video_source_name or f"camera-{self.id[:6]}"
+
+    @property
+    def service(self) -> str:
+        """The algorithm service the job runs on."""
+        return self.service_id or service_id_for(self.algorithm)
 
 
 @dataclass(slots=True)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from exporter.simulator.answers import gateway_error, json_answer, page_bounds, vias_error
-from exporter.simulator.objects import ALGORITHMS, DEFAULT_START_MS, VENDORS
+from exporter.simulator.objects import ALGORITHMS, DEFAULT_START_MS, VENDORS, service_id_for
 
 if TYPE_CHECKING:
     from exporter.simulator.server import Simulator
@@ -94,7 +94,7 @@ def generate(
         service_name = f"{SERVICE_NAMES[number % len(SERVICE_NAMES)]}-{number}"
         if 1 <= number <= len(ALGORITHMS):
             service_name = ALGORITHMS[number - 1]
-            service_id = f"svc-{service_name}"
+            service_id = service_id_for(service_name)
         service = SimService(
             service_id=service_id,
             service_name=service_name,

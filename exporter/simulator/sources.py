@@ -110,7 +110,7 @@ def generate(
         )
     job_cameras: dict[str, int] = {}
     for task_id in sorted(project.tasks):
-        name = f"camera-{task_id[:6]}"
+        name = project.tasks[task_id].camera
         job_cameras[name] = job_cameras.get(name, 0) + 1
     named = list(job_cameras.items())[: count // 2]
     group_ids = list(made.groups)
