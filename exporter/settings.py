@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -202,11 +203,129 @@ class GlobalConfig(BaseModel):
         return path
 
 
+DEFAULT_IAM_ENDPOINT = "https://iam.myhuaweicloud.com"
+_REGION_PLACEHOLDER = "{region}"
+
+
+def _endpoint_template(raw: object) -> str | None:
+    """An http(s) URL that may hold `{region}`, kept as text without a trailing slash."""
+    if raw is None or raw == "":
+        return None
+    text = str(raw).strip().rstrip("/")
+    rest = text.replace(_REGION_PLACEHOLDER, "")
+    if "{" in rest or "}" in rest:
+        raise ValueError("the only placeholder an endpoint may hold is {region}")
+    _http_url(text.replace(_REGION_PLACEHOLDER, "cn-north-4"))  # a URL once filled in
+    return text
+
+
+class DiscoveryConfig(BaseModel):
+    """Every project of an account, found through IAM and polled as a target: which
+    projects (regions, name patterns), how often to look, and the template of the targets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    iam_endpoint: HttpUrlText = DEFAULT_IAM_ENDPOINT
+    # AK/SK: GET /v3/projects (paged; needs the IAM permission to list projects). The
+    # account's id, when given, narrows the listing (`domain_id`) and is sent as X-Domain-Id.
+    access_key: str | None = None
+    secret_key: SecretStr | None = None
+    secret_key_file: Path | None = None
+    domain_id: str | None = None
+    # Password login: GET /v3/auth/projects (the projects this user may access) with a
+    # domain-scoped token; each discovered target then logs in to its own project.
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    domain_name: str | None = None
+    # VIAS regions to watch: a project's region is its name (`cn-north-4`), or the part of
+    # it before the first `_` for a sub-project (`cn-north-4_video`).
+    regions: Annotated[list[str], Field(min_length=1)]
+    # Regular expressions on project names, each matching the whole name (as Prometheus
+    # relabelling does). A project is kept if any `include` matches (no `include`: every
+    # project) and no `exclude` does.
+    include: list[re.Pattern[str]] = Field(default_factory=list)
+    exclude: list[re.Pattern[str]] = Field(default_factory=list)
+    refresh_interval_seconds: float = Field(default=300.0, gt=0)
+    # The targets it makes: the VIAS endpoint (default https://vias.{region}.myhuaweicloud.com;
+    # `{region}` is replaced by the project's region), sources and intervals.
+    endpoint: Annotated[str | None, BeforeValidator(_endpoint_template)] = None
+    sources: Sources = DEFAULT_LISTS
+    poll_interval_seconds: float = Field(default=60.0, gt=0)
+    poll_intervals: dict[Source, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+
+    @field_validator("secret_key_file", "password_file")
+    @classmethod
+    def _readable(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            _read_secret(path)
+        return path
+
+    @field_validator("sources")
+    @classmethod
+    def _some_sources(cls, sources: tuple[str, ...]) -> tuple[str, ...]:
+        if not sources:
+            raise ValueError("at least one source is needed")
+        return tuple(dict.fromkeys(sources))
+
+    @field_validator("regions")
+    @classmethod
+    def _plain_regions(cls, regions: list[str]) -> list[str]:
+        if any(not region or "_" in region for region in regions):
+            raise ValueError("a region is a name such as cn-north-4, without `_`")
+        return list(dict.fromkeys(regions))
+
+    @model_validator(mode="after")
+    def _complete(self) -> DiscoveryConfig:
+        for secret, file in (("password", "password_file"), ("secret_key", "secret_key_file")):
+            path = getattr(self, file)
+            if path is not None:
+                if getattr(self, secret) is not None:
+                    raise ValueError(f"set {secret} or {file}, not both")
+                setattr(self, secret, _read_secret(path))
+        aksk = self.access_key is not None or self.secret_key is not None
+        password = self.username is not None or self.password is not None
+        if aksk == password:
+            found = "both" if aksk else "none"
+            raise ValueError(
+                "discovery needs exactly one auth mode: access_key/secret_key or "
+                f"username/password (with domain_name); found: {found}"
+            )
+        if aksk and not (self.access_key and self.secret_key):
+            raise ValueError("AK/SK signing needs both access_key and secret_key")
+        if password:
+            missing = [n for n in ("username", "password", "domain_name") if not getattr(self, n)]
+            if missing:
+                raise ValueError(f"password login needs {', '.join(missing)}")
+        return self
+
+    @property
+    def auth_mode(self) -> Literal["password", "aksk"]:
+        return "password" if self.username is not None else "aksk"
+
+    def api_url(self, region: str) -> str:
+        """The VIAS endpoint of a discovered project in `region`."""
+        if self.endpoint is None:
+            return f"https://vias.{region}.myhuaweicloud.com"
+        return self.endpoint.replace(_REGION_PLACEHOLDER, region)
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
-    targets: list[TargetConfig] = Field(min_length=1)
+    discovery: DiscoveryConfig | None = None
+    targets: list[TargetConfig] = Field(default_factory=list, validate_default=True)
+
+    @field_validator("targets")
+    @classmethod
+    def _something_to_poll(
+        cls, targets: list[TargetConfig], info: ValidationInfo
+    ) -> list[TargetConfig]:
+        # `discovery` is missing from info.data only when it is invalid (reported there).
+        if not targets and "discovery" in info.data and info.data["discovery"] is None:
+            raise ValueError("List should have at least 1 item, or a discovery section")
+        return targets
 
     @model_validator(mode="after")
     def _unique_targets(self) -> Config:

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from exporter.signing import verify_request
-from exporter.simulator import incidents, sources
+from exporter.simulator import iam, incidents, sources
 from exporter.simulator.admin import admin_routes
 from exporter.simulator.answers import (
     RATE_LIMIT_PER_SECOND,
@@ -118,6 +118,7 @@ class Simulator:
         self.resources = Resources(world)  # algorithm services, edge pools
         self.video_sources = sources.SourceBook(world)  # cameras and video groups (sources.py)
         self.incidents = incidents.Incidents(world, self.video_sources, self.resources)
+        self.iam = iam.IamDirectory.for_world(world)  # the account's projects (iam.py)
         self.requests: list[RequestRecord] = []
         self.in_flight = 0  # API requests received and not answered yet
         self.peak_in_flight = 0  # the most that ever were at once
@@ -150,6 +151,7 @@ class Simulator:
         app.router.add_routes(resource_routes(self))
         app.router.add_routes(sources.routes(self))
         app.router.add_routes(incidents.routes(self))
+        app.router.add_routes(iam.routes(self))
         return app
 
     # --- request pipeline: record, latency, faults, auth, handler ---
@@ -216,8 +218,8 @@ class Simulator:
 
     async def _refusal(self, request: web.Request) -> ApiError | None:
         """Why the gateway refuses this request's credentials, or None."""
-        if request.path == "/v3/auth/tokens":
-            return None
+        if request.path == "/v3/auth/tokens" or request.path in iam.IAM_PATHS:
+            return None  # IAM checks its own callers (iam.py)
         project_id = request.match_info.get("project_id")
         reason = None
         if "X-Auth-Token" in request.headers:
@@ -231,6 +233,13 @@ class Simulator:
             return None
         message = f"Incorrect IAM authentication information: {_AUTH_MESSAGES[reason]}"
         return gateway_error(401, "APIGW.0301", message)
+
+    def token_valid(self, token: str) -> bool:
+        """The static token, or an IAM token issued and not expired (of any scope)."""
+        if self.token is not None and same_secret(token, self.token):
+            return True
+        issued = self._tokens.get(token)
+        return issued is not None and self.now() < issued.expires_at
 
     def _token_ok(self, token: str, project_id: str | None) -> bool:
         if self.token is not None and same_secret(token, self.token):
