@@ -4,6 +4,7 @@ rendered with the job metrics by the collector."""
 from __future__ import annotations
 
 import platform
+from functools import cached_property
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -103,3 +104,40 @@ class Telemetry:
     def observe_request(self, project_id: str, endpoint: str, code: str, seconds: float) -> None:
         self.api_requests.labels(project_id, endpoint, code).inc()
         self.api_latency.labels(project_id, endpoint).observe(seconds)
+
+    @cached_property
+    def discovery(self) -> DiscoveryTelemetry:
+        """Project discovery's metrics: registered on first use, so an exporter without
+        discovery does not export them (a 0 would read as a failing discovery)."""
+        return DiscoveryTelemetry(self.registry)
+
+
+class DiscoveryTelemetry:
+    """Project discovery through IAM (exporter/discovery.py)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.projects = Gauge(
+            "vias_discovery_projects",
+            "Projects the last successful discovery refresh made targets of (enabled, in a "
+            "watched region, included, not excluded), on every shard alike.",
+            registry=r,
+        )
+        self.last_refresh_successful = Gauge(
+            "vias_discovery_last_refresh_successful",
+            "1 when the last discovery refresh succeeded; 0 while it fails (the previous "
+            "projects stay polled).",
+            registry=r,
+        )
+        self.last_refresh_success_time = Gauge(
+            "vias_discovery_last_refresh_success_timestamp_seconds",
+            "Unix time of the last successful discovery refresh.",
+            registry=r,
+        )
+        self.refresh_failures = Counter(
+            "vias_discovery_refresh_failures",
+            "Failed discovery refreshes by reason (as vias_poll_errors_total, plus "
+            "auth_cooldown: not tried, the credentials were refused moments ago).",
+            ["reason"],
+            registry=r,
+        )

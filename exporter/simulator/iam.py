@@ -64,13 +64,13 @@ class IamDirectory:
 
     @classmethod
     def for_world(cls, world: World, region: str = DEFAULT_REGION) -> IamDirectory:
-        """Every world project as a sub-project of `region` (`cn-north-4_p1`), plus what a
-        real account also lists: the region's own project and the OBS billing one (`MOS`),
-        neither of which has VIAS jobs here."""
+        """Every world project as a sub-project of `region` (`cn-north-4_p1`), plus two
+        entries that are no VIAS project: OBS billing's (`MOS`, in no region) and one that
+        is a domain (`is_domain`)."""
         return cls(
             [
-                IamProject(id=f"{region}-region-project", name=region),
                 IamProject(id="mos-project", name="MOS", description="OBS billing"),
+                IamProject(id=DOMAIN_ID, name=f"{region}_domain", is_domain=True),
                 *(IamProject(id=pid, name=f"{region}_{pid}") for pid in world.projects),
             ]
         )

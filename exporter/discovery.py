@@ -1,0 +1,316 @@
+"""Project discovery through IAM: the projects of an account, filtered, turned into targets,
+refreshed on an interval.
+
+With AK/SK the account's projects come from `GET {iam}/v3/projects` (signed, paged, needs
+the IAM permission to list projects); with a password, from `GET {iam}/v3/auth/projects`
+(the projects the user may access) with a domain-scoped token. A project becomes a target
+when it is enabled, is not a domain, lies in one of `regions` (its name, or the part before
+the first `_`), and its name matches `include` (if any) and no `exclude`. Each target is a
+normal `TargetConfig`: AK/SK signs for any project; a password target logs in to its own
+project, as a configured one does.
+
+A failed refresh (IAM down, refused, a listing that does not add up) keeps the previous
+targets: it is logged, counted in `vias_discovery_refresh_failures_total`, and tried again
+sooner than the refresh interval. It never drops a project: only a complete listing does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import structlog
+from pydantic import Field
+
+from exporter import __version__
+from exporter.auth import Auth, CoolDown, IamPasswordAuth
+from exporter.errors import ViasError, ViasResponseError
+from exporter.models import ApiModel, parse_model
+from exporter.settings import DiscoveryConfig, GlobalConfig, TargetConfig
+from exporter.signing import sign_request
+from exporter.telemetry import Telemetry
+from exporter.transport import Transport
+
+log = structlog.get_logger(__name__)
+
+AUTH_PROJECTS = "/v3/auth/projects"  # password login: the user's projects, one answer
+PROJECTS = "/v3/projects"  # AK/SK: the account's projects, paged
+PER_PAGE = 5000  # the most IAM allows
+RETRY_FIRST_SECONDS = 15.0  # after a failed refresh, retry this soon, doubling up to the interval
+# IAM calls concern the account, not one project: counted with an empty project_id.
+ACCOUNT = ""
+
+OnTargets = Callable[[list[TargetConfig]], Awaitable[None]]
+
+
+class IamProject(ApiModel):
+    id: str = Field(min_length=1)
+    name: str = ""
+    enabled: bool = True
+    is_domain: bool = False
+
+
+class ProjectList(ApiModel):
+    projects: list[IamProject]
+
+
+def region_of(project_name: str) -> str:
+    """`cn-north-4` for `cn-north-4` and for its sub-project `cn-north-4_video`."""
+    return project_name.split("_", 1)[0]
+
+
+def wanted(project: IamProject, config: DiscoveryConfig) -> bool:
+    if not project.enabled or project.is_domain:
+        return False
+    if region_of(project.name) not in config.regions:
+        return False
+    if config.include and not any(p.fullmatch(project.name) for p in config.include):
+        return False
+    return not any(p.fullmatch(project.name) for p in config.exclude)
+
+
+def target_of(project: IamProject, config: DiscoveryConfig) -> TargetConfig:
+    """The target polling `project` with the discovery's credentials and template."""
+    region = region_of(project.name)
+    fields: dict[str, Any] = {
+        "project_id": project.id,
+        "region": region,
+        "endpoint": config.api_url(region),
+        "sources": config.sources,
+        "poll_interval_seconds": config.poll_interval_seconds,
+        "poll_intervals": config.poll_intervals,
+    }
+    if config.auth_mode == "aksk":
+        fields |= {"access_key": config.access_key, "secret_key": config.secret_key}
+    else:
+        fields |= {
+            "username": config.username,
+            "password": config.password,
+            "domain_name": config.domain_name,
+            "iam_endpoint": config.iam_endpoint,
+        }
+    return TargetConfig.model_validate(fields)
+
+
+def targets_of(projects: Sequence[IamProject], config: DiscoveryConfig) -> list[TargetConfig]:
+    """The wanted projects as targets, once each, by project id."""
+    chosen = {project.id: project for project in projects if wanted(project, config)}
+    return [target_of(chosen[project_id], config) for project_id in sorted(chosen)]
+
+
+class _AccountAkSkAuth(Auth):
+    """AK/SK signing of an account-wide call: no X-Project-Id (IAM is global), the account
+    id as X-Domain-Id when it is known."""
+
+    def __init__(self, config: DiscoveryConfig) -> None:
+        assert config.access_key is not None and config.secret_key is not None
+        self._access_key, self._secret_key = config.access_key, config.secret_key
+        self._base = {"X-Domain-Id": config.domain_id} if config.domain_id else {}
+
+    async def headers(self, method: str, url: str, body: bytes) -> dict[str, str]:
+        secret = self._secret_key.get_secret_value()
+        signed = sign_request(
+            method, url, self._base, body, self._access_key, secret, datetime.now(UTC)
+        )
+        return {**self._base, **signed}
+
+
+class _DomainPasswordAuth(IamPasswordAuth):
+    """A password login scoped to the account (domain), not to a project: what listing the
+    user's projects needs."""
+
+    def __init__(self, domain_name: str, **options: Any) -> None:
+        super().__init__(domain_name=domain_name, project_id=ACCOUNT, **options)
+        self._scope_domain = domain_name
+
+    def _login_body(self) -> bytes:
+        body = json.loads(super()._login_body())
+        body["auth"]["scope"] = {"domain": {"name": self._scope_domain}}
+        return json.dumps(body).encode()
+
+
+def _ssl_context(settings: GlobalConfig) -> ssl.SSLContext | bool:
+    if not settings.verify_tls:
+        return False
+    if settings.ca_file is not None:
+        return ssl.create_default_context(cafile=str(settings.ca_file))
+    return True
+
+
+class Discovery:
+    """Lists the account's projects through IAM and turns the wanted ones into targets.
+    Use as `async with Discovery(...) as discovery:` (it owns an HTTP session)."""
+
+    def __init__(
+        self,
+        config: DiscoveryConfig,
+        settings: GlobalConfig,
+        telemetry: Telemetry,
+        *,
+        per_page: int = PER_PAGE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._settings = settings
+        self._telemetry = telemetry
+        self._metrics = telemetry.discovery
+        self._per_page = per_page
+        self._clock = clock
+        self._session: aiohttp.ClientSession | None = None
+        self._transport: Transport | None = None
+        self.targets: list[TargetConfig] | None = None  # the last good refresh's
+
+    async def __aenter__(self) -> Discovery:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = self._transport = None
+
+    def _the_transport(self) -> Transport:
+        if self._transport is None:
+            settings = self._settings
+            self._session = session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=2, ssl=_ssl_context(settings)),
+                headers={"User-Agent": f"vias-exporter/{__version__}"},
+            )
+            auth: Auth
+            if self.config.auth_mode == "aksk":
+                auth = _AccountAkSkAuth(self.config)
+            else:
+                assert self.config.username and self.config.password
+                assert self.config.domain_name
+                auth = _DomainPasswordAuth(
+                    self.config.domain_name,
+                    session=session,
+                    iam_endpoint=self.config.iam_endpoint or "",
+                    username=self.config.username,
+                    password=self.config.password,
+                    telemetry=self._telemetry,
+                    timeout_seconds=settings.request_timeout_seconds,
+                    proxy=settings.proxy,
+                    cool_down=CoolDown.from_settings(settings, clock=time.time),
+                )
+            self._transport = Transport(
+                session=session,
+                base_url=self.config.iam_endpoint or "",
+                project_id=ACCOUNT,
+                auth=auth,
+                telemetry=self._telemetry,
+                settings=settings,
+            )
+        return self._transport
+
+    async def projects(self) -> list[IamProject]:
+        """Every project IAM lists for these credentials; raises `ViasError` on failure,
+        also when the listing does not add up (a page repeated, more than `max_pages`)."""
+        transport = self._the_transport()
+        if self.config.auth_mode == "password":
+            return await transport.get(AUTH_PROJECTS, {}, _parse(AUTH_PROJECTS))
+        query = {"domain_id": self.config.domain_id} if self.config.domain_id else {}
+        found: dict[str, IamProject] = {}
+        for page in range(1, self._settings.max_pages + 1):
+            params = {**query, "page": str(page), "per_page": str(self._per_page)}
+            listed = await transport.get(PROJECTS, params, _parse(PROJECTS))
+            new = {project.id: project for project in listed if project.id not in found}
+            if listed and not new:
+                raise ViasResponseError(
+                    f"{PROJECTS} repeated a page (page {page})", endpoint=PROJECTS
+                )
+            found |= new
+            if len(listed) < self._per_page:
+                return list(found.values())
+        raise ViasResponseError(
+            f"{PROJECTS} still had projects after max_pages pages", endpoint=PROJECTS
+        )
+
+    async def refresh(self) -> list[TargetConfig]:
+        """The targets of the account's wanted projects, by project id; raises on failure
+        (`ViasError`), leaving the previous targets and metrics' projects as they were."""
+        targets = targets_of(await self.projects(), self.config)
+        self.targets = targets
+        self._metrics.projects.set(len(targets))
+        self._metrics.last_refresh_successful.set(1)
+        self._metrics.last_refresh_success_time.set(self._clock())
+        return targets
+
+    async def refresh_or_keep(self) -> list[TargetConfig] | None:
+        """`refresh()`, or None after a failure: logged and counted, never raised."""
+        started = time.monotonic()
+        try:
+            targets = await self.refresh()
+        except ViasError as error:
+            reason = error.reason
+            log.warning("discovery refresh failed", reason=reason, error=str(error))
+        except Exception as error:  # a bug must not stop discovery for good
+            reason = "internal"
+            log.exception("discovery refresh failed", reason=reason, error=repr(error))
+        else:
+            log.debug(
+                "discovery refreshed",
+                projects=len(targets),
+                seconds=round(time.monotonic() - started, 3),
+            )
+            return targets
+        self._metrics.refresh_failures.labels(reason).inc()
+        self._metrics.last_refresh_successful.set(0)
+        return None
+
+    async def run(self, on_targets: OnTargets, *, current: Sequence[TargetConfig] = ()) -> None:
+        """Refresh every `refresh_interval_seconds` and call `on_targets` with the new list
+        whenever it differs from `current` (what the caller has). After a failure the next
+        try comes sooner: 15 s, doubling up to the interval."""
+        have, failures = list(current), 0
+        interval = self.config.refresh_interval_seconds
+        while True:
+            targets = await self.refresh_or_keep()
+            if targets is None:
+                failures += 1
+                await asyncio.sleep(min(interval, RETRY_FIRST_SECONDS * 2 ** (failures - 1)))
+                continue
+            failures = 0
+            if targets != have:
+                _log_change(have, targets)
+                try:
+                    await on_targets(targets)
+                except Exception as error:
+                    log.exception("applying discovered targets failed", error=repr(error))
+                else:
+                    have = targets
+            await asyncio.sleep(interval)
+
+
+def _parse(endpoint: str) -> Callable[[bytes], list[IamProject]]:
+    def parse(body: bytes) -> list[IamProject]:
+        return parse_model(ProjectList, body, endpoint).projects
+
+    return parse
+
+
+def _log_change(before: Sequence[TargetConfig], after: Sequence[TargetConfig]) -> None:
+    old = {target.project_id for target in before}
+    new = {target.project_id for target in after}
+    log.info(
+        "discovered projects changed",
+        projects=len(new),
+        added=sorted(new - old),
+        removed=sorted(old - new),
+    )
+
+
+def without_static(
+    discovered: Sequence[TargetConfig], static: Sequence[TargetConfig]
+) -> list[TargetConfig]:
+    """A project configured in `targets` is polled as configured, not as discovered."""
+    configured = {target.project_id for target in static}
+    return [target for target in discovered if target.project_id not in configured]
