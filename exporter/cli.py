@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import structlog
@@ -17,6 +18,7 @@ from aiohttp import web
 from exporter import __version__
 from exporter.lists import DISTINCT_LISTS
 from exporter.logs import LEVELS, configure_logging
+from exporter.reload import Reloader
 from exporter.service import Exporter, freeze_startup_heap
 from exporter.settings import Config, ConfigError, TargetConfig, load_config
 from exporter.sharding import Sharding, shard_ordinal
@@ -54,6 +56,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         dest="web_config_file",
         type=Path,
         help="exporter-toolkit web config: TLS and basic auth",
+    )
+    parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="serve POST /-/reload, which re-reads the configuration (SIGHUP always does)",
     )
     parser.add_argument(
         "--shard",
@@ -128,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.once:
             assert config is not None
             return asyncio.run(_once(config, sharding))
-        asyncio.run(_serve(config, listen, args.telemetry_path, web_config, sharding))
+        asyncio.run(_serve(args, config, listen, web_config, sharding))
     except OSError as error:  # the listen address is taken or not ours
         print(f"vias-exporter: cannot serve on {args.listen_address}: {error}", file=sys.stderr)
         return 1
@@ -197,17 +205,29 @@ async def _demo_config() -> AsyncIterator[Config]:
 
 
 async def _serve(
+    args: argparse.Namespace,
     config: Config | None,
     listen: tuple[str | None, int],
-    path: str,
     web_config: WebConfig | None,
     sharding: Sharding,
 ) -> None:
+    path = args.telemetry_path
     async with contextlib.AsyncExitStack() as stack:
         if config is None:
             config = await stack.enter_async_context(_demo_config())
+            demo_config = config
+            reload_from: Callable[[], Config] = lambda: demo_config  # noqa: E731
+        else:  # the file again, or the VIAS_* variables again
+            reload_from = functools.partial(load_config, args.config_file)
         exporter = await stack.enter_async_context(Exporter(config, sharding=sharding))
-        app = create_app(exporter, telemetry_path=path, web_config=web_config)
+        reloader = Reloader(exporter, reload_from)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.on_signal)
+        app = create_app(
+            exporter,
+            telemetry_path=path,
+            web_config=web_config,
+            reloader=reloader if args.enable_lifecycle else None,
+        )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)

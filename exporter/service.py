@@ -1,5 +1,7 @@
 """Wires configuration into running parts: one HTTP session, auth and transport per target,
-one poller per (target, list), one snapshot store and its exposition."""
+one rate limit and auth cool-down per account, one poller per (target, list), one snapshot
+store and its exposition; and keeps them in step with a reloaded configuration and with
+discovery."""
 
 from __future__ import annotations
 
@@ -8,13 +10,16 @@ import contextlib
 import gc
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 import aiohttp
+import structlog
 
 from exporter import __version__
+from exporter.accounts import Accounts
 from exporter.auth import AkSkAuth, Auth, CoolDown, IamPasswordAuth, TokenAuth
 from exporter.collector import Exposition
 from exporter.lists import REGISTRY
@@ -26,6 +31,8 @@ from exporter.telemetry import Telemetry
 from exporter.transport import Transport
 
 USER_AGENT = f"vias-exporter/{__version__}"
+
+log = structlog.get_logger(__name__)
 
 
 def freeze_startup_heap() -> None:
@@ -49,6 +56,7 @@ def build_auth(
     session: aiohttp.ClientSession,
     telemetry: Telemetry,
     settings: GlobalConfig,
+    login_cool_down: CoolDown,
 ) -> Auth:
     if target.auth_mode == "token":
         assert target.auth_token is not None
@@ -67,12 +75,34 @@ def build_auth(
         telemetry=telemetry,
         timeout_seconds=settings.request_timeout_seconds,
         proxy=settings.proxy,  # IAM is outside too
-        cool_down=CoolDown.from_settings(settings, clock=time.time),
+        cool_down=login_cool_down,
     )
 
 
+TargetKey = tuple[str, str]  # api_url, project_id
+
+
+def target_key(target: TargetConfig) -> TargetKey:
+    return (target.api_url, target.project_id)
+
+
+@dataclass(slots=True)
+class _RunningTarget:
+    """One target's session and pollers, and their loops once started."""
+
+    config: TargetConfig
+    session: aiohttp.ClientSession
+    pollers: list[SourcePoller[Any, Any]]
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
 class Exporter:
-    """The running exporter, used as `async with Exporter(config) as exporter:`."""
+    """The running exporter, used as `async with Exporter(config) as exporter:`.
+
+    Its targets are a live set: `reload` (a new configuration) and `set_discovered`
+    (projects found by discovery) change it without a restart. A target whose settings are
+    unchanged keeps its pollers, data and counters; a changed one is restarted; a removed
+    one is stopped and its series leave /metrics."""
 
     def __init__(
         self,
@@ -88,41 +118,27 @@ class Exporter:
         self.telemetry.total_shards.set(self.sharding.total)
         self.store = SnapshotStore(config.global_.problem_tasks_limit)
         self.exposition = Exposition(self.store, self.telemetry)
-        self.pollers: list[SourcePoller[Any, Any]] = []
-        self._sessions: list[aiohttp.ClientSession] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self._accounts = Accounts(config.global_)
+        self._tls = _ssl_context(config.global_)  # one for all targets: a CA file is read once
+        self._targets: dict[TargetKey, _RunningTarget] = {}
+        self._discovered: list[TargetConfig] = []
+        self._started = False
+        self._ready = False
+        self._changing = asyncio.Lock()  # one change of the target set at a time
+
+    @property
+    def pollers(self) -> list[SourcePoller[Any, Any]]:
+        return [poller for running in self._targets.values() for poller in running.pollers]
+
+    @property
+    def targets(self) -> list[TargetConfig]:
+        """The targets this replica polls (its shard's share)."""
+        return [running.config for running in self._targets.values()]
 
     async def __aenter__(self) -> Exporter:
-        settings = self.config.global_
-        tls = _ssl_context(settings)  # one for all targets: a CA bundle is read once
-        for target in self.config.targets:
-            if not self.sharding.owns(target.project_id):
-                continue  # another replica's project
-            session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=settings.max_concurrency + 2, ssl=tls),
-                headers={"User-Agent": USER_AGENT},
-            )
-            self._sessions.append(session)
-            transport = Transport(
-                session=session,
-                base_url=target.api_url,
-                project_id=target.project_id,
-                auth=build_auth(target, session, self.telemetry, settings),
-                telemetry=self.telemetry,
-                settings=settings,
-            )
-            for source in target.sources:
-                poller = SourcePoller(
-                    vias_list=REGISTRY[source],
-                    transport=transport,
-                    interval_seconds=target.interval_of(source),
-                    store=self.store,
-                    telemetry=self.telemetry,
-                    on_update=self.exposition.refresh,
-                    clock=self._clock,
-                )
-                self.store.replace(poller.state)  # listed (not polled yet) from the start
-                self.pollers.append(poller)
+        await self._apply()
+        self.telemetry.config_reload_success_time.set(self._clock())
+        self.telemetry.config_reload_successful.set(1)
         self.exposition.render()
         return self
 
@@ -135,27 +151,125 @@ class Exporter:
         await self.stop()
 
     def start(self) -> None:
-        """Start every poller's loop in the background."""
-        self._tasks = [
-            asyncio.create_task(poller.run(), name=f"poll:{poller.project_id}:{poller.source}")
-            for poller in self.pollers
-        ]
+        """Start every poller's loop in the background; targets added later start at once."""
+        self._started = True
+        for running in self._targets.values():
+            self._start(running)
 
     async def poll_all_once(self) -> None:
         await asyncio.gather(*(poller.poll_once() for poller in self.pollers))
 
     @property
     def ready(self) -> bool:
-        """True once /metrics shows every source's first poll, successful or not."""
-        return self.exposition.ready
+        """True once /metrics shows every source's first poll, successful or not; and from
+        then on, so that targets added by a reload or discovery do not take the replica
+        out of its Service while they are polled for the first time."""
+        if not self._ready:
+            self._ready = self.exposition.ready
+        return self._ready
+
+    async def reload(self, config: Config) -> None:
+        """Run with `config` from now on. Changed global settings restart every target
+        (they shape each transport); otherwise only the targets that changed."""
+        async with self._changing:
+            if config.global_ != self.config.global_:
+                tls = _ssl_context(config.global_)  # may raise (a bad CA file): nothing changed
+                for key in list(self._targets):
+                    await self._drop(key, forget=False)
+                self.store.set_problem_tasks_limit(config.global_.problem_tasks_limit)
+                self._accounts = Accounts(config.global_)
+                self._tls = tls
+            self.config = config
+            await self._apply()
+        self.telemetry.config_reload_success_time.set(self._clock())
+        self.telemetry.config_reload_successful.set(1)
+        await self.exposition.refresh()
+
+    async def set_discovered(self, targets: Sequence[TargetConfig]) -> None:
+        """Poll these discovered projects besides the configured targets."""
+        async with self._changing:
+            self._discovered = list(targets)
+            await self._apply()
+        await self.exposition.refresh()
+
+    async def _apply(self) -> None:
+        """Make the running targets what the configuration and discovery ask for."""
+        wanted: dict[TargetKey, TargetConfig] = {}
+        for target in [*self._discovered, *self.config.targets]:  # configured ones win
+            if self.sharding.owns(target.project_id):
+                wanted[target_key(target)] = target
+        for key, running in list(self._targets.items()):
+            if wanted.get(key) != running.config:
+                await self._drop(key, forget=key not in wanted)
+        for key, target in wanted.items():
+            if key not in self._targets:
+                self._targets[key] = running = self._build(target)
+                if self._started:
+                    self._start(running)
+        self._accounts.keep_only(wanted.values())
+        log.info("targets applied", targets=len(self._targets), accounts=len(self._accounts))
+
+    def _build(self, target: TargetConfig) -> _RunningTarget:
+        settings = self.config.global_
+        account = self._accounts.of(target)
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=settings.max_concurrency + 2, ssl=self._tls),
+            headers={"User-Agent": USER_AGENT},
+        )
+        auth = build_auth(target, session, self.telemetry, settings, account.login_cool_down)
+        transport = Transport(
+            session=session,
+            base_url=target.api_url,
+            project_id=target.project_id,
+            auth=auth,
+            telemetry=self.telemetry,
+            settings=settings,
+            limiter=account.limiter,
+            account_cool_down=account.signing_cool_down if target.auth_mode == "aksk" else None,
+        )
+        pollers: list[SourcePoller[Any, Any]] = []
+        for source in target.sources:
+            poller = SourcePoller(
+                vias_list=REGISTRY[source],
+                transport=transport,
+                interval_seconds=target.interval_of(source),
+                store=self.store,
+                telemetry=self.telemetry,
+                on_update=self.exposition.refresh,
+                clock=self._clock,
+            )
+            self.store.replace(poller.state)  # listed (not polled yet) from the start
+            pollers.append(poller)
+        return _RunningTarget(target, session, pollers)
+
+    def _start(self, running: _RunningTarget) -> None:
+        running.tasks = [
+            asyncio.create_task(poller.run(), name=f"poll:{poller.project_id}:{poller.source}")
+            for poller in running.pollers
+        ]
+
+    async def _drop(self, key: TargetKey, *, forget: bool) -> None:
+        """Stop a target and remove its sources from the snapshot; with `forget`, its
+        self-metric series too (kept when the same target restarts with new settings)."""
+        running = self._targets.pop(key)
+        await _stop(running)
+        project_id = running.config.project_id
+        if not any(other.config.project_id == project_id for other in self._targets.values()):
+            self.store.remove(project_id)
+            if forget:
+                self.telemetry.forget_project(project_id)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
-        for session in self._sessions:
-            await session.close()
-        self._sessions = []
+        for running in self._targets.values():
+            await _stop(running)
+        self._started = False
+
+
+async def _stop(running: _RunningTarget) -> None:
+    for task in running.tasks:
+        task.cancel()
+    for task in running.tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    running.tasks = []
+    await running.session.close()

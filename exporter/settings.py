@@ -184,7 +184,10 @@ class GlobalConfig(BaseModel):
     # Huawei locks an account or key after 5 failed authentications in a row.
     auth_backoff_seconds: float = Field(default=30.0, ge=0)
     auth_backoff_max_seconds: float = Field(default=600.0, ge=0)
+    # Requests per second to VIAS, for all the targets sharing credentials (the API
+    # gateway counts an account's requests together) or, with scope `project`, for each.
     rate_limit_per_second: float = Field(default=20.0, gt=0)
+    rate_limit_scope: Literal["account", "project"] = "account"
     max_concurrency: int = Field(default=4, ge=1, le=64)
     page_window: int = Field(default=4, ge=1, le=64)
     max_pages: int = Field(default=10_000, ge=1)

@@ -62,6 +62,21 @@ class SnapshotStore:
         self.current = Snapshot(MappingProxyType(sources), MappingProxyType(shown))
         return self.current
 
+    def set_problem_tasks_limit(self, limit: int) -> None:
+        self._limit = limit  # applied from each project's next poll on
+
+    def remove(self, project_id: str) -> Snapshot:
+        """Drop a project's sources (its target was removed): their series leave /metrics."""
+        self.current = Snapshot(
+            MappingProxyType(
+                {key: s for key, s in self.current.sources.items() if key[0] != project_id}
+            ),
+            MappingProxyType(
+                {key: p for key, p in self.current.shown_problems.items() if key[0] != project_id}
+            ),
+        )
+        return self.current
+
     def _shown_problems(
         self, project_id: str, states: Iterable[SourceState[Any]]
     ) -> dict[SourceKey, tuple[ProblemTask, ...]]:

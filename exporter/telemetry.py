@@ -93,6 +93,29 @@ class Telemetry:
             "Replicas the projects are spread over (--total-shards).",
             registry=r,
         )
+        self.config_reload_successful = Gauge(
+            "vias_config_last_reload_successful",
+            "1 when the last reload of the configuration file succeeded (the exporter runs "
+            "the last good one).",
+            registry=r,
+        )
+        self.config_reload_success_time = Gauge(
+            "vias_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration load (start-up or reload).",
+            registry=r,
+        )
+        self._per_project = (
+            self.api_requests,
+            self.api_latency,
+            self.token_expiry,
+            self.poll_duration,
+            self.poll_errors,
+            self.poll_skips,
+            self.poll_overruns,
+            self.pagination_stops,
+            self.paging_fallbacks,
+            self.problem_tasks_dropped,
+        )
         build_info = Gauge(
             "vias_exporter_build_info",
             "Always 1; labels carry the exporter and Python versions.",
@@ -100,6 +123,11 @@ class Telemetry:
             registry=r,
         )
         build_info.labels(__version__, platform.python_version()).set(1)
+
+    def forget_project(self, project_id: str) -> None:
+        """Drop a removed project's series, so that discovery churn cannot grow them."""
+        for collector in self._per_project:
+            collector.remove_by_labels({"project_id": project_id})
 
     def observe_request(self, project_id: str, endpoint: str, code: str, seconds: float) -> None:
         self.api_requests.labels(project_id, endpoint, code).inc()

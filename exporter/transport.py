@@ -1,6 +1,7 @@
 """One project's way to VIAS: its session and credentials, the cool-down after refused
-credentials, the request-rate limit, the bound on concurrent requests, and retries with
-backoff, with parsing inside the retried call so that one retry budget covers both.
+credentials and the request-rate limit (both shared by an account's projects), the bound
+on concurrent requests, and retries with backoff, with parsing inside the retried call so
+that one retry budget covers both.
 """
 
 from __future__ import annotations
@@ -65,7 +66,12 @@ class Transport:
         auth: Auth,
         telemetry: Telemetry,
         settings: GlobalConfig,
+        limiter: AsyncLimiter | None = None,
+        account_cool_down: CoolDown | None = None,
     ) -> None:
+        """`limiter` is shared by the targets of one account (see `exporter.accounts`),
+        and so is `account_cool_down`, the pause after a 401 to credentials that stand for
+        the whole account (an access key); without them this project has its own."""
         self.project_id = project_id
         self.telemetry = telemetry
         self.settings = settings
@@ -73,9 +79,10 @@ class Transport:
         self._base_url = base_url.rstrip("/")
         self._auth = auth
         self._timeout = aiohttp.ClientTimeout(total=settings.request_timeout_seconds)
-        self._limiter = AsyncLimiter(settings.rate_limit_per_second, 1.0)
+        self._limiter = limiter or AsyncLimiter(settings.rate_limit_per_second, 1.0)
         self._concurrency = asyncio.Semaphore(settings.max_concurrency)
         self._auth_cool_down = CoolDown.from_settings(settings)
+        self._account_cool_down = account_cool_down or self._auth_cool_down
         self._exponential = wait_exponential_jitter(
             multiplier=settings.backoff_initial_seconds,
             max=settings.backoff_max_seconds,
@@ -116,6 +123,7 @@ class Transport:
         return float(self._exponential(state))
 
     async def _send_authenticated(self, method: str, endpoint: str, url: URL) -> bytes:
+        self._account_cool_down.check()
         self._auth_cool_down.check()
         headers = await self._auth.headers(method, str(url), b"")
         try:
@@ -129,7 +137,9 @@ class Transport:
                 body = await self._send(method, endpoint, url, headers)
         except ViasHTTPError as error:
             if error.status in (401, 403):
-                pause = self._auth_cool_down.failed(error)
+                # A 403 may be this project's permissions alone; a 401 refuses the key.
+                refused = self._account_cool_down if error.status == 401 else self._auth_cool_down
+                pause = refused.failed(error)
                 log.warning(
                     "credentials refused",
                     project_id=self.project_id,
@@ -137,6 +147,7 @@ class Transport:
                     retry_in_seconds=pause,
                 )
             raise
+        self._account_cool_down.succeeded()
         self._auth_cool_down.succeeded()
         return body
 

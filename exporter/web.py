@@ -9,12 +9,15 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.collector import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
+from exporter.reload import Reloader
 from exporter.service import Exporter
+from exporter.settings import ConfigError
 from exporter.snapshot import Snapshot
 from exporter.webconfig import BasicAuth, WebConfig
 
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
 TELEMETRY_PATH_KEY = web.AppKey("telemetry_path", str)
+RELOADER_KEY = web.AppKey("reloader", Reloader)
 
 
 def _weights(header: str) -> dict[str, float]:
@@ -76,6 +79,19 @@ async def ready(request: web.Request) -> web.Response:
     return web.Response(status=503, text="Not ready: first poll round still running\n")
 
 
+async def reload(request: web.Request) -> web.Response:
+    """`POST /-/reload`, with --web.enable-lifecycle only (as Prometheus): 200 once the new
+    configuration runs, 500 naming what is wrong with it (the running one stays)."""
+    reloader = request.app.get(RELOADER_KEY)
+    if reloader is None:
+        return web.Response(status=403, text="Lifecycle API is not enabled.\n")
+    try:
+        await reloader.reload()
+    except ConfigError as error:
+        return web.Response(status=500, text=f"failed to reload config: {error}\n")
+    return web.Response(text="OK\n")
+
+
 def _target_rows(snapshot: Snapshot) -> str:
     rows = []
     now = time.time()
@@ -112,12 +128,21 @@ async def landing(request: web.Request) -> web.Response:
 
 
 def create_app(
-    exporter: Exporter, *, telemetry_path: str = "/metrics", web_config: WebConfig | None = None
+    exporter: Exporter,
+    *,
+    telemetry_path: str = "/metrics",
+    web_config: WebConfig | None = None,
+    reloader: Reloader | None = None,
 ) -> web.Application:
+    """`reloader` enables the lifecycle API (`POST /-/reload`)."""
     users = web_config.basic_auth_users if web_config else None
     app = web.Application(middlewares=[BasicAuth(users).middleware] if users else [])
     app[EXPORTER_KEY] = exporter
     app[TELEMETRY_PATH_KEY] = telemetry_path
+    if reloader is not None:
+        app[RELOADER_KEY] = reloader
+    app.router.add_route("POST", "/-/reload", reload)
+    app.router.add_route("PUT", "/-/reload", reload)
     app.router.add_get(telemetry_path, metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
