@@ -174,6 +174,7 @@ def _describe_config(config: Config, sharding: Sharding) -> str:
 async def _once(config: Config, sharding: Sharding) -> int:
     async with Exporter(config, sharding=sharding) as exporter:
         freeze_startup_heap()
+        await exporter.discover()  # with a discovery section: the account's projects too
         await exporter.poll_all_once()  # each poll re-renders the exposition before returning
         sys.stdout.buffer.write(exporter.exposition.body(openmetrics=False, gzipped=False))
         sys.stdout.flush()

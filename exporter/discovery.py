@@ -165,6 +165,8 @@ class Discovery:
         self._session: aiohttp.ClientSession | None = None
         self._transport: Transport | None = None
         self.targets: list[TargetConfig] | None = None  # the last good refresh's
+        # Set once the first refresh has been handed to `run`'s caller (or has failed).
+        self.settled = asyncio.Event()
 
     async def __aenter__(self) -> Discovery:
         return self
@@ -275,6 +277,7 @@ class Discovery:
         while True:
             targets = await self.refresh_or_keep()
             if targets is None:
+                self.settled.set()
                 failures += 1
                 await asyncio.sleep(min(interval, RETRY_FIRST_SECONDS * 2 ** (failures - 1)))
                 continue
@@ -287,6 +290,7 @@ class Discovery:
                     log.exception("applying discovered targets failed", error=repr(error))
                 else:
                     have = targets
+            self.settled.set()
             await asyncio.sleep(interval)
 
 

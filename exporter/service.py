@@ -22,6 +22,7 @@ from exporter import __version__
 from exporter.accounts import Accounts
 from exporter.auth import AkSkAuth, Auth, CoolDown, IamPasswordAuth, TokenAuth
 from exporter.collector import Exposition
+from exporter.discovery import Discovery
 from exporter.lists import REGISTRY
 from exporter.poller import SourcePoller
 from exporter.settings import Config, GlobalConfig, TargetConfig
@@ -122,6 +123,8 @@ class Exporter:
         self._tls = _ssl_context(config.global_)  # one for all targets: a CA file is read once
         self._targets: dict[TargetKey, _RunningTarget] = {}
         self._discovered: list[TargetConfig] = []
+        self._discovery: Discovery | None = None  # with config.discovery (discovery.py)
+        self._discovery_task: asyncio.Task[None] | None = None
         self._started = False
         self._ready = False
         self._changing = asyncio.Lock()  # one change of the target set at a time
@@ -136,6 +139,7 @@ class Exporter:
         return [running.config for running in self._targets.values()]
 
     async def __aenter__(self) -> Exporter:
+        self._new_discovery()
         await self._apply()
         self.telemetry.config_reload_success_time.set(self._clock())
         self.telemetry.config_reload_successful.set(1)
@@ -155,6 +159,7 @@ class Exporter:
         self._started = True
         for running in self._targets.values():
             self._start(running)
+        self._start_discovery()
 
     async def poll_all_once(self) -> None:
         await asyncio.gather(*(poller.poll_once() for poller in self.pollers))
@@ -165,7 +170,10 @@ class Exporter:
         then on, so that targets added by a reload or discovery do not take the replica
         out of its Service while they are polled for the first time."""
         if not self._ready:
-            self._ready = self.exposition.ready
+            discovery = self._discovery
+            self._ready = self.exposition.ready and (
+                discovery is None or not self._started or discovery.settled.is_set()
+            )
         return self._ready
 
     async def reload(self, config: Config) -> None:
@@ -179,8 +187,19 @@ class Exporter:
                 self.store.set_problem_tasks_limit(config.global_.problem_tasks_limit)
                 self._accounts = Accounts(config.global_)
                 self._tls = tls
+            rediscover = (config.discovery, config.global_) != (
+                self.config.discovery,
+                self.config.global_,
+            )
             self.config = config
+            if rediscover:  # the projects found so far stay until the new one has looked
+                await self._stop_discovery()
+                self._new_discovery()
+                if self._discovery is None:
+                    self._discovered = []
             await self._apply()
+            if rediscover and self._started:
+                self._start_discovery()
         self.telemetry.config_reload_success_time.set(self._clock())
         self.telemetry.config_reload_successful.set(1)
         await self.exposition.refresh()
@@ -192,10 +211,42 @@ class Exporter:
             await self._apply()
         await self.exposition.refresh()
 
+    async def discover(self) -> None:
+        """One discovery refresh, applied (a failed one changes nothing): for `--once` and
+        tests; a started exporter refreshes on its own."""
+        if self._discovery is not None:
+            targets = await self._discovery.refresh_or_keep()
+            if targets is not None:
+                await self.set_discovered(targets)
+
+    def _new_discovery(self) -> None:
+        discovery = self.config.discovery
+        self._discovery = (
+            None if discovery is None else Discovery(discovery, self.config.global_, self.telemetry)
+        )
+
+    def _start_discovery(self) -> None:
+        if self._discovery is not None and self._discovery_task is None:
+            self._discovery_task = asyncio.create_task(
+                self._discovery.run(self.set_discovered, current=self._discovered),
+                name="discovery",
+            )
+
+    async def _stop_discovery(self) -> None:
+        task, self._discovery_task = self._discovery_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._discovery is not None:
+            await self._discovery.close()
+
     async def _apply(self) -> None:
         """Make the running targets what the configuration and discovery ask for."""
         wanted: dict[TargetKey, TargetConfig] = {}
-        for target in [*self._discovered, *self.config.targets]:  # configured ones win
+        static = {target.project_id for target in self.config.targets}
+        discovered = [target for target in self._discovered if target.project_id not in static]
+        for target in [*discovered, *self.config.targets]:  # configured ones win
             if self.sharding.owns(target.project_id):
                 wanted[target_key(target)] = target
         for key, running in list(self._targets.items()):
@@ -260,6 +311,7 @@ class Exporter:
                 self.telemetry.forget_project(project_id)
 
     async def stop(self) -> None:
+        await self._stop_discovery()
         for running in self._targets.values():
             await _stop(running)
         self._started = False

@@ -156,6 +156,8 @@ def routes(sim: Simulator) -> list[web.RouteDef]:
         if bounds is None:
             return answer(request, found, more=False)
         number, size = bounds
+        if request.get("first_page_only"):  # the `repeat_page` fault
+            number = 1
         return answer(
             request, found[(number - 1) * size : number * size], number * size < len(found)
         )
