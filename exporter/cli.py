@@ -16,6 +16,7 @@ import structlog
 from aiohttp import web
 
 from exporter import __version__
+from exporter.discovery import describe_discovery
 from exporter.lists import DISTINCT_LISTS
 from exporter.logs import LEVELS, configure_logging
 from exporter.reload import Reloader
@@ -168,18 +169,20 @@ def _describe_config(config: Config, sharding: Sharding) -> str:
             f"{','.join(sources)} every {interval:g}s" for interval, sources in by_interval.items()
         )
         lines.append(f"  {target.project_id} at {target.api_url}: {polls}, auth {target.auth_mode}")
+    if config.discovery is not None:
+        lines.append(describe_discovery(config.discovery))
     return "\n".join(lines)
 
 
 async def _once(config: Config, sharding: Sharding) -> int:
     async with Exporter(config, sharding=sharding) as exporter:
         freeze_startup_heap()
-        await exporter.discover()  # with a discovery section: the account's projects too
+        discovered = await exporter.discover()  # with discovery: the account's projects too
         await exporter.poll_all_once()  # each poll re-renders the exposition before returning
         sys.stdout.buffer.write(exporter.exposition.body(openmetrics=False, gzipped=False))
         sys.stdout.flush()
         states = exporter.store.current.sources.values()
-        return 0 if all(state.up for state in states) else 1
+        return 0 if discovered and all(state.up for state in states) else 1
 
 
 @contextlib.asynccontextmanager

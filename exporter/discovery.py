@@ -135,6 +135,21 @@ class _DomainPasswordAuth(IamPasswordAuth):
         return json.dumps(body).encode()
 
 
+def describe_discovery(config: DiscoveryConfig) -> str:
+    """One line for `--check-config`."""
+    auth = "AK/SK" if config.auth_mode == "aksk" else f"password login as {config.username}"
+    patterns = "".join(
+        f", {name} {', '.join(p.pattern for p in patterns)}"
+        for name, patterns in (("include", config.include), ("exclude", config.exclude))
+        if patterns
+    )
+    return (
+        f"discovery: projects of regions {', '.join(config.regions)}{patterns} from "
+        f"{config.iam_endpoint} ({auth}), every {config.refresh_interval_seconds:g}s; "
+        f"each polls {','.join(config.sources)} every {config.poll_interval_seconds:g}s"
+    )
+
+
 def _ssl_context(settings: GlobalConfig) -> ssl.SSLContext | bool:
     if not settings.verify_tls:
         return False

@@ -211,13 +211,15 @@ class Exporter:
             await self._apply()
         await self.exposition.refresh()
 
-    async def discover(self) -> None:
-        """One discovery refresh, applied (a failed one changes nothing): for `--once` and
-        tests; a started exporter refreshes on its own."""
-        if self._discovery is not None:
-            targets = await self._discovery.refresh_or_keep()
-            if targets is not None:
-                await self.set_discovered(targets)
+    async def discover(self) -> bool:
+        """One discovery refresh, applied (a failed one changes nothing; False): for
+        `--once` and tests; a started exporter refreshes on its own."""
+        if self._discovery is None:
+            return True
+        targets = await self._discovery.refresh_or_keep()
+        if targets is not None:
+            await self.set_discovered(targets)
+        return targets is not None
 
     def _new_discovery(self) -> None:
         discovery = self.config.discovery
