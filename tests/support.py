@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.lists import REGISTRY
 from exporter.service import Exporter
-from exporter.settings import Config
+from exporter.settings import Config, DiscoveryConfig
 from exporter.simulator import Fault, Simulator, World, run_simulator
 from exporter.web import create_app
 from exporter.webconfig import WebConfig
@@ -166,7 +166,8 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 10) -> None:
 
 async def exposition_with_every_metric() -> str:
     """The text exposition of a real exporter that polled the simulator over HTTP until
-    every metric it can export has samples: IAM password login (token expiry), a poll
+    every metric it can export has samples: discovery (a failed and a good refresh), IAM
+    password login (token expiry), a poll
     error, a poll skipped after refused credentials, a repeated page, a state change
     (transitions and their `_created`), problem jobs over the cap, batch tasks, an edge-pool
     page refused with 400 (a paging fallback), and an overrun of a poll loop started as the
@@ -192,8 +193,14 @@ async def exposition_with_every_metric() -> str:
             problem_tasks_limit=1,
             max_retries=0,
         )
+        config.discovery = DiscoveryConfig(  # its metrics; a region without projects here
+            iam_endpoint=url, access_key=ACCESS_KEY, secret_key=SECRET_KEY, regions=["eu-west-0"]
+        )
         async with Exporter(config) as exporter:
             await exporter.poll_all_once()
+            sim.faults.add(Fault("server_error_json", match="/v3/projects", times=1))
+            assert not await exporter.discover()  # a refresh failure, then a success
+            assert await exporter.discover()
             project = world.projects["p1"]
             running = next(t.id for t in project.tasks.values() if t.state == "RUNNING")
             project.set_state(running, "FAILED", error_code="VIAS.10030001")
