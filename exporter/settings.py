@@ -241,19 +241,17 @@ class DiscoveryConfig(BaseModel):
     password: SecretStr | None = None
     password_file: Path | None = None
     domain_name: str | None = None
-    # VIAS regions to watch: a project's region is its name (`cn-north-4`), or the part of
-    # it before the first `_` for a sub-project (`cn-north-4_video`).
+    # VIAS regions to watch: a project's region is its name, or the part before the first `_`.
     regions: Annotated[list[str], Field(min_length=1)]
-    # Regular expressions on project names, each matching the whole name (as Prometheus
-    # relabelling does). A project is kept if any `include` matches (no `include`: every
-    # project) and no `exclude` does.
+    # Regexes matching whole project names (as in Prometheus relabelling): a project is kept
+    # if any `include` matches (or there is none) and no `exclude` does.
     include: list[re.Pattern[str]] = Field(default_factory=list)
     exclude: list[re.Pattern[str]] = Field(default_factory=list)
     refresh_interval_seconds: float = Field(default=300.0, gt=0)
     # The targets it makes: the VIAS endpoint (default https://vias.{region}.myhuaweicloud.com;
     # `{region}` is replaced by the project's region), sources and intervals.
     endpoint: Annotated[str | None, BeforeValidator(_endpoint_template)] = None
-    sources: Sources = DEFAULT_LISTS
+    sources: Annotated[Sources, Field(min_length=1)] = DEFAULT_LISTS
     poll_interval_seconds: float = Field(default=60.0, gt=0)
     poll_intervals: dict[Source, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
 
@@ -263,13 +261,6 @@ class DiscoveryConfig(BaseModel):
         if path is not None:
             _read_secret(path)
         return path
-
-    @field_validator("sources")
-    @classmethod
-    def _some_sources(cls, sources: tuple[str, ...]) -> tuple[str, ...]:
-        if not sources:
-            raise ValueError("at least one source is needed")
-        return tuple(dict.fromkeys(sources))
 
     @field_validator("regions")
     @classmethod
