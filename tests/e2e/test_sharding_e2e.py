@@ -11,12 +11,13 @@ the projects, each of them to the new shard, and nothing else.
 
 | change (tried, seen red) | failing test |
 |---|---|
-| `Exporter` polls every target whatever its shard | both (projects exported 4 times) |
+| the Exporter polls every target whatever its shard (service.py) | both (each project 4 times) |
 | `Sharding.owns` by `project_key % total` (not consistent) | test_a_fifth_shard_takes_... |
-| | (about 4/5 of the projects move, not only to shard 4) |
-| `--shard` read but ignored (`Sharding(0, total)` in cli.py) | both (a quarter exported 4 times, |
-| | the rest never) |
-| `vias_exporter_shard_ordinal` set to 0 (service.py) | test_a_stopped_shard_... (no alert) |
+| `--shard` ignored: `Sharding(0, total)` in cli.py | both (a quarter of the projects 4 |
+| | times, the rest never) |
+| `vias_exporter_shard_ordinal` always 0 (service.py) | both (the ordinals miss 1..3) |
+| `project_key` from `hash()` (differs between processes) | both (replicas disagree on owners) |
+| alerts.yml: VIASShardsMissing's `!= 0` as `< 0` | test_a_stopped_shard_... |
 """
 
 from __future__ import annotations
