@@ -101,7 +101,8 @@ class Exporter:
     """The running exporter, used as `async with Exporter(config) as exporter:`.
 
     Its targets are a live set: `reload` (a new configuration) and `set_discovered`
-    (projects found by discovery) change it without a restart. A target whose settings are
+    (projects found by discovery, whose loop runs from `start` to `stop` with a `discovery`
+    section: exporter/discovery.py) change it without a restart. A target whose settings are
     unchanged keeps its pollers, data and counters; a changed one is restarted; a removed
     one is stopped and its series leave /metrics."""
 
@@ -197,6 +198,7 @@ class Exporter:
                 self._new_discovery()
                 if self._discovery is None:
                     self._discovered = []
+                    self.telemetry.forget_discovery()
             await self._apply()
             if rediscover and self._started:
                 self._start_discovery()

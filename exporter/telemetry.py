@@ -139,6 +139,14 @@ class Telemetry:
         discovery does not export them (a 0 would read as a failing discovery)."""
         return DiscoveryTelemetry(self.registry)
 
+    def forget_discovery(self) -> None:
+        """Discovery removed by a reload: its families leave /metrics (a last success left
+        behind would age into a false alert)."""
+        metrics: DiscoveryTelemetry | None = self.__dict__.pop("discovery", None)
+        if metrics is not None:
+            for family in metrics.families:
+                self.registry.unregister(family)
+
 
 class DiscoveryTelemetry:
     """Project discovery through IAM (exporter/discovery.py)."""
@@ -168,4 +176,10 @@ class DiscoveryTelemetry:
             "auth_cooldown: not tried, the credentials were refused moments ago).",
             ["reason"],
             registry=r,
+        )
+        self.families = (
+            self.projects,
+            self.last_refresh_successful,
+            self.last_refresh_success_time,
+            self.refresh_failures,
         )

@@ -12,6 +12,7 @@ reload that removes discovery drops the discovered projects.
 | readiness ignores discovery's first refresh | test_ready_waits_for_the_first_refresh |
 | shards keep every discovered target | test_shards_split_the_discovered_projects |
 | reload without discovery keeps its targets | test_a_reload_without_discovery_drops_its_projects |
+| reload without discovery keeps its metrics | test_a_reload_without_discovery_drops_its_projects |
 """
 
 from __future__ import annotations
@@ -201,7 +202,8 @@ async def test_a_reload_without_discovery_drops_its_projects(account) -> None:
             {"global": {"request_timeout_seconds": 5, "max_retries": 0}, "targets": [static]}
         )
         await running.exporter.reload(plain)
-        await metrics_until(running, lambda s: exported(s) == {"p3"}, "only p3")
+        samples = await metrics_until(running, lambda s: exported(s) == {"p3"}, "only p3")
+        assert not [name for name, _ in samples if name.startswith("vias_discovery_")]
         sent = len(account.sim.requests)
         await metrics_until(running, lambda s: polled(s) == {"p3"}, "p3 polled")
         iam_after = [r for r in account.sim.requests[sent:] if r.path.startswith("/v3/")]

@@ -342,7 +342,7 @@ def sharded_config(tmp: Path, endpoint: str, projects: list[str], poll: float) -
                 "poll_interval_seconds": poll,
             }
             for project in projects
-        ]
+        ],
     }
     path = tmp / "exporter.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
