@@ -123,6 +123,7 @@ class Exporter:
         self._accounts = Accounts(config.global_)
         self._tls = _ssl_context(config.global_)  # one for all targets: a CA file is read once
         self._targets: dict[TargetKey, _RunningTarget] = {}
+        self._polled_projects: set[str] = set()
         self._discovered: list[TargetConfig] = []
         self._discovery: Discovery | None = None  # with config.discovery (discovery.py)
         self._discovery_task: asyncio.Task[None] | None = None
@@ -184,7 +185,7 @@ class Exporter:
             if config.global_ != self.config.global_:
                 tls = _ssl_context(config.global_)  # may raise (a bad CA file): nothing changed
                 for key in list(self._targets):
-                    await self._drop(key, forget=False)
+                    await self._drop(key)
                 self.store.set_problem_tasks_limit(config.global_.problem_tasks_limit)
                 self._accounts = Accounts(config.global_)
                 self._tls = tls
@@ -255,13 +256,19 @@ class Exporter:
                 wanted[target_key(target)] = target
         for key, running in list(self._targets.items()):
             if wanted.get(key) != running.config:
-                await self._drop(key, forget=key not in wanted)
+                await self._drop(key)
         for key, target in wanted.items():
             if key not in self._targets:
                 self._targets[key] = running = self._build(target)
                 if self._started:
                     self._start(running)
         self._accounts.keep_only(wanted.values())
+        # Self-metric series go with their project, however it went (a restarted target
+        # keeps its counters going).
+        polled = {target.project_id for target in wanted.values()}
+        for project_id in self._polled_projects - polled:
+            self.telemetry.forget_project(project_id)
+        self._polled_projects = polled
         log.info("targets applied", targets=len(self._targets), accounts=len(self._accounts))
 
     def _build(self, target: TargetConfig) -> _RunningTarget:
@@ -303,16 +310,13 @@ class Exporter:
             for poller in running.pollers
         ]
 
-    async def _drop(self, key: TargetKey, *, forget: bool) -> None:
-        """Stop a target and remove its sources from the snapshot; with `forget`, its
-        self-metric series too (kept when the same target restarts with new settings)."""
+    async def _drop(self, key: TargetKey) -> None:
+        """Stop a target and remove its sources from the snapshot."""
         running = self._targets.pop(key)
         await _stop(running)
         project_id = running.config.project_id
         if not any(other.config.project_id == project_id for other in self._targets.values()):
             self.store.remove(project_id)
-            if forget:
-                self.telemetry.forget_project(project_id)
 
     async def stop(self) -> None:
         await self._stop_discovery()

@@ -5,7 +5,8 @@
 |---|---|
 | `Exporter._apply`: drop every running target | test_unchanged_targets_keep_their_pollers... |
 | `Exporter._drop`: `store.remove` left out | test_unchanged_targets_keep_their_pollers... |
-| `Exporter._drop`: `forget` always False | test_unchanged_targets_keep_their_pollers... |
+| `Exporter._apply`: self-metrics never forgotten | test_unchanged_targets_keep_their_pollers... |
+| `Exporter._apply`: forgotten also on restart | test_a_changed_target_restarts... |
 | `Exporter._apply`: `!=` replaced by a key check | test_a_changed_target_restarts... |
 | `Exporter.reload`: global settings not compared | test_a_changed_target_restarts... |
 | `Exporter.ready`: not sticky | test_readiness_survives_a_reload_that_adds_targets |
@@ -122,9 +123,12 @@ async def test_a_changed_target_restarts_and_new_globals_restart_all(
         samples = await metrics(session, url)
         assert samples.value("vias_poll_duration_seconds_count", project_id="p1", source="tasks")
 
-        await exporter.reload(config_of(simulator.url, "p1", "p2", max_retries=1))
+        await exporter.reload(config_of(simulator.url, "p1", max_retries=1))  # and p2 goes
         assert not set(exporter.pollers) & set(second.values())
         assert exporter.config.global_.max_retries == 1
+        samples = await metrics(session, url)
+        assert project_series(samples, "p2") == []
+        assert samples.value("vias_poll_duration_seconds_count", project_id="p1", source="tasks")
 
 
 async def test_readiness_survives_a_reload_that_adds_targets(
