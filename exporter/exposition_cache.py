@@ -43,7 +43,7 @@ class _Families:
 def render(families: Iterable[Metric], fmt: int) -> bytes:
     """prometheus-client's exposition of `families` (OpenMetrics without its `# EOF`)."""
     if fmt == TEXT:
-        return render_text(_Families(families))  # type: ignore[arg-type]
+        return render_text(_Families(families))
     rendered: bytes = render_openmetrics(_Families(families))  # type: ignore[no-untyped-call]
     return rendered.removesuffix(EOF)
 
@@ -76,7 +76,7 @@ def split_families(rendered: bytes) -> Iterator[FamilyText]:
 class Piece:
     """Bytes of the exposition, with their deflate output once it has been asked for."""
 
-    __slots__ = ("data", "_deflated")
+    __slots__ = ("_deflated", "data")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
