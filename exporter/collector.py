@@ -17,6 +17,8 @@ from types import MappingProxyType
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+from prometheus_client import generate_latest as generate_text
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -174,7 +176,8 @@ class Exposition:
         self._telemetry = telemetry
         self._store = store
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Exported(telemetry, store, self._allowed))
+        self._reference = _Exported(telemetry, store, self._allowed)
+        self.registry.register(self._reference)
         self._layout = self._template()
         self._lines: dict[SourceKey, SourceLines] = {}
         self._directories: dict[str, tuple[tuple[Any, ...], AlgorithmDirectory]] = {}
@@ -215,6 +218,15 @@ class Exposition:
         rendered = self._rendered  # one snapshot's lines, even if a refresh swaps them
         own = _without_created(filter(self._allowed.allows, self._telemetry.registry.collect()))
         return body(render(own, fmt), rendered.tail(fmt), gzipped=gzipped)
+
+    def render_uncached(self, *, openmetrics: bool) -> bytes:
+        """The current snapshot and self-metrics through prometheus-client in one go, as
+        the exposition was made before it was cached: what `body` must equal."""
+        self._reference.text_format = not openmetrics
+        if openmetrics:
+            rendered: bytes = generate_openmetrics(self.registry)  # type: ignore[no-untyped-call]
+            return rendered
+        return generate_text(self.registry)
 
     async def serve(self, *, openmetrics: bool, gzipped: bool) -> bytes:
         """`body` in a worker thread: a scrape does not hold up the event loop."""
