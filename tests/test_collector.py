@@ -13,9 +13,8 @@ simulator over HTTP, the real web app scraped over loopback.
 | `_project_directories` keyed by project only | ..._new_algorithm_service_... |
 | `_update` keeps sources gone from the snapshot | test_a_removed_project_... |
 | `render()` collects the self-metrics too | test_self_metrics_are_rendered_per_body... |
-| `body` serves self-metrics of the last poll | test_self_metrics_are_rendered_per_body... |
+| `body` reuses an earlier self-metrics render | test_self_metrics_are_rendered_per_body... |
 | text `_created` slots not optional (empty headers) | ..._equals_a_whole_render... |
-| `_created_apart` not applied to a source's lines | ..._equals_a_whole_render... |
 | OpenMetrics tail without `# EOF` | ..._equals_a_whole_render..., test_both_formats_parse... |
 | gzip CRC of the tail alone | test_gzip_bodies..., test_both_formats_parse... |
 | `Deflater` flushes with Z_SYNC_FLUSH | test_gzip_bodies_... |
@@ -42,6 +41,7 @@ from exporter.exposition_cache import crc32_combine
 from exporter.lists import REGISTRY
 from exporter.lists.jobs import PROBLEM_STATES
 from exporter.service import Exporter
+from exporter.simulator import Fault
 from exporter.snapshot import SourceKey
 from tests.support import RunningExporter, make_config, target
 
@@ -78,10 +78,15 @@ async def test_cached_body_equals_a_whole_render_in_both_formats(simulator) -> N
         assert_equals_whole_render(exporter.exposition)
         await exporter.poll_all_once()
         assert_equals_whole_render(exporter.exposition)
-        for _ in range(3):
+        simulator.sim.faults.add(Fault("server_error_json", match="/p2/batch-tasks", times=1))
+        down = b'vias_up{project_id="p2",source="batch_tasks"} 0.0'
+        for step in range(3):
             simulator.world.step()
             await exporter.poll_all_once()
             assert_equals_whole_render(exporter.exposition)
+            assert (down in exporter.exposition.body(openmetrics=False, gzipped=False)) == (
+                step == 0
+            )
         text = exporter.exposition.body(openmetrics=False, gzipped=False)
         assert b"vias_task_state_transitions_created{" in text  # the steps changed jobs
         simulator.sim.resources.project("p1").services.clear()
