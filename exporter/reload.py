@@ -35,6 +35,7 @@ class Reloader:
                 await self._exporter.reload(config)
             except (ConfigError, OSError) as error:  # OSError: the new CA file is unusable
                 telemetry.config_reload_successful.set(0)
+                await self._exporter.exposition.refresh()
                 log.error("reload failed, the running configuration stays", error=str(error))
                 if isinstance(error, ConfigError):
                     raise

@@ -60,6 +60,7 @@ def test_every_global_setting_loads_from_its_variable(env, tmp_path: Path) -> No
         "VIAS_AUTH_BACKOFF_MAX_SECONDS": ("900", 900.0),
         "VIAS_DETAIL_CALLS_PER_POLL": ("3", 3),
         "VIAS_RATE_LIMIT_PER_SECOND": ("3.5", 3.5),
+        "VIAS_RATE_LIMIT_SCOPE": ("project", "project"),
         "VIAS_MAX_CONCURRENCY": ("9", 9),
         "VIAS_PAGE_WINDOW": ("6", 6),
         "VIAS_MAX_PAGES": ("77", 77),
