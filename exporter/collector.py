@@ -18,8 +18,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import generate_latest as generate_text
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
 
 from exporter.exposition_cache import (
