@@ -101,6 +101,9 @@ class Deflater:
         return self._compressor.compress(data) + self._compressor.flush(zlib.Z_FULL_FLUSH)
 
 
+_EOF_PIECE = Piece(EOF)
+
+
 @dataclass(frozen=True, slots=True)
 class Slot:
     """A family's place in the exposition. An optional family (the text format's
@@ -120,13 +123,28 @@ class SourceLines:
     pieces: tuple[dict[str, Piece], dict[str, Piece]]  # by format, then family name
 
 
-@dataclass(frozen=True, slots=True)
 class Tail:
-    """The snapshot's part of a body in one format, after the self-metrics."""
+    """The snapshot's part of a body in one format, after the self-metrics: the cached
+    pieces (joined per request, not kept joined: a copy of the whole would stay in
+    memory), their CRC-32 and length, and their deflate output once gzip is asked for."""
 
-    plain: bytes
-    crc: int
-    deflated: bytes
+    def __init__(self, pieces: Sequence[Piece]) -> None:
+        self.pieces = pieces
+        self.parts = tuple(piece.data for piece in pieces)
+        self.crc = self.size = 0
+        for part in self.parts:
+            self.crc = zlib.crc32(part, self.crc)
+            self.size += len(part)
+        self._deflated: bytes | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def deflated(self) -> bytes:
+        with self._lock:
+            if self._deflated is None:
+                compressor = Deflater()
+                self._deflated = b"".join(piece.deflated(compressor) for piece in self.pieces)
+            return self._deflated
 
 
 @dataclass(slots=True)
@@ -157,21 +175,17 @@ class Rendered:
                 continue
             parts.append(slot.header)
             parts.extend(pieces)
-        plain = b"".join(piece.data for piece in parts)
-        compressor = Deflater()
-        deflated = b"".join(piece.deflated(compressor) for piece in parts)
         if fmt == OPENMETRICS:
-            plain += EOF
-            deflated += Deflater().deflate(EOF)
-        return Tail(plain, zlib.crc32(plain), deflated)
+            parts.append(_EOF_PIECE)
+        return Tail(parts)
 
 
 def body(head: bytes, tail: Tail, *, gzipped: bool) -> bytes:
     """`head` (rendered for this request) then the cached tail; gzip as one member."""
     if not gzipped:
-        return head + tail.plain
-    crc = crc32_combine(zlib.crc32(head), tail.crc, len(tail.plain))
-    size = (len(head) + len(tail.plain)) & 0xFFFFFFFF
+        return b"".join((head, *tail.parts))
+    crc = crc32_combine(zlib.crc32(head), tail.crc, tail.size)
+    size = (len(head) + tail.size) & 0xFFFFFFFF
     return b"".join(
         (
             _GZIP_HEADER,
