@@ -11,6 +11,7 @@ sharing a renderer share its families.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from types import MappingProxyType
@@ -187,6 +188,7 @@ class Exposition:
         self.source_renders: Counter[SourceKey] = Counter()
         self._dirty = False
         self._lock = asyncio.Lock()
+        self._rendering = threading.Lock()
 
     @property
     def ready(self) -> bool:
@@ -198,9 +200,10 @@ class Exposition:
         one-shot mode); only the sources whose inputs changed are rendered."""
         # Taken before rendering: the render holds at least this snapshot's polls, so
         # readiness never claims a poll the served bytes do not show yet.
-        snapshot = self._store.current
-        self._rendered = self._update(snapshot)
-        self.rendered_snapshot = snapshot
+        with self._rendering:  # a direct call may meet a refresh's thread
+            snapshot = self._store.current
+            self._rendered = self._update(snapshot)
+            self.rendered_snapshot = snapshot
 
     async def refresh(self) -> None:
         """Re-render after a snapshot swap; concurrent calls coalesce into one more render."""
