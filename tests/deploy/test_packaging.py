@@ -5,11 +5,18 @@
 |---|---|
 | base: `includeSelectors: false` | test_base_kustomization_labels_the_selectors and both |
 | | test_kustomize_renders_* (kubectl is installed by `make system-deps`) |
+| sharded: `--total-shards=3`, not `$(TOTAL_SHARDS)` (4) | test_each_pod_of_the_sharded_* |
+| | and test_the_sharded_overlay_writes_the_number_of_shards_once |
+| sharded: the `replacements` (replicas -> TOTAL_SHARDS) removed | the same two |
+| sharded: `setHostnameAsFQDN: true` | test_each_pod_of_the_sharded_* |
+| sharded: the Service not headless (`clusterIP: ""`) | test_each_pod_of_the_sharded_* |
+| sharded: config.yml reads `/var/run/secrets/vias-token` | test_the_sharded_*_mounted |
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -19,6 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.settings import load_config
+from exporter.sharding import Sharding, shard_ordinal
 from tests.deploy import stack
 from tests.deploy.stack import COMPOSE_FILE, ROOT
 
@@ -27,6 +36,7 @@ KUBERNETES = ROOT / "deploy" / "kubernetes"
 GENERATOR = KUBERNETES / "generate_prometheusrule.py"
 PROMETHEUSRULE = KUBERNETES / "components" / "prometheus-operator" / "prometheusrule.yaml"
 PORT = 9875
+WORKLOADS = ("Deployment", "StatefulSet")  # the base's, the sharded overlay's
 
 
 # --- docker-compose ----------------------------------------------------------------------
@@ -186,11 +196,12 @@ def check_objects(objects: list[dict[str, Any]], *, selectors: bool = True) -> N
         assert obj.get("apiVersion") and obj.get("kind"), obj
         assert obj["metadata"]["name"], obj
     kinds = _by_kind(objects)
-    deployment, service = kinds["Deployment"], kinds["Service"]
-    template = deployment["spec"]["template"]
+    (workload,) = [kinds[kind] for kind in WORKLOADS if kind in kinds]
+    service = kinds["Service"]
+    template = workload["spec"]["template"]
     if selectors:
         pod_labels = template["metadata"]["labels"].items()
-        selector = deployment["spec"]["selector"]["matchLabels"]
+        selector = workload["spec"]["selector"]["matchLabels"]
         assert selector and selector.items() <= pod_labels
         assert service["spec"]["selector"] and service["spec"]["selector"].items() <= pod_labels
     pod = template["spec"]
@@ -212,8 +223,10 @@ def check_objects(objects: list[dict[str, Any]], *, selectors: bool = True) -> N
     assert container["args"][container["args"].index("--web.listen-address") + 1].endswith(
         f":{PORT}"
     )
-    secret_refs = [ref["secretRef"]["name"] for ref in container["envFrom"]]
-    assert secret_refs == ["vias-exporter"]  # the Secret the docs have you create
+    # the Secret the docs have you create: as environment variables, or as files
+    secret_refs = [ref["secretRef"]["name"] for ref in container.get("envFrom", [])]
+    secret_refs += [v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v]
+    assert secret_refs == ["vias-exporter"]
     if "Secret" in kinds:
         assert kinds["Secret"]["metadata"]["name"] in secret_refs
     if "ServiceMonitor" in kinds:
@@ -267,3 +280,99 @@ def test_prometheusrule_does_not_drift_from_the_rules_file():
     rules = yaml.safe_load(stack.RULES_FILE.read_text(encoding="utf-8"))
     assert rule["kind"] == "PrometheusRule"
     assert rule["spec"]["groups"] == rules["groups"]
+
+
+# --- the sharded overlay ------------------------------------------------------------------
+
+SHARDED = KUBERNETES / "overlays" / "sharded"
+
+
+def _expand(value: str, env: dict[str, str]) -> str:
+    """`$(NAME)` in a container's args, expanded from its env as the kubelet does."""
+    return re.sub(r"\$\((\w+)\)", lambda match: env[match.group(1)], value)
+
+
+def _option(args: list[str], name: str) -> str:
+    """The value of `--name=value` or `--name value`."""
+    for index, arg in enumerate(args):
+        if arg.startswith(f"{name}="):
+            return arg.split("=", 1)[1]
+        if arg == name:
+            return args[index + 1]
+    raise AssertionError(f"no {name} in {args}")
+
+
+def _sharded_args(statefulset: dict[str, Any]) -> list[str]:
+    (container,) = statefulset["spec"]["template"]["spec"]["containers"]
+    env = {var["name"]: var["value"] for var in container.get("env", []) if "value" in var}
+    return [_expand(arg, env) for arg in container["args"]]
+
+
+def test_kustomize_renders_the_sharded_overlay(kubectl):
+    objects = _kustomize(kubectl, SHARDED)
+    kinds = _by_kind(objects)
+    assert set(kinds) == {"StatefulSet", "Service", "ConfigMap", "ServiceMonitor", "PrometheusRule"}
+    assert all(obj["metadata"]["namespace"] == "monitoring" for obj in objects)
+    check_objects(objects)  # selectors: StatefulSet and Service select the pods, the
+    # ServiceMonitor the Service
+
+
+def test_each_pod_of_the_sharded_overlay_is_a_shard_of_replicas(kubectl):
+    """`--shard=auto` reads the ordinal ending the hostname, which in a StatefulSet is the
+    pod's name `<name>-<ordinal>`; `--total-shards` is the replica count; the Service is the
+    StatefulSet's and headless, so that every pod is a scrape target."""
+    kinds = _by_kind(_kustomize(kubectl, SHARDED))
+    statefulset, service = kinds["StatefulSet"], kinds["Service"]
+    spec, pod = statefulset["spec"], statefulset["spec"]["template"]["spec"]
+    args = _sharded_args(statefulset)
+    assert _option(args, "--shard") == "auto"
+    total = int(_option(args, "--total-shards"))
+    assert total == spec["replicas"] > 1
+    # spec.hostname or an FQDN as hostname would hide the ordinal from --shard=auto
+    assert "hostname" not in pod and not pod.get("setHostnameAsFQDN")
+    name = statefulset["metadata"]["name"]
+    shards = [Sharding(shard_ordinal("auto", f"{name}-{n}"), total) for n in range(total)]
+    assert [shard.shard for shard in shards] == list(range(total))
+    assert spec["serviceName"] == service["metadata"]["name"]
+    assert service["spec"]["clusterIP"] == "None"
+
+
+def test_the_sharded_overlay_writes_the_number_of_shards_once(kubectl, tmp_path):
+    """A copy of the overlay with another `replicas` count: --total-shards follows it."""
+    shutil.copytree(KUBERNETES, tmp_path / "kubernetes")
+    copy = tmp_path / "kubernetes" / SHARDED.relative_to(KUBERNETES)
+    kustomization = copy / "kustomization.yaml"
+    text = kustomization.read_text(encoding="utf-8")
+    changed = re.sub(r"(\n    count:) \d+\n", r"\1 7\n", text, count=1)
+    assert changed != text
+    kustomization.write_text(changed, encoding="utf-8")
+    statefulset = _by_kind(_kustomize(kubectl, copy))["StatefulSet"]
+    assert statefulset["spec"]["replicas"] == 7
+    assert _option(_sharded_args(statefulset), "--total-shards") == "7"
+
+
+def test_the_sharded_overlay_config_is_valid_and_mounted(kubectl, tmp_path):
+    """The ConfigMap's config.yml loads (its secret files under the Secret's mount), at the
+    path --config.file names."""
+    kinds = _by_kind(_kustomize(kubectl, SHARDED))
+    statefulset, config_map = kinds["StatefulSet"], kinds["ConfigMap"]
+    pod = statefulset["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    (config_volume,) = [n for n, v in volumes.items() if "configMap" in v]
+    (secret_volume,) = [n for n, v in volumes.items() if "secret" in v]
+    assert volumes[config_volume]["configMap"]["name"] == config_map["metadata"]["name"]
+    (file_name,) = config_map["data"]
+    config_file = f"{mounts[config_volume]}/{file_name}"
+    assert _option(_sharded_args(statefulset), "--config.file") == config_file
+
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    text = config_map["data"][file_name]
+    for name in set(re.findall(rf"{re.escape(mounts[secret_volume])}/([\w.-]+)", text)):
+        (secrets / name).write_text("s3cr3t\n", encoding="utf-8")
+    copy = tmp_path / file_name
+    copy.write_text(text.replace(mounts[secret_volume], str(secrets)), encoding="utf-8")
+    config = load_config(copy)  # fails naming a secret file not under the Secret's mount
+    assert len(config.targets) > 1

@@ -11,7 +11,8 @@ Kubernetes schema covers them, so they are left to test_packaging.py's checks.
 | change (tried, seen red) | failing tests |
 |---|---|
 | compose: the exporter's `restart` spelt `restrat` | test_compose_file_matches_the_compose_spec |
-| deployment.yaml: `readinessProbe.httpGet.paht` | test_kustomize_output_matches_the_* (4) |
+| deployment.yaml: `readinessProbe.httpGet.paht` | test_kustomize_output_matches_the_* (6) |
+| sharded/statefulset.yaml: `servicName` | test_kustomize_output_matches_the_*[*sharded*] (2) |
 """
 
 from __future__ import annotations
@@ -87,10 +88,17 @@ def _errors(objects: list[dict[str, Any]], version: str) -> list[str]:
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-@pytest.mark.parametrize("directory", ["base", "overlays/example"])
-def test_kustomize_output_matches_the_kubernetes_schemas(kubectl, directory, version):
+@pytest.mark.parametrize(
+    ("directory", "workload"),
+    [
+        ("base", "Deployment"),
+        ("overlays/example", "Deployment"),
+        ("overlays/sharded", "StatefulSet"),
+    ],
+)
+def test_kustomize_output_matches_the_kubernetes_schemas(kubectl, directory, workload, version):
     objects = _kustomize(kubectl, KUBERNETES / directory)
-    assert {"Deployment", "Service"} <= {obj["kind"] for obj in objects}
+    assert {workload, "Service"} <= {obj["kind"] for obj in objects}
     assert _errors(objects, version) == []
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -319,3 +320,177 @@ def notified(notifications: list[tuple[str, dict[str, Any]]]) -> dict[str, tuple
             if alert["status"] == "firing":
                 seen[alert["labels"]["alertname"]] = (receiver, alert["labels"])
     return seen
+
+
+# --- Sharded replicas: one simulator with many projects, N exporter processes sharing one
+# config file, one Prometheus discovering them from a file (as it would a headless Service's
+# endpoints) with the shipped rules. -------------------------------------------------------
+
+
+def sharded_config(tmp: Path, endpoint: str, projects: list[str], poll: float) -> Path:
+    """One exporter config listing every project (each replica keeps its shard of them)."""
+    config = {
+        # One token: the projects share one account rate limit, far above the default 20/s
+        # here, where every project polls each `poll` seconds.
+        "global": {"rate_limit_per_second": 1000},
+        "targets": [
+            {
+                "project_id": project,
+                "endpoint": endpoint,
+                "auth_token": TOKEN,
+                "sources": ["tasks"],
+                "poll_interval_seconds": poll,
+            }
+            for project in projects
+        ]
+    }
+    path = tmp / "exporter.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@dataclass
+class ShardedStack:
+    http: ClientSession
+    prometheus: str
+    simulator: str
+    projects: list[str]
+    processes: Processes
+    config: Path
+    targets_file: Path
+    ports: dict[int, int] = field(default_factory=dict)  # shard -> the port its replica serves
+
+    def start_shard(self, shard: int, total: int) -> None:
+        """Start (or start again, on the same port) the replica of `shard` of `total`."""
+        port = self.ports.setdefault(shard, free_port())
+        argv = [
+            str(VENV_BIN / stack.EXPORTER_SCRIPT),
+            *stack.exporter_args(f"127.0.0.1:{port}"),
+            f"--config.file={self.config}",
+            f"--shard={shard}",
+            f"--total-shards={total}",
+        ]
+        self.processes.start(f"shard-{shard}", argv)
+
+    def stop_shard(self, shard: int) -> None:
+        self.processes.stop_one(f"shard-{shard}")
+
+    def instance(self, shard: int) -> str:
+        return f"127.0.0.1:{self.ports[shard]}"
+
+    def discover(self) -> None:
+        """Prometheus' file service discovery: every replica started so far is a target
+        (replaced atomically, as the file is watched)."""
+        targets = [{"targets": [self.instance(shard) for shard in sorted(self.ports)]}]
+        new = self.targets_file.with_suffix(".new")
+        new.write_text(json.dumps(targets), encoding="utf-8")
+        new.replace(self.targets_file)
+
+    async def query(self, promql: str) -> list[dict[str, Any]]:
+        async with self.http.get(f"{self.prometheus}/api/v1/query", params={"query": promql}) as r:
+            body = await r.json()
+        assert body["status"] == "success", f"{promql}: {body}"
+        return body["data"]["result"]
+
+    async def exported_by(self) -> dict[str, set[str]]:
+        """project -> the instances (replicas) whose vias_up{source="tasks"} Prometheus has
+        now (series of a replica that is down are stale, so absent)."""
+        self.processes.check_alive()
+        exported: dict[str, set[str]] = {}
+        for series in await self.query('vias_up{source="tasks"}'):
+            labels = series["metric"]
+            exported.setdefault(labels["project_id"], set()).add(labels["instance"])
+        return exported
+
+    async def shard_of_instance(self) -> dict[str, tuple[int, int]]:
+        """instance -> (shard, total) as the replicas export them."""
+        ordinals = await self.query("vias_exporter_shard_ordinal")
+        totals = {
+            s["metric"]["instance"]: int(s["value"][1])
+            for s in await self.query("vias_exporter_total_shards")
+        }
+        return {
+            s["metric"]["instance"]: (int(s["value"][1]), totals[s["metric"]["instance"]])
+            for s in ordinals
+            if s["metric"]["instance"] in totals
+        }
+
+    async def truth(self) -> dict[str, int]:
+        """project -> number of jobs, from the simulator itself."""
+        counts = {}
+        for project in self.projects:
+            async with self.http.get(f"{self.simulator}/_sim/truth/{project}") as response:
+                assert response.status == 200, await response.text()
+                counts[project] = len((await response.json())["tasks"])
+        return counts
+
+
+@contextlib.asynccontextmanager
+async def running_shards(
+    tmp: Path, projects: list[str], total: int, tasks: int = 3, poll: float = 2
+) -> AsyncIterator[ShardedStack]:
+    """The simulator serving `projects` (`tasks` jobs each, no batch or face-edge tasks,
+    nothing changing), `total` exporter replicas `--shard i --total-shards total` polling
+    their share every `poll` seconds, and Prometheus scraping them every second."""
+    sim, prom = free_port(), free_port()
+    processes = Processes(tmp)
+    try:
+        simulator_args = stack.simulator_args(
+            f"127.0.0.1:{sim}", "healthy", 0, ",".join(projects), TOKEN, tasks=tasks
+        )
+        processes.start(
+            "simulator",
+            [
+                sys.executable,
+                "-m",
+                stack.SIMULATOR_MODULE,
+                *simulator_args,
+                "--batch-tasks=0",
+                "--face-edge-tasks=0",
+            ],
+        )
+        targets_file = tmp / "exporters.json"
+        config = {
+            "global": {
+                "scrape_interval": "1s",
+                "scrape_timeout": "1s",
+                "evaluation_interval": "1s",
+            },
+            "rule_files": [str(shortened_rules(tmp))],
+            "scrape_configs": [
+                {
+                    "job_name": stack.SCRAPE_JOB,
+                    "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "1s"}],
+                }
+            ],
+        }
+        prom_config = tmp / "prometheus.yml"
+        prom_config.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        (tmp / "prom-data").mkdir()
+        async with ClientSession(timeout=ClientTimeout(total=5)) as http:
+            shards = ShardedStack(
+                http,
+                f"http://127.0.0.1:{prom}",
+                f"http://127.0.0.1:{sim}",
+                projects,
+                processes,
+                sharded_config(tmp, f"http://127.0.0.1:{sim}", projects, poll),
+                targets_file,
+            )
+            for shard in range(total):
+                shards.start_shard(shard, total)
+            shards.discover()
+            assert PROMETHEUS is not None
+            processes.start(
+                "prometheus",
+                [
+                    PROMETHEUS,
+                    *stack.prometheus_args(str(prom_config), "prom-data", f"127.0.0.1:{prom}"),
+                ],
+            )
+            yield shards
+    except BaseException:
+        processes.dump_logs()
+        raise
+    finally:
+        processes.stop()
