@@ -19,6 +19,7 @@ from exporter import __version__
 from exporter.discovery import describe_discovery
 from exporter.lists import DISTINCT_LISTS
 from exporter.logs import LEVELS, configure_logging
+from exporter.metric_filter import MetricFilter, MetricFilterError
 from exporter.reload import Reloader
 from exporter.service import Exporter, freeze_startup_heap
 from exporter.settings import Config, ConfigError, TargetConfig, load_config
@@ -63,6 +64,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         dest="enable_lifecycle",
         action="store_true",
         help="serve POST /-/reload, which re-reads the configuration (SIGHUP always does)",
+    )
+    lists = parser.add_mutually_exclusive_group()
+    lists.add_argument(
+        "--metric-allowlist",
+        help="comma-separated regular expressions: export only the metric families whose "
+        "name one matches whole (self-metrics included)",
+    )
+    lists.add_argument(
+        "--metric-denylist",
+        help="comma-separated regular expressions: drop the metric families whose name one "
+        "matches whole",
     )
     parser.add_argument(
         "--shard",
@@ -126,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = None if args.demo else load_config(args.config_file)
         web_config = load_web_config(args.web_config_file) if args.web_config_file else None
         sharding = _sharding(args.shard, args.total_shards)
+        metric_filter = _metric_filter(args.metric_allowlist, args.metric_denylist)
     except ConfigError as error:
         print(f"vias-exporter: configuration error:\n{error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
@@ -136,8 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.once:
             assert config is not None
-            return asyncio.run(_once(config, sharding))
-        asyncio.run(_serve(args, config, listen, web_config, sharding))
+            return asyncio.run(_once(config, sharding, metric_filter))
+        asyncio.run(_serve(args, config, listen, web_config, sharding, metric_filter))
     except OSError as error:  # the listen address is taken or not ours
         print(f"vias-exporter: cannot serve on {args.listen_address}: {error}", file=sys.stderr)
         return 1
@@ -152,6 +165,13 @@ def _sharding(shard: str, total: int) -> Sharding:
         return Sharding(shard_ordinal(shard, socket.gethostname()), total)
     except ValueError as error:
         raise ConfigError(f"--shard/--total-shards: {error}") from None
+
+
+def _metric_filter(allowlist: str | None, denylist: str | None) -> MetricFilter:
+    try:
+        return MetricFilter.parse(allowlist, denylist)
+    except MetricFilterError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _describe_config(config: Config, sharding: Sharding) -> str:
@@ -174,8 +194,8 @@ def _describe_config(config: Config, sharding: Sharding) -> str:
     return "\n".join(lines)
 
 
-async def _once(config: Config, sharding: Sharding) -> int:
-    async with Exporter(config, sharding=sharding) as exporter:
+async def _once(config: Config, sharding: Sharding, metric_filter: MetricFilter) -> int:
+    async with Exporter(config, sharding=sharding, metric_filter=metric_filter) as exporter:
         freeze_startup_heap()
         discovered = await exporter.discover()  # with discovery: the account's projects too
         await exporter.poll_all_once()  # each poll re-renders the exposition before returning
@@ -214,6 +234,7 @@ async def _serve(
     listen: tuple[str | None, int],
     web_config: WebConfig | None,
     sharding: Sharding,
+    metric_filter: MetricFilter,
 ) -> None:
     path = args.telemetry_path
     async with contextlib.AsyncExitStack() as stack:
@@ -223,7 +244,9 @@ async def _serve(
             reload_from: Callable[[], Config] = lambda: demo_config  # noqa: E731
         else:  # the file again, or the VIAS_* variables again
             reload_from = functools.partial(load_config, args.config_file)
-        exporter = await stack.enter_async_context(Exporter(config, sharding=sharding))
+        exporter = await stack.enter_async_context(
+            Exporter(config, sharding=sharding, metric_filter=metric_filter)
+        )
         reloader = Reloader(exporter, reload_from)
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.on_signal)
         app = create_app(

@@ -1,66 +1,95 @@
 """Renders the snapshot and the exporter's own metrics into an exposition.
 
-Rendering happens when a poll swaps in a new snapshot (in a worker thread, so the event
-loop keeps serving); scrapes only pick up the cached bytes. Each list's families come from
-its descriptor; lists sharing a renderer share its families.
+The snapshot's part is kept as pre-rendered lines per source and family
+(`exposition_cache`): after a poll only the sources whose inputs changed are rendered
+again (in a worker thread, so the event loop keeps serving), and a scrape joins cached
+bytes. The self-metrics change with every request and poll; they are rendered once per
+body asked for, never after a poll. Each list's families come from its descriptor; lists
+sharing a renderer share its families.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gzip
-from collections.abc import Iterable, Iterator
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from prometheus_client import generate_latest as render_text
+from prometheus_client import generate_latest as generate_text
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.openmetrics.exposition import generate_latest as render_openmetrics
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
 
+from exporter.exposition_cache import (
+    FORMATS,
+    OPENMETRICS,
+    TEXT,
+    Piece,
+    Rendered,
+    Slot,
+    SourceLines,
+    body,
+    render,
+    split_families,
+)
 from exporter.lists import REGISTRY
-from exporter.lists.base import ListView, Renderer, ServiceAlgorithm
-from exporter.snapshot import Snapshot, SnapshotStore
+from exporter.lists.base import AlgorithmDirectory, ListView, ProblemTask, Renderer
+from exporter.metric_filter import MetricFilter
+from exporter.snapshot import Snapshot, SnapshotStore, SourceKey, SourceState
 from exporter.telemetry import Telemetry
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+_NO_ALGORITHMS: AlgorithmDirectory = MappingProxyType({})
+
+
+def _renderers() -> list[Renderer[Any]]:
+    """Each list renderer once, in registry order (lists may share one)."""
+    return list(dict.fromkeys(vias_list.render for vias_list in REGISTRY.values()))
+
+
+def _directory(states: Iterable[SourceState[Any]]) -> AlgorithmDirectory:
+    """A project's algorithm services from the lists that give them (`ViasList.algorithms`),
+    from their last good data even while stale: a service's vendor and name outlive an
+    outage of its list, and job series should not change labels twice per outage."""
+    merged: dict[str, Any] = {}
+    for state in states:
+        directory = REGISTRY[state.source].algorithms
+        if directory is not None and state.data is not None:
+            merged.update(directory(state.data))
+    return MappingProxyType(merged)
+
+
+def _view(
+    state: SourceState[Any], shown: Sequence[ProblemTask], algorithms: AlgorithmDirectory
+) -> ListView[Any]:
+    return ListView(state.project_id, state.source, state.data, state.fresh, shown, algorithms)
 
 
 def snapshot_families(snapshot: Snapshot) -> Iterator[Metric]:
-    """The metric families of one snapshot: source health, then each renderer's families
-    over every polled source of its lists, in registry order.
-
-    Each view carries its project's algorithm services, from any list that gives them
-    (`ViasList.algorithms`), from its last good data even while stale: a service's vendor
-    and name outlive an outage of its list, and job series should not change labels twice
-    per outage."""
-    yield from _health(snapshot)
-    algorithms: dict[str, dict[str, ServiceAlgorithm]] = {}
+    """The metric families of one snapshot in one go: source health, then each renderer's
+    families over every polled source of its lists, in registry order. What the cached
+    exposition must equal (the reference in tests and the bench's baseline)."""
+    yield from health_families(snapshot.sources.values())
+    by_project: dict[str, list[SourceState[Any]]] = {}
     for state in snapshot.sources.values():
-        directory = REGISTRY[state.source].algorithms
-        if directory is not None and state.data is not None:
-            algorithms.setdefault(state.project_id, {}).update(directory(state.data))
-    views: dict[Renderer[Any], list[ListView[Any]]] = {
-        vias_list.render: [] for vias_list in REGISTRY.values()
-    }
+        by_project.setdefault(state.project_id, []).append(state)
+    directories = {project: _directory(states) for project, states in by_project.items()}
+    views: dict[Renderer[Any], list[ListView[Any]]] = {render: [] for render in _renderers()}
     for state in snapshot.sources.values():
         if state.data is not None:
+            shown = snapshot.shown_problems.get(state.key, ())
             views[REGISTRY[state.source].render].append(
-                ListView(
-                    state.project_id,
-                    state.source,
-                    state.data,
-                    state.fresh,
-                    snapshot.shown_problems.get(state.key, ()),
-                    algorithms.get(state.project_id, {}),
-                )
+                _view(state, shown, directories[state.project_id])
             )
-    for render, rendered_views in views.items():
-        yield from render(rendered_views)
+    for render_views, rendered_views in views.items():
+        yield from render_views(rendered_views)
 
 
-def _health(snapshot: Snapshot) -> Iterator[Metric]:
+def health_families(states: Iterable[SourceState[Any]]) -> Iterator[Metric]:
     keys = ["project_id", "source"]
     up = GaugeMetricFamily("vias_up", "1 when the last poll of this source succeeded.", labels=keys)
     last = GaugeMetricFamily(
@@ -73,7 +102,7 @@ def _health(snapshot: Snapshot) -> Iterator[Metric]:
         "Unique items listed by the last successful poll.",
         labels=keys,
     )
-    for state in snapshot.sources.values():
+    for state in states:
         if not state.polled:
             continue
         labels = [state.project_id, state.source]
@@ -83,6 +112,13 @@ def _health(snapshot: Snapshot) -> Iterator[Metric]:
         if state.data is not None and state.fresh:
             items.add_metric(labels, state.data.item_count)
     yield from (up, last, items)
+
+
+def _created_family(counter: Metric) -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        f"{counter.name}_created",
+        f"Unix time each series of {counter.name}_total was first counted.",
+    )
 
 
 def _created_apart(families: Iterable[Metric]) -> Iterator[Metric]:
@@ -95,44 +131,64 @@ def _created_apart(families: Iterable[Metric]) -> Iterator[Metric]:
             continue
         family.samples = [s for s in family.samples if not s.name.endswith("_created")]
         yield family
-        gauge = GaugeMetricFamily(
-            f"{family.name}_created",
-            f"Unix time each series of {family.name}_total was first counted.",
-        )
+        gauge = _created_family(family)
         gauge.samples = created
         yield gauge
 
 
-class _Exported(Collector):
-    """The self-metrics (without their `_created` series: they would double the
-    exposition, and nothing reads them) and the current snapshot's families."""
+def _without_created(families: Iterable[Metric]) -> Iterator[Metric]:
+    """The self-metrics without their `_created` series: they would double the
+    exposition, and nothing reads them."""
+    for family in families:
+        family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+        yield family
 
-    def __init__(self, telemetry: Telemetry, store: SnapshotStore) -> None:
+
+class _Exported(Collector):
+    """The whole exposition through prometheus-client in one go, uncached: the reference
+    the cached exposition is checked against, and the bench's baseline."""
+
+    def __init__(self, telemetry: Telemetry, store: SnapshotStore, allowed: MetricFilter) -> None:
         self._telemetry = telemetry
         self._store = store
+        self._allowed = allowed
         self.text_format = True  # which format the render in progress writes
 
     def collect(self) -> Iterator[Metric]:
-        for family in self._telemetry.registry.collect():
-            family.samples = [s for s in family.samples if not s.name.endswith("_created")]
-            yield family
-        families = snapshot_families(self._store.current)
+        yield from _without_created(
+            filter(self._allowed.allows, self._telemetry.registry.collect())
+        )
+        families = filter(self._allowed.allows, snapshot_families(self._store.current))
         yield from _created_apart(families) if self.text_format else families
 
 
 class Exposition:
-    """The rendered exposition of the latest snapshot, in both formats, gzip on demand.
-    Its owner renders it once its sources are registered (`Exporter.__aenter__`)."""
+    """The exposition of the latest snapshot, in both formats, gzip on demand. Its owner
+    renders it once its sources are registered (`Exporter.__aenter__`)."""
 
-    def __init__(self, store: SnapshotStore, telemetry: Telemetry) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
-        self._exported = _Exported(telemetry, store)
-        self.registry.register(self._exported)
+    def __init__(
+        self,
+        store: SnapshotStore,
+        telemetry: Telemetry,
+        *,
+        metric_filter: MetricFilter | None = None,
+    ) -> None:
+        self._allowed = metric_filter or MetricFilter()
+        self._telemetry = telemetry
         self._store = store
-        self._rendered: dict[tuple[bool, bool], bytes] = {}
+        self.registry = CollectorRegistry(auto_describe=False)
+        self._reference = _Exported(telemetry, store, self._allowed)
+        self.registry.register(self._reference)
+        self._layout = self._template()
+        self._lines: dict[SourceKey, SourceLines] = {}
+        self._directories: dict[str, tuple[tuple[Any, ...], AlgorithmDirectory]] = {}
+        self._rendered = Rendered(self._layout, ())
         self.rendered_snapshot = store.current
+        # Renders of each source's lines since it appeared: what a poll costs.
+        self.source_renders: Counter[SourceKey] = Counter()
         self._dirty = False
         self._lock = asyncio.Lock()
+        self._rendering = threading.Lock()
 
     @property
     def ready(self) -> bool:
@@ -140,16 +196,14 @@ class Exposition:
         return all(state.polled for state in self.rendered_snapshot.sources.values())
 
     def render(self) -> None:
-        """Render synchronously (start-up, one-shot mode)."""
+        """Bring the cached lines up to the current snapshot, synchronously (start-up,
+        one-shot mode); only the sources whose inputs changed are rendered."""
         # Taken before rendering: the render holds at least this snapshot's polls, so
         # readiness never claims a poll the served bytes do not show yet.
-        snapshot = self._store.current
-        self._exported.text_format = True
-        text = render_text(self.registry)
-        self._exported.text_format = False
-        openmetrics = render_openmetrics(self.registry)  # type: ignore[no-untyped-call]
-        self._rendered = {(False, False): text, (True, False): openmetrics}
-        self.rendered_snapshot = snapshot
+        with self._rendering:  # a direct call may meet a refresh's thread
+            snapshot = self._store.current
+            self._rendered = self._update(snapshot)
+            self.rendered_snapshot = snapshot
 
     async def refresh(self) -> None:
         """Re-render after a snapshot swap; concurrent calls coalesce into one more render."""
@@ -162,10 +216,114 @@ class Exposition:
                 await asyncio.to_thread(self.render)
 
     def body(self, *, openmetrics: bool, gzipped: bool) -> bytes:
-        rendered = self._rendered  # one snapshot's renders, even if a refresh swaps the dict
-        key = (openmetrics, gzipped)
-        body = rendered.get(key)
-        if body is None:
-            body = gzip.compress(rendered[(openmetrics, False)], compresslevel=6)
-            rendered[key] = body
-        return body
+        """The self-metrics rendered now, then the snapshot's cached lines."""
+        fmt = OPENMETRICS if openmetrics else TEXT
+        rendered = self._rendered  # one snapshot's lines, even if a refresh swaps them
+        own = _without_created(filter(self._allowed.allows, self._telemetry.registry.collect()))
+        return body(render(own, fmt), rendered.tail(fmt), gzipped=gzipped)
+
+    def render_uncached(self, *, openmetrics: bool) -> bytes:
+        """The current snapshot and self-metrics through prometheus-client in one go, as
+        the exposition was made before it was cached: what `body` must equal."""
+        self._reference.text_format = not openmetrics
+        if openmetrics:
+            rendered: bytes = generate_openmetrics(self.registry)  # type: ignore[no-untyped-call]
+            return rendered
+        return generate_text(self.registry)
+
+    async def serve(self, *, openmetrics: bool, gzipped: bool) -> bytes:
+        """`body` in a worker thread: a scrape does not hold up the event loop."""
+        return await asyncio.to_thread(self.body, openmetrics=openmetrics, gzipped=gzipped)
+
+    def _template(self) -> tuple[list[Slot], list[Slot]]:
+        """Every family's header in exposition order; a text-format counter's `_created`
+        gauge right after it, written when some source has such samples."""
+        layout: tuple[list[Slot], list[Slot]] = ([], [])
+        empty: list[Metric] = [*health_families(())]
+        for render_views in _renderers():
+            empty.extend(render_views([]))
+        for family in filter(self._allowed.allows, empty):
+            for fmt in FORMATS:
+                for text in split_families(render([family], fmt)):
+                    layout[fmt].append(Slot(text.name, Piece(text.header)))
+            if family.type == "counter":
+                for text in split_families(render([_created_family(family)], TEXT)):
+                    layout[TEXT].append(Slot(text.name, Piece(text.header), optional=True))
+        return layout
+
+    def _update(self, snapshot: Snapshot) -> Rendered:
+        directories = self._project_directories(snapshot)
+        lines: dict[SourceKey, SourceLines] = {}
+        for key, state in snapshot.sources.items():
+            shown = snapshot.shown_problems.get(key, ())
+            algorithms = directories.get(state.project_id, _NO_ALGORITHMS)
+            known = self._lines.get(key)
+            if known is None or not _same_inputs(known.inputs, (state, shown, algorithms)):
+                known = self._render_source(state, shown, algorithms)
+                self.source_renders[key] += 1
+            lines[key] = known
+        for gone in self._lines.keys() - lines.keys():
+            del self.source_renders[gone]
+        self._lines = lines
+        return Rendered(self._layout, tuple(lines.values()))
+
+    def _project_directories(self, snapshot: Snapshot) -> dict[str, AlgorithmDirectory]:
+        """Each project's algorithm directory, made again only when the data of a list
+        giving one changed (a failed poll keeps its data object)."""
+        giving: dict[str, list[SourceState[Any]]] = {}
+        for state in snapshot.sources.values():
+            if REGISTRY[state.source].algorithms is not None and state.data is not None:
+                giving.setdefault(state.project_id, []).append(state)
+        directories: dict[str, tuple[tuple[Any, ...], AlgorithmDirectory]] = {}
+        for project, states in giving.items():
+            data = tuple(state.data for state in states)
+            known = self._directories.get(project)
+            if known is not None and _same_objects(known[0], data):
+                directories[project] = known
+            else:
+                directories[project] = (data, _directory(states))
+        self._directories = directories
+        return {project: directory for project, (_, directory) in directories.items()}
+
+    def _render_source(
+        self,
+        state: SourceState[Any],
+        shown: Sequence[ProblemTask],
+        algorithms: AlgorithmDirectory,
+    ) -> SourceLines:
+        families = [*health_families([state])]
+        if state.data is not None:
+            families.extend(REGISTRY[state.source].render([_view(state, shown, algorithms)]))
+        families = [family for family in families if self._allowed.allows(family)]
+        openmetrics = render(families, OPENMETRICS)
+        text = render(_created_apart(families), TEXT)  # after: it moves `_created` samples
+        pieces: tuple[dict[str, Piece], dict[str, Piece]] = ({}, {})
+        for fmt, rendered in ((TEXT, text), (OPENMETRICS, openmetrics)):
+            previous = ""
+            for family in split_families(rendered):
+                if family.lines:
+                    pieces[fmt][family.name] = Piece(family.lines)
+                self._ensure_slot(fmt, family.name, family.header, after=previous)
+                previous = family.name
+        return SourceLines((state, shown, algorithms), pieces)
+
+    def _ensure_slot(self, fmt: int, name: str, header: bytes, *, after: str) -> None:
+        """A family the renderers did not write when given no sources: placed after the
+        family before it, written when some source has lines for it."""
+        slots = self._layout[fmt]
+        names = [slot.name for slot in slots]
+        if name in names:
+            return
+        at = names.index(after) + 1 if after in names else len(slots)
+        layout = list(self._layout)
+        layout[fmt] = [*slots[:at], Slot(name, Piece(header), optional=True), *slots[at:]]
+        self._layout = (layout[0], layout[1])
+
+
+def _same_inputs(known: tuple[object, ...], now: tuple[object, ...]) -> bool:
+    """The same state object, equal shown problems and algorithm directory."""
+    return known[0] is now[0] and known[1] == now[1] and (known[2] is now[2] or known[2] == now[2])
+
+
+def _same_objects(known: tuple[object, ...], now: tuple[object, ...]) -> bool:
+    return len(known) == len(now) and all(a is b for a, b in zip(known, now, strict=True))

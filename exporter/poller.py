@@ -133,7 +133,12 @@ class SourcePoller(Generic[ItemT, DataT]):
     async def _collect(self) -> DataT:
         settings = self.transport.settings
         previous = self._state.data
-        context = PollContext(previous, settings.problem_tasks_limit, self._clock())
+        context = PollContext(
+            previous,
+            settings.problem_tasks_limit,
+            self._clock(),
+            batch_task_series_limit=settings.batch_task_series_limit,
+        )
         aggregator = self.vias_list.aggregator(context)
         async for items in pages(self.transport, self.vias_list):
             aggregator.add(items)

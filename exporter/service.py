@@ -24,6 +24,7 @@ from exporter.auth import AkSkAuth, Auth, CoolDown, IamPasswordAuth, TokenAuth
 from exporter.collector import Exposition
 from exporter.discovery import Discovery
 from exporter.lists import REGISTRY
+from exporter.metric_filter import MetricFilter
 from exporter.poller import SourcePoller
 from exporter.settings import Config, GlobalConfig, TargetConfig
 from exporter.sharding import Sharding
@@ -111,6 +112,7 @@ class Exporter:
         config: Config,
         clock: Callable[[], float] = time.time,
         sharding: Sharding | None = None,
+        metric_filter: MetricFilter | None = None,
     ) -> None:
         self.config = config
         self.sharding = sharding or Sharding()
@@ -119,7 +121,7 @@ class Exporter:
         self.telemetry.shard_ordinal.set(self.sharding.shard)
         self.telemetry.total_shards.set(self.sharding.total)
         self.store = SnapshotStore(config.global_.problem_tasks_limit)
-        self.exposition = Exposition(self.store, self.telemetry)
+        self.exposition = Exposition(self.store, self.telemetry, metric_filter=metric_filter)
         self._accounts = Accounts(config.global_)
         self._tls = _ssl_context(config.global_)  # one for all targets: a CA file is read once
         self._targets: dict[TargetKey, _RunningTarget] = {}

@@ -176,6 +176,9 @@ class GlobalConfig(BaseModel):
 
     max_age_intervals: float = Field(default=3.0, gt=0)
     problem_tasks_limit: int = Field(default=200, ge=0)
+    # Batch tasks per project with series of their own (vias_batch_task_tasks, _info), the
+    # most urgent kept: a safety net against an account with thousands, not hit by most.
+    batch_task_series_limit: int = Field(default=1000, ge=0)
     request_timeout_seconds: float = Field(default=15.0, gt=0)
     max_retries: int = Field(default=3, ge=0, le=10)
     backoff_initial_seconds: float = Field(default=0.5, gt=0)

@@ -57,7 +57,7 @@ async def metrics(request: web.Request) -> web.Response:
     openmetrics = _wants_openmetrics(request.headers.get("Accept", ""))
     gzipped = _wants_gzip(request.headers.get("Accept-Encoding", ""))
     response = web.Response(
-        body=exporter.exposition.body(openmetrics=openmetrics, gzipped=gzipped),
+        body=await exporter.exposition.serve(openmetrics=openmetrics, gzipped=gzipped),
         headers={
             "Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE,
             # Caches keep one answer per format and encoding.

@@ -139,6 +139,8 @@ class PollContext(Generic[DataT]):
     previous: DataT | None  # the last good data of this source, kept through outages
     problem_tasks_limit: int
     now: float  # Unix time of this poll
+    # Batch tasks with series of their own per project (GlobalConfig); None: no cap.
+    batch_task_series_limit: int | None = None
 
 
 class Aggregator(Protocol[ItemT_contra, DataT_co]):

@@ -3,19 +3,26 @@ jobs reported as counts per state. `count` is the total; pages of at most 200.
 
 A batch task is one object with a few series, so its series stay while the source is down
 (their state is unknown, not recovered), like the named problem jobs of the job lists.
+
+The cardinality budget: a batch task exports the states it has jobs in, and the problem
+states always (0 when none, so that alerts on them keep a series); at most
+`batch_task_series_limit` batch tasks per project have series, the most urgent first (jobs
+in a problem state, the most urgent state first, then the most such jobs), the rest
+counted in `vias_batch_task_series_dropped_total`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pydantic import Field
 
 from exporter.lists.base import (
+    PROBLEM_ORDER,
     ListView,
     NoProblemJobs,
     Paging,
@@ -23,7 +30,7 @@ from exporter.lists.base import (
     ViasList,
     documented_then_seen,
 )
-from exporter.lists.jobs import TASK_STATES
+from exporter.lists.jobs import PROBLEM_STATES, TASK_STATES
 from exporter.models import ApiModel, Deployment, Items, OptionalText, Page, StateCounts, Text
 
 # Batch tasks know one more state than jobs: pending after the service was redeployed.
@@ -63,10 +70,33 @@ class BatchTaskSummary:
 @dataclass(frozen=True, slots=True)
 class BatchData(NoProblemJobs):
     batch_tasks: tuple[BatchTaskSummary, ...]
+    # Those with series of their own (within the cap), in listing order.
+    exported: tuple[BatchTaskSummary, ...]
+    series_dropped_total: int = 0  # left out by the cap, summed over this source's polls
 
     @property
     def item_count(self) -> int:
         return len(self.batch_tasks)
+
+
+def _urgency(batch: BatchTaskSummary) -> tuple[int, int, str, str]:
+    """The order in which the cap keeps batch tasks: those with jobs in a problem state
+    first, the most urgent state first, then the most such jobs; then by id and name."""
+    problems = [state for state in PROBLEM_ORDER if batch.state_counts.get(state, 0) > 0]
+    rank = PROBLEM_ORDER.index(problems[0]) if problems else len(PROBLEM_ORDER)
+    jobs = sum(batch.state_counts[state] for state in problems)
+    return (rank, -jobs, batch.batch_task_id, batch.name)
+
+
+def within_budget(
+    batch_tasks: Iterable[BatchTaskSummary], limit: int | None
+) -> tuple[BatchTaskSummary, ...]:
+    """The `limit` most urgent batch tasks, in their listing order."""
+    listed = tuple(batch_tasks)
+    if limit is None or len(listed) <= limit:
+        return listed
+    kept = {id(batch) for batch in sorted(listed, key=_urgency)[:limit]}
+    return tuple(batch for batch in listed if id(batch) in kept)
 
 
 class BatchAggregator:
@@ -74,6 +104,7 @@ class BatchAggregator:
     batch tasks without an id but with the same name are one series, summed."""
 
     def __init__(self, context: PollContext[BatchData]) -> None:
+        self._context = context
         self._seen_ids: set[str] = set()
         self._counts: dict[tuple[str, str], Counter[str]] = {}
         self._first: dict[tuple[str, str], BatchTask] = {}
@@ -89,19 +120,25 @@ class BatchAggregator:
             self._counts.setdefault(key, Counter()).update(batch.state_counts)
 
     async def finish(self) -> BatchData:
-        return BatchData(
-            tuple(
-                BatchTaskSummary(
-                    batch_task_id=key[0],
-                    name=first.name,
-                    vendor=first.vendor,
-                    algorithm=first.algorithm,
-                    deployment=first.deployment,
-                    video_group=first.video_group,
-                    state_counts=MappingProxyType(dict(self._counts[key])),
-                )
-                for key, first in self._first.items()
+        batch_tasks = tuple(
+            BatchTaskSummary(
+                batch_task_id=key[0],
+                name=first.name,
+                vendor=first.vendor,
+                algorithm=first.algorithm,
+                deployment=first.deployment,
+                video_group=first.video_group,
+                state_counts=MappingProxyType(dict(self._counts[key])),
             )
+            for key, first in self._first.items()
+        )
+        exported = within_budget(batch_tasks, self._context.batch_task_series_limit)
+        previous = self._context.previous
+        dropped = len(batch_tasks) - len(exported)
+        return BatchData(
+            batch_tasks,
+            exported,
+            dropped + (previous.series_dropped_total if previous is not None else 0),
         )
 
 
@@ -115,15 +152,25 @@ def render_batch_tasks(views: Sequence[ListView[BatchData]]) -> Iterator[Metric]
         "1 per batch task; labels for joins.",
         labels=[*keys, "vendor", "algorithm", "deployment", "video_group"],
     )
+    dropped = CounterMetricFamily(
+        "vias_batch_task_series_dropped",
+        "Batch tasks left without series by the per-project cap (batch_task_series_limit), "
+        "added at every poll.",
+        labels=["project_id"],
+    )
     for view in views:
-        for batch in view.data.batch_tasks:
+        for batch in view.data.exported:
             ids = [view.project_id, batch.batch_task_id, batch.name]
             info.add_metric(
                 [*ids, batch.vendor, batch.algorithm, batch.deployment, batch.video_group], 1.0
             )
-            for batch_state in documented_then_seen(BATCH_TASK_STATES, batch.state_counts):
-                tasks.add_metric([*ids, batch_state], batch.state_counts.get(batch_state, 0))
-    yield from (tasks, info)
+            counts = batch.state_counts
+            for batch_state in documented_then_seen(BATCH_TASK_STATES, counts):
+                count = counts.get(batch_state, 0)
+                if count or batch_state in PROBLEM_STATES:
+                    tasks.add_metric([*ids, batch_state], count)
+        dropped.add_metric([view.project_id], view.data.series_dropped_total)
+    yield from (tasks, info, dropped)
 
 
 BATCH_TASKS = ViasList[BatchTask, BatchData](

@@ -1,0 +1,265 @@
+"""The cached exposition (exporter/collector.py, exporter/exposition_cache.py): per source and
+family pre-rendered lines, re-rendered only for the sources whose inputs changed, equal byte
+for byte to a render of the whole snapshot through prometheus-client, in both formats and
+gzipped; the self-metrics rendered per body, never after a poll. Real polls of the
+simulator over HTTP, the real web app scraped over loopback.
+
+| change to the code (tried, seen red) | failing test |
+|---|---|
+| `_same_inputs` always true | ..._equals_a_whole_render..., ..._only_its_own_source |
+| `_same_inputs` always false (all rendered after each poll) | ..._only_its_own_source |
+| `_same_inputs` ignores the shown problem jobs | ..._moves_the_cap_renders_the_sibling |
+| `_same_inputs` ignores the algorithm directory | ..._new_algorithm_service_... |
+| `_project_directories` keyed by project only | ..._new_algorithm_service_... |
+| `_update` keeps sources gone from the snapshot | test_a_removed_project_... |
+| `render()` collects the self-metrics too | test_self_metrics_are_rendered_per_body... |
+| `body` reuses an earlier self-metrics render | test_self_metrics_are_rendered_per_body... |
+| text `_created` slots not optional (empty headers) | ..._equals_a_whole_render... |
+| OpenMetrics tail without `# EOF` | ..._equals_a_whole_render..., test_both_formats_parse... |
+| gzip CRC of the tail alone | test_gzip_bodies..., test_both_formats_parse... |
+| `Deflater` flushes with Z_SYNC_FLUSH | test_gzip_bodies_... |
+| `crc32_combine` with `k = 0` (bits, not bytes) | test_crc32_combine_matches_zlib |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import random
+import zlib
+from collections import Counter
+from typing import Any
+
+import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics,
+)
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+from exporter.collector import Exposition
+from exporter.exposition_cache import crc32_combine
+from exporter.lists import REGISTRY
+from exporter.lists.jobs import PROBLEM_STATES
+from exporter.service import Exporter
+from exporter.simulator import Fault
+from exporter.snapshot import SourceKey
+from tests.support import RunningExporter, make_config, target
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+
+
+def assert_equals_whole_render(exposition: Exposition) -> None:
+    for openmetrics in (False, True):
+        cached = exposition.body(openmetrics=openmetrics, gzipped=False)
+        assert cached == exposition.render_uncached(openmetrics=openmetrics)
+
+
+def grown(renders: Counter[SourceKey], before: dict[SourceKey, int]) -> Counter[SourceKey]:
+    """The renders of each source since `before`."""
+    return Counter(renders) - Counter(before)
+
+
+def poller(exporter: Exporter, project_id: str, source: str) -> Any:
+    return next(p for p in exporter.pollers if p.project_id == project_id and p.source == source)
+
+
+async def test_cached_body_equals_a_whole_render_in_both_formats(simulator) -> None:
+    """Every list of two projects, through polls that change jobs (transitions and their
+    `_created`, problem jobs appearing and leaving), a failed poll and a removal."""
+    config = make_config(
+        [
+            target(simulator.url, "p1", sources=list(REGISTRY)),
+            target(simulator.url, "p2", sources=["tasks", "batch_tasks", "face_edge_tasks"]),
+        ],
+        problem_tasks_limit=5,
+        max_retries=0,
+    )
+    async with Exporter(config) as exporter:
+        assert_equals_whole_render(exporter.exposition)
+        await exporter.poll_all_once()
+        assert_equals_whole_render(exporter.exposition)
+        simulator.sim.faults.add(Fault("server_error_json", match="/p2/batch-tasks", times=1))
+        down = b'vias_up{project_id="p2",source="batch_tasks"} 0.0'
+        for step in range(3):
+            simulator.world.step()
+            await exporter.poll_all_once()
+            assert_equals_whole_render(exporter.exposition)
+            assert (down in exporter.exposition.body(openmetrics=False, gzipped=False)) == (
+                step == 0
+            )
+        text = exporter.exposition.body(openmetrics=False, gzipped=False)
+        assert b"vias_task_state_transitions_created{" in text  # the steps changed jobs
+        simulator.sim.resources.project("p1").services.clear()
+        await poller(exporter, "p1", "algorithm_services").poll_once()
+        assert_equals_whole_render(exporter.exposition)
+        exporter.store.remove("p2")
+        exporter.exposition.render()
+        assert_equals_whole_render(exporter.exposition)
+
+
+async def test_both_formats_parse_and_gzip_is_served_over_http(simulator, start_exporter) -> None:
+    config = make_config([target(simulator.url, sources=list(REGISTRY))])
+    async with start_exporter(config) as running:
+        await running.exporter.poll_all_once()
+        simulator.world.step()
+        await running.exporter.poll_all_once()
+        text = await scrape(running, accept="text/plain", gzip_ok=True)
+        openmetrics = await scrape(running, accept=OPENMETRICS, gzip_ok=True)
+        plain = await scrape(running, accept=OPENMETRICS, gzip_ok=False)
+    text_families = {family.name for family in parse_text(text.decode())}
+    om_families = {family.name for family in parse_openmetrics(openmetrics.decode())}
+    assert openmetrics.endswith(b"# EOF\n") and openmetrics.count(b"# EOF") == 1
+    assert "vias_task_state_transitions" in om_families
+    assert {"vias_up", "vias_tasks", "vias_api_requests"} <= text_families & om_families
+    assert plain == openmetrics  # nothing polled in between: the same bytes, inflated
+
+
+async def scrape(running: RunningExporter, *, accept: str, gzip_ok: bool) -> bytes:
+    headers = {"Accept": accept, "Accept-Encoding": "gzip" if gzip_ok else "identity"}
+    async with running.session.get(running.url + "/metrics", headers=headers) as response:
+        assert response.status == 200
+        assert (response.headers.get("Content-Encoding") == "gzip") == gzip_ok
+        return await response.read()  # aiohttp inflates the gzip member
+
+
+async def test_gzip_bodies_inflate_to_the_plain_body(simulator) -> None:
+    config = make_config([target(simulator.url, sources=list(REGISTRY))])
+    async with Exporter(config) as exporter:
+        await exporter.poll_all_once()
+        exposition = exporter.exposition
+        for openmetrics in (False, True):
+            plain = exposition.body(openmetrics=openmetrics, gzipped=False)
+            member = exposition.body(openmetrics=openmetrics, gzipped=True)
+            assert gzip.decompress(member) == plain  # checks the CRC and the size
+            inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)  # what aiohttp does
+            assert inflater.decompress(member) == plain and inflater.eof
+            assert inflater.unused_data == b""
+            assert len(member) < len(plain) / 4
+        simulator.world.step()  # a poll after: its new pieces with the cached others
+        await exporter.poll_all_once()
+        plain = exposition.body(openmetrics=False, gzipped=False)
+        assert gzip.decompress(exposition.body(openmetrics=False, gzipped=True)) == plain
+
+
+def test_crc32_combine_matches_zlib() -> None:
+    rng = random.Random(5)
+    for size_a, size_b in [(0, 0), (1, 0), (0, 7), (13, 1), (1000, 77_777), (5, 1 << 20)]:
+        a, b = rng.randbytes(size_a), rng.randbytes(size_b)
+        assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
+
+
+async def test_a_poll_renders_only_its_own_source(simulator) -> None:
+    """A poll of one source re-renders that source's lines only, even when its answer
+    changed; a source polled again with the same answer is rendered again too (its
+    last-success time changed), the others not."""
+    sources = ["tasks", "batch_tasks", "infer_tasks", "algorithm_services", "video_groups"]
+    config = make_config(
+        [target(simulator.url, "p1", sources=sources), target(simulator.url, "p2", sources=sources)]
+    )
+    async with Exporter(config) as exporter:
+        renders = exporter.exposition.source_renders
+        await exporter.poll_all_once()
+        before = dict(renders)
+        assert set(before) == {(p, s) for p in ("p1", "p2") for s in sources}
+        simulator.world.step()
+        for key in [("p1", "tasks"), ("p2", "batch_tasks"), ("p1", "tasks")]:
+            await poller(exporter, *key).poll_once()
+            assert grown(renders, before) == {key: 1}, key
+            before = dict(renders)
+        assert_equals_whole_render(exporter.exposition)
+
+
+async def test_a_sibling_poll_that_moves_the_cap_renders_the_sibling(simulator) -> None:
+    """`tasks` and `infer_tasks` list the same jobs; with a cap of one problem job per
+    project, the one shown goes to infer_tasks (ties go to the source named first). A new
+    FAILED job seen by a poll of `tasks` takes the slot: infer_tasks, not polled, loses its
+    named job, so its lines are rendered again."""
+    project = simulator.world.projects["p1"]
+    problems = [task.id for task in project.tasks.values() if task.state in PROBLEM_STATES]
+    for task_id in problems[1:]:
+        project.set_state(task_id, "RUNNING")
+    project.set_state(problems[0], "LACK_OF_RESOURCES")
+    config = make_config(
+        [target(simulator.url, "p1", sources=["tasks", "infer_tasks"])], problem_tasks_limit=1
+    )
+    async with Exporter(config) as exporter:
+        await exporter.poll_all_once()
+        shown = exporter.store.current.shown_problems
+        assert [p.task_id for p in shown[("p1", "infer_tasks")]] == [problems[0]]
+        renders = exporter.exposition.source_renders
+        before = dict(renders)
+        running = next(t.id for t in project.tasks.values() if t.state == "RUNNING")
+        project.set_state(running, "FAILED", error_code="VIAS.10030001")
+        await poller(exporter, "p1", "tasks").poll_once()
+        assert grown(renders, before) == {("p1", "tasks"): 1, ("p1", "infer_tasks"): 1}
+        text = exporter.exposition.body(openmetrics=False, gzipped=False).decode()
+        assert f'source="infer_tasks",state="LACK_OF_RESOURCES",task_id="{problems[0]}"' not in (
+            text
+        )
+        assert_equals_whole_render(exporter.exposition)
+
+
+async def test_a_new_algorithm_service_renders_its_projects_job_sources(simulator) -> None:
+    """The job lists take vendors from the project's algorithm services: a services poll
+    that changes the directory renders that project's job sources again; one that
+    changes nothing renders only itself; another project's are untouched."""
+    sources = ["tasks", "algorithm_services"]
+    config = make_config(
+        [target(simulator.url, "p1", sources=sources), target(simulator.url, "p2", sources=sources)]
+    )
+    async with Exporter(config) as exporter:
+        await exporter.poll_all_once()
+        renders = exporter.exposition.source_renders
+        services = poller(exporter, "p1", "algorithm_services")
+        before = dict(renders)
+        await services.poll_once()
+        assert grown(renders, before) == {("p1", "algorithm_services"): 1}
+        catalogue = simulator.sim.resources.project("p1").services
+        some = next(iter(catalogue.values()))
+        catalogue["svc-new"] = dataclasses.replace(some, service_id="svc-new", service_name="new")
+        before = dict(renders)
+        await services.poll_once()
+        assert grown(renders, before) == {("p1", "algorithm_services"): 1, ("p1", "tasks"): 1}
+        assert_equals_whole_render(exporter.exposition)
+
+
+async def test_a_removed_project_leaves_the_exposition(simulator) -> None:
+    config = make_config(
+        [target(simulator.url, "p1"), target(simulator.url, "p2")], problem_tasks_limit=3
+    )
+    async with Exporter(config) as exporter:
+        await exporter.poll_all_once()
+        exporter.store.remove("p2")
+        await exporter.exposition.refresh()
+        text = exporter.exposition.body(openmetrics=True, gzipped=False)
+        assert b'project_id="p1"' in text
+        snapshot_part = text[text.index(b"# HELP vias_up ") :]
+        assert b'project_id="p2"' not in snapshot_part
+        assert set(exporter.exposition.source_renders) == {("p1", "tasks"), ("p1", "batch_tasks")}
+        assert_equals_whole_render(exporter.exposition)
+
+
+async def test_self_metrics_are_rendered_per_body_not_per_poll(
+    simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = make_config([target(simulator.url, sources=["tasks", "batch_tasks"])])
+    async with Exporter(config) as exporter:
+        registry = exporter.telemetry.registry
+        collected = 0
+        collect = registry.collect
+
+        def counting() -> Any:
+            nonlocal collected
+            collected += 1
+            return collect()
+
+        monkeypatch.setattr(registry, "collect", counting)
+        for _ in range(3):
+            await exporter.poll_all_once()
+        assert collected == 0
+        body = exporter.exposition.body(openmetrics=False, gzipped=False)
+        assert collected == 1
+        line = b'vias_poll_overruns_total{project_id="p1",source="tasks"} 1.0'
+        assert line not in body
+        exporter.telemetry.poll_overruns.labels("p1", "tasks").inc()  # no poll, no render
+        assert line in exporter.exposition.body(openmetrics=False, gzipped=False)
