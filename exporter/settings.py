@@ -176,8 +176,7 @@ class GlobalConfig(BaseModel):
 
     max_age_intervals: float = Field(default=3.0, gt=0)
     problem_tasks_limit: int = Field(default=200, ge=0)
-    # Batch tasks per project with series of their own (vias_batch_task_tasks, _info), the
-    # most urgent kept: a safety net against an account with thousands, not hit by most.
+    # Batch tasks per project with series of their own, the most urgent kept (a safety net).
     batch_task_series_limit: int = Field(default=1000, ge=0)
     request_timeout_seconds: float = Field(default=15.0, gt=0)
     max_retries: int = Field(default=3, ge=0, le=10)
@@ -187,8 +186,7 @@ class GlobalConfig(BaseModel):
     # Huawei locks an account or key after 5 failed authentications in a row.
     auth_backoff_seconds: float = Field(default=30.0, ge=0)
     auth_backoff_max_seconds: float = Field(default=600.0, ge=0)
-    # Requests per second to VIAS, for all the targets sharing credentials (the API
-    # gateway counts an account's requests together) or, with scope `project`, for each.
+    # Requests/s to VIAS for all targets sharing credentials (scope `project`: for each).
     rate_limit_per_second: float = Field(default=20.0, gt=0)
     rate_limit_scope: Literal["account", "project"] = "account"
     max_concurrency: int = Field(default=4, ge=1, le=64)
