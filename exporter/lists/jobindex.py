@@ -116,7 +116,7 @@ class IndexBuilder:
         hashes = self._hashes[bucket]
         if hashes is None:
             hashes = self._hashes[bucket] = array("q")
-            self._codes[bucket] = array("L")
+            self._codes[bucket] = array("I")
         codes = self._codes[bucket]
         assert codes is not None
         hashes.append(key)
