@@ -38,7 +38,6 @@ from exporter.lists.base import (
     PollContext,
     ProblemTask,
     documented_then_seen,
-    problem_rank,
 )
 from exporter.lists.jobindex import (
     CompactJobIndex,
@@ -48,6 +47,7 @@ from exporter.lists.jobindex import (
     Transition,
     counting_transitions,
 )
+from exporter.lists.jobproblems import ProblemShortlist
 from exporter.models import (
     ApiModel,
     Deployment,
@@ -178,8 +178,7 @@ class JobAggregator:
     def __init__(self, context: PollContext[JobData]) -> None:
         self._context = context
         self._counts: dict[JobGroup, Counter[str]] = {}
-        # Problem jobs, with their place in the index builder (None: no id).
-        self._problems: list[tuple[ProblemTask, tuple[int, int] | None]] = []
+        self._problems = ProblemShortlist(context.problem_tasks_limit)
         self._index = IndexBuilder()
         self._anonymous = 0
 
@@ -213,11 +212,11 @@ class JobAggregator:
                     job.edge_pool_id,
                     job.service_id,
                 )
-                self._problems.append((problem, place))
+                self._problems.add(problem, place)
 
-    async def _sorted_index(self) -> CompactJobIndex:
-        """The index, the later listings of a job taken back out of the counts."""
-        duplicates: set[tuple[int, int]] = set()
+    async def _sorted_index(self, duplicates: set[tuple[int, int]]) -> CompactJobIndex:
+        """The index, the later listings of a job (into `duplicates`) taken back out of the
+        counts."""
         for index, found in self._index.finish():
             for bucket, position, code in found:
                 duplicates.add((bucket, position))
@@ -229,14 +228,13 @@ class JobAggregator:
                     if not group_counts:
                         del self._counts[group]
             if index is not None:
-                if duplicates:
-                    self._problems = [p for p in self._problems if p[1] not in duplicates]
                 return index
             await asyncio.sleep(0)  # scrapes go on while 1,000,000s of jobs are sorted
         raise AssertionError("IndexBuilder.finish ends with the index")
 
     async def finish(self) -> JobData:
-        index = await self._sorted_index()
+        duplicates: set[tuple[int, int]] = set()
+        index = await self._sorted_index(duplicates)
         previous = self._context.previous
         transitions = dict(previous.transitions) if previous else {}
         if previous is not None:
@@ -247,15 +245,13 @@ class JobAggregator:
             for transition, count in sorted(changes.items()):
                 total, created = transitions.get(transition, (0, self._context.now))
                 transitions[transition] = TransitionCount(total + count, created)
-        # dict.fromkeys: jobs without an id can be identical in every label: one series
-        ranked = sorted(dict.fromkeys(p for p, _ in self._problems), key=problem_rank)
-        kept = tuple(ranked[: self._context.problem_tasks_limit])
+        kept, dropped = self._problems.finish(duplicates)
         return JobData(
             state_counts=MappingProxyType(
                 {group: MappingProxyType(dict(c)) for group, c in self._counts.items()}
             ),
             problem_tasks=kept,
-            problem_tasks_dropped=len(ranked) - len(kept),
+            problem_tasks_dropped=dropped,
             item_count=len(index) + self._anonymous,
             index=index,
             transitions=MappingProxyType(transitions),

@@ -12,13 +12,16 @@ Break → failing test (each seen red once):
   counted as deleted) → test_no_jobs_left_every_job_deleted_and_an_empty_index
 - the index's codes stored as array('L') (8 bytes a code) →
   test_an_index_costs_at_most_ten_bytes_a_job
+- the problem shortlist not taking duplicates out, or counting the pruned ones as dropped
+  only up to the shortlist →
+  test_thousands_of_problem_jobs_name_the_most_urgent_as_ranking_them_all_would
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
-from exporter.lists.base import PollContext
+from exporter.lists.base import PROBLEM_ORDER, PollContext
 from exporter.lists.jobindex import (
     CompactJobIndex,
     IndexBuilder,
@@ -148,3 +151,25 @@ async def test_an_index_costs_at_most_ten_bytes_a_job() -> None:
     data = await _listing(*([_task(f"{p}-{n}", "RUNNING") for n in range(1000)] for p in range(50)))
     assert isinstance(data.index, CompactJobIndex) and len(data.index) == 50_000
     assert data.index.nbytes <= 10 * len(data.index)
+
+
+async def test_thousands_of_problem_jobs_name_the_most_urgent_as_ranking_them_all_would() -> None:
+    """The aggregator keeps a shortlist of problem jobs (pruned past ~1,000): the named
+    ones and the count of the others are those of ranking every problem job, duplicates
+    (a later listing, here in a more urgent state) and identical anonymous jobs included."""
+    states = ["LACK_OF_RESOURCES", "ABNORMAL", "FAILED", "START_FAILED", "RUNNING"]
+    jobs = [_task(f"{n:05d}", states[n * 7 % 5]) for n in range(6000)]
+    late = [_task(f"{n:05d}", "FAILED") for n in range(0, 6000, 50)]  # listed again
+    anonymous = [Task.model_validate({"state": "FAILED", "name": "x"}) for _ in range(3)]
+    pages = [jobs[:3000], late, anonymous, jobs[3000:]]
+    data = await _listing(*pages)
+    first: dict[str, str] = {}
+    for job in (job for page in pages for job in page):
+        first.setdefault(job.id or "", job.state)  # the anonymous ones are one series
+    problems = sorted(
+        ((state, task_id) for task_id, state in first.items() if state in PROBLEM_ORDER),
+        key=lambda problem: (PROBLEM_ORDER.index(problem[0]), problem[1]),
+    )
+    assert data.item_count == 6003
+    assert [(p.state, p.task_id) for p in data.problem_tasks] == problems[:10]
+    assert data.problem_tasks_dropped == len(problems) - 10
