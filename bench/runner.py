@@ -84,18 +84,26 @@ class Sizes:
         )
 
 
-Case = Callable[[Sizes, int], list[Row]]
+# A case: its sizes, runs, and notes to print under the table; it returns its rows.
+Case = Callable[[Sizes, int, list[str]], list[Row]]
+# Cases of several minutes a run: one run unless --runs says otherwise.
+LONG_CASES = frozenset({"fleet", "million"})
 
 
 def _cases() -> dict[str, Case]:
-    from bench import cases
+    from bench import cases, scale
+
+    def noteless(case: Callable[[Sizes, int], list[Row]]) -> Case:
+        return lambda sizes, runs, notes: case(sizes, runs)
 
     return {
-        "scrape": cases.scrape,
-        "ingest": cases.ingest,
-        "poll": cases.poll,
-        "memory": cases.memory,
-        "stall": cases.stall,
+        "scrape": noteless(cases.scrape),
+        "ingest": noteless(cases.ingest),
+        "poll": noteless(cases.poll),
+        "memory": noteless(cases.memory),
+        "stall": noteless(cases.stall),
+        "fleet": scale.fleet,
+        "million": scale.million,
     }
 
 
@@ -209,11 +217,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = args.runs or (1 if args.quick else 3)
     sizes = Sizes.make(args.quick)
     rows: list[Row] = []
+    notes: list[str] = []
     started = time.perf_counter()
     for name in chosen:
-        print(f"running {name} ({runs} run(s))...", file=sys.stderr, flush=True)
-        rows.extend(available[name](sizes, runs))
-    print(f"{machine()}; {runs} run(s) per figure; median (min–max)")
+        case_runs = args.runs or (1 if name in LONG_CASES else runs)
+        print(f"running {name} ({case_runs} run(s))...", file=sys.stderr, flush=True)
+        rows.extend(available[name](sizes, case_runs, notes))
+    long_runs = "" if args.runs or args.quick else f" ({', '.join(sorted(LONG_CASES))}: 1)"
+    print(f"{machine()}; {runs} run(s) per figure{long_runs}; median (min–max)")
     print(render(rows, args.markdown))
+    for note in notes:
+        print(f"\nNote: {note}")
     print(f"\ntook {time.perf_counter() - started:.0f}s", file=sys.stderr)
     return 0

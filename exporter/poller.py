@@ -7,7 +7,7 @@ from its descriptor, and what a scrape or the landing page needs is in the snaps
 from __future__ import annotations
 
 import asyncio
-import random
+import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -16,6 +16,7 @@ from typing import Generic
 import structlog
 
 from exporter.errors import ViasAuthCoolDown, ViasError
+from exporter.lists import REGISTRY
 from exporter.lists.base import DataT, ItemT, PollContext, ViasList
 from exporter.paginator import pages
 from exporter.snapshot import Snapshot, SnapshotStore, SourceState
@@ -23,6 +24,28 @@ from exporter.telemetry import Telemetry
 from exporter.transport import Transport
 
 log = structlog.get_logger(__name__)
+
+# First polls are spread over `FIRST_POLL_GAP` seconds per source known at start-up (20 a
+# second), at least over min(1 s, interval / 10) and at most over the interval: a handful
+# of sources all poll within a second of start-up (readiness, the demo), a thousand are
+# spread over most of a 60 s interval instead of hitting the API together.
+FIRST_POLL_GAP = 0.05
+_LISTS = tuple(REGISTRY)
+
+
+def start_phase(project_id: str, source: str) -> float:
+    """Where in the start-up spread, in [0, 1), a source polls first: stable across
+    restarts (a hash of the project id, not Python's salted hash()), and the lists of one
+    project are a fixed fraction of the spread apart, never at the same moment."""
+    digest = hashlib.blake2b(project_id.encode(), digest_size=8).digest()
+    project_phase = int.from_bytes(digest, "big") / 2**64
+    position = _LISTS.index(source) if source in _LISTS else 0
+    return (project_phase + position / len(_LISTS)) % 1.0
+
+
+def start_spread(interval: float, sources: int) -> float:
+    """Seconds over which the first polls of `sources` sources are spread."""
+    return min(interval, max(min(1.0, interval / 10), sources * FIRST_POLL_GAP))
 
 
 class SourcePoller(Generic[ItemT, DataT]):
@@ -61,10 +84,16 @@ class SourcePoller(Generic[ItemT, DataT]):
     def state(self) -> SourceState[DataT]:
         return self._state
 
+    def first_poll_delay(self) -> float:
+        """Seconds from start to the first poll: this source's place in a spread that grows
+        with the number of sources the exporter polls (see `start_spread`)."""
+        spread = start_spread(self.interval, len(self._store.current.sources))
+        return start_phase(self.project_id, self.source) * spread
+
     async def run(self) -> None:
-        """Poll forever: first after a small random delay that spreads sources apart."""
+        """Poll forever: first after this source's place in the start-up spread."""
         loop = asyncio.get_running_loop()
-        await asyncio.sleep(random.uniform(0, min(1.0, self.interval / 10)))
+        await asyncio.sleep(self.first_poll_delay())
         next_at = loop.time()
         while True:
             await self.poll_once()

@@ -1,5 +1,10 @@
 """Smoke test of the benchmark suite: every case runs at tiny sizes and prints its row.
-Never a timing assertion: CI machines are too noisy for that."""
+Never a timing assertion: CI machines are too noisy for that.
+
+Break → failing test (each seen red once):
+- a case left out of bench.runner's list, or failing (e.g. the fleet's exporter process
+  exiting, the baseline not extracted) → test_quick_bench_runs_every_case_and_prints_its_row
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ CASE_ROWS = {
     "poll": "wall time",
     "memory": "peak RSS",
     "stall": "scrape p99",
+    "fleet": "time until every source is up",
+    "million": "peak RSS",
 }
 
 

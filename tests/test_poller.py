@@ -1,12 +1,104 @@
-"""The polling loop: its schedule, overruns, and what a recovery after stale data counts."""
+"""The polling loop: its schedule, overruns, the start-up spread, and what a recovery after
+stale data counts.
+
+Break → failing test (each seen red once):
+- first poll after random.uniform(0, min(1, interval / 10)) as before →
+  test_first_polls_of_a_big_deployment_spread_over_the_interval
+- the phase from Python's salted hash() or random →
+  test_a_sources_place_in_the_spread_is_the_same_after_a_restart
+- every list of a project at the project's phase (no per-list offset) →
+  test_the_spread_survives_a_restart_and_keeps_a_projects_lists_apart
+- the spread at FIRST_POLL_GAP x sources without the 1 s floor / the interval cap →
+  test_a_small_deployment_polls_first_within_a_second,
+  test_first_polls_of_a_big_deployment_spread_over_the_interval
+"""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import subprocess
+import sys
+from collections import Counter
 
+import pytest
+
+from exporter.lists import REGISTRY
+from exporter.poller import FIRST_POLL_GAP, start_phase
 from exporter.service import Exporter
 from exporter.simulator import Fault
 from tests.support import Samples, make_config, target
+
+NOWHERE = "http://127.0.0.1:9"  # never started: only the schedule is looked at
+
+
+def _fleet(projects: int, sources: list[str], interval: float = 60) -> list[dict[str, object]]:
+    return [
+        target(
+            NOWHERE, project_id=f"project-{n:04d}", sources=sources, poll_interval_seconds=interval
+        )
+        for n in range(projects)
+    ]
+
+
+async def _first_poll_delays(
+    config_targets: list[dict[str, object]],
+) -> dict[tuple[str, str], float]:
+    async with Exporter(make_config(config_targets)) as exporter:
+        return {(p.project_id, p.source): p.first_poll_delay() for p in exporter.pollers}
+
+
+@pytest.mark.parametrize("interval", [60, 20])
+async def test_first_polls_of_a_big_deployment_spread_over_the_interval(interval: float) -> None:
+    """500 projects x 2 lists: not all at once (as when every source waited at most 1 s),
+    but over most of the interval (never past it), at about 20 a second."""
+    delays = await _first_poll_delays(_fleet(500, ["tasks", "batch_tasks"], interval))
+    assert len(delays) == 1000
+    spread = min(interval, 1000 * FIRST_POLL_GAP)
+    assert max(delays.values()) < spread <= interval
+    assert max(delays.values()) > 0.9 * spread  # the spread is used, not bunched early
+    per_second = Counter(int(delay) for delay in delays.values())
+    assert max(per_second.values()) <= 2.5 * len(delays) / spread, per_second.most_common(3)
+
+
+def test_a_sources_place_in_the_spread_is_the_same_after_a_restart() -> None:
+    """A restart is another process, where Python's str hash() is salted differently."""
+    code = "from exporter.poller import start_phase; print(repr(start_phase('p7', 'tasks')))"
+    restarted = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert float(restarted.stdout) == start_phase("p7", "tasks")
+
+
+async def test_the_spread_survives_a_restart_and_keeps_a_projects_lists_apart() -> None:
+    fleet = _fleet(100, ["tasks", "batch_tasks", "infer_tasks"])
+    first, again = await _first_poll_delays(fleet), await _first_poll_delays(fleet)
+    assert first == again
+    spread = min(60, len(first) * FIRST_POLL_GAP)
+    for n in range(100):
+        mine = sorted(d for (project, _), d in first.items() if project == f"project-{n:04d}")
+        gaps = [b - a for a, b in itertools.pairwise(mine)]
+        gaps.append(mine[0] + spread - mine[-1])  # around the end of the spread
+        assert min(gaps) >= spread / len(REGISTRY) - 1e-9, (n, mine)
+
+
+async def test_a_small_deployment_polls_first_within_a_second(simulator) -> None:
+    sources = ["tasks", "batch_tasks", "infer_tasks", "face_edge_tasks"]
+    config = make_config([target(simulator.url, sources=sources, poll_interval_seconds=60)])
+    async with Exporter(config) as exporter:
+        assert all(p.first_poll_delay() <= 1.0 for p in exporter.pollers)
+        polled = asyncio.Event()
+        refresh = exporter.exposition.refresh
+
+        async def refreshed() -> None:
+            await refresh()
+            if exporter.ready:
+                polled.set()
+
+        for poller in exporter.pollers:
+            poller._on_update = refreshed
+        exporter.start()
+        await asyncio.wait_for(polled.wait(), timeout=10)  # a deadline, not a timing
 
 
 async def test_slow_polls_never_overlap_and_skipped_ticks_are_counted(simulator) -> None:

@@ -11,8 +11,8 @@ a services poll ending after a jobs poll shows at once, and without the services
 exposition is exactly what it was. Only empty label values are filled.
 
 Memory stays proportional to the number of jobs only through the compact index the next
-poll needs for transitions (hash of the job id -> shared (state, group) tuple), never to
-the pages.
+poll needs for transitions (`jobindex.py`: sorted arrays of the job ids' hashes and
+(state, group) codes, a few bytes a job), never to the pages.
 """
 
 from __future__ import annotations
@@ -38,8 +38,16 @@ from exporter.lists.base import (
     PollContext,
     ProblemTask,
     documented_then_seen,
-    problem_rank,
 )
+from exporter.lists.jobindex import (
+    CompactJobIndex,
+    IndexBuilder,
+    JobGroup,
+    JobIndex,
+    Transition,
+    counting_transitions,
+)
+from exporter.lists.jobproblems import ProblemShortlist
 from exporter.models import (
     ApiModel,
     Deployment,
@@ -77,22 +85,11 @@ TASK_STATES: tuple[str, ...] = (
     "LACK_OF_RESOURCES",
 )
 PROBLEM_STATES: frozenset[str] = frozenset(PROBLEM_ORDER)
-NEW_JOB_STATE = "NONE"
-DELETED_JOB_STATE = "DELETED"
 
 if TYPE_CHECKING:
     State = str
 else:
     State = state_type(TASK_STATES)
-
-# vendor, algorithm, deployment, and the job's service_id when the listing left the vendor
-# or the algorithm empty ("" otherwise): the renderer completes those from the service.
-JobGroup = tuple[str, str, str, str]
-JobState = tuple[str, JobGroup]  # state, group
-Transition = tuple[JobGroup, str, str]  # group, from_state, to_state
-# Keyed by hash(job id): an int costs less than half an id string, and two of 100,000
-# ids sharing a 64-bit hash is a one-in-billions event (it would merge two jobs' counts).
-JobIndex = Mapping[int, JobState]
 
 
 class Job(Protocol):
@@ -181,89 +178,84 @@ class JobAggregator:
     def __init__(self, context: PollContext[JobData]) -> None:
         self._context = context
         self._counts: dict[JobGroup, Counter[str]] = {}
-        self._problems: list[ProblemTask] = []
-        self._index: dict[int, JobState] = {}
-        self._shared: dict[JobState, JobState] = {}  # one tuple per (state, group) in use
+        self._problems = ProblemShortlist(context.problem_tasks_limit)
+        self._index = IndexBuilder()
         self._anonymous = 0
 
     def add(self, jobs: Iterable[Job]) -> None:
-        counts, index, shared = self._counts, self._index, self._shared
+        counts, index = self._counts, self._index
         for job in jobs:
-            key_id = None if job.id is None else hash(job.id)
-            if key_id is not None and key_id in index:
-                continue  # listed twice: offset paging shifted while jobs changed
             vendor, algorithm = job.vendor, job.algorithm
             service = "" if vendor and algorithm else job.service_id
-            key = (job.state, (vendor, algorithm, job.deployment, service))
-            job_state = shared.setdefault(key, key)
-            state, group = job_state
+            code, (state, group) = index.intern(
+                (job.state, (vendor, algorithm, job.deployment, service))
+            )
             group_counts = counts.get(group)
             if group_counts is None:
                 group_counts = counts[group] = Counter()
             group_counts[state] += 1
-            if key_id is None:
+            # A job listed twice (offset paging shifted while jobs changed) is taken back
+            # out when the index is sorted: the first listing counts.
+            place = None
+            if job.id is None:
                 self._anonymous += 1
             else:
-                index[key_id] = job_state
+                place = index.add(hash(job.id), code)
             if state in PROBLEM_STATES:
-                self._problems.append(
-                    ProblemTask(
-                        job.id or "",
-                        job.name,
-                        state,
-                        job.error_code,
-                        (vendor, algorithm, job.deployment),
-                        job.video_source_name,
-                        job.edge_pool_id,
-                        job.service_id,
-                    )
+                problem = ProblemTask(
+                    job.id or "",
+                    job.name,
+                    state,
+                    job.error_code,
+                    (vendor, algorithm, job.deployment),
+                    job.video_source_name,
+                    job.edge_pool_id,
+                    job.service_id,
                 )
+                self._problems.add(problem, place)
+
+    async def _sorted_index(self, duplicates: set[tuple[int, int]]) -> CompactJobIndex:
+        """The index, the later listings of a job (into `duplicates`) taken back out of the
+        counts."""
+        for index, found in self._index.finish():
+            for bucket, position, code in found:
+                duplicates.add((bucket, position))
+                state, group = self._index.states[code]
+                group_counts = self._counts[group]
+                group_counts[state] -= 1
+                if not group_counts[state]:
+                    del group_counts[state]
+                    if not group_counts:
+                        del self._counts[group]
+            if index is not None:
+                return index
+            await asyncio.sleep(0)  # scrapes go on while 1,000,000s of jobs are sorted
+        raise AssertionError("IndexBuilder.finish ends with the index")
 
     async def finish(self) -> JobData:
+        duplicates: set[tuple[int, int]] = set()
+        index = await self._sorted_index(duplicates)
         previous = self._context.previous
         transitions = dict(previous.transitions) if previous else {}
         if previous is not None:
             # The first listing is a baseline: its jobs are not transitions.
             changes: Counter[Transition] = Counter()
-            for _ in counting_transitions(previous.index, self._index, changes):
+            for _ in counting_transitions(previous.index, index, changes):
                 await asyncio.sleep(0)  # scrapes go on while 100,000s of jobs are compared
-            for transition, count in changes.items():
+            for transition, count in sorted(changes.items()):
                 total, created = transitions.get(transition, (0, self._context.now))
                 transitions[transition] = TransitionCount(total + count, created)
-        # dict.fromkeys: jobs without an id can be identical in every label: one series
-        ranked = sorted(dict.fromkeys(self._problems), key=problem_rank)
-        kept = tuple(ranked[: self._context.problem_tasks_limit])
+        kept, dropped = self._problems.finish(duplicates)
         return JobData(
             state_counts=MappingProxyType(
                 {group: MappingProxyType(dict(c)) for group, c in self._counts.items()}
             ),
             problem_tasks=kept,
-            problem_tasks_dropped=len(ranked) - len(kept),
-            item_count=len(self._index) + self._anonymous,
-            index=MappingProxyType(self._index),
+            problem_tasks_dropped=dropped,
+            item_count=len(index) + self._anonymous,
+            index=index,
             transitions=MappingProxyType(transitions),
         )
-
-
-def counting_transitions(
-    previous: JobIndex, current: JobIndex, transitions: Counter[Transition], chunk: int = 4096
-) -> Iterator[None]:
-    """State changes between two consecutive listings into `transitions` (new jobs from
-    NONE, gone ones to DELETED), pausing (yielding) after every `chunk` jobs so an event
-    loop can serve scrapes in between: 100,000 jobs take tens of milliseconds."""
-    for number, (job_id, (state, group)) in enumerate(current.items(), 1):
-        before = previous.get(job_id)
-        if before is None:
-            transitions[(group, NEW_JOB_STATE, state)] += 1
-        elif before[0] != state:
-            transitions[(group, before[0], state)] += 1
-        if number % chunk == 0:
-            yield
-    for number, (job_id, (state, group)) in enumerate(previous.items(), 1):
-        if job_id not in current:
-            transitions[(group, state, DELETED_JOB_STATE)] += 1
-        if number % chunk == 0:
-            yield
 
 
 DETAIL_ENDPOINT = "/v1/{project_id}/infer/tasks/{task_id}"
