@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -35,7 +34,7 @@ from exporter.models import ApiModel, parse_model
 from exporter.settings import DiscoveryConfig, GlobalConfig, TargetConfig
 from exporter.signing import sign_request
 from exporter.telemetry import Telemetry
-from exporter.transport import Transport
+from exporter.transport import Transport, client_tls
 
 log = structlog.get_logger(__name__)
 
@@ -150,14 +149,6 @@ def describe_discovery(config: DiscoveryConfig) -> str:
     )
 
 
-def _ssl_context(settings: GlobalConfig) -> ssl.SSLContext | bool:
-    if not settings.verify_tls:
-        return False
-    if settings.ca_file is not None:
-        return ssl.create_default_context(cafile=str(settings.ca_file))
-    return True
-
-
 class Discovery:
     """Lists the account's projects through IAM and turns the wanted ones into targets.
     Use as `async with Discovery(...) as discovery:` (it owns an HTTP session)."""
@@ -198,7 +189,7 @@ class Discovery:
         if self._transport is None:
             settings = self._settings
             self._session = session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=2, ssl=_ssl_context(settings)),
+                connector=aiohttp.TCPConnector(limit=2, ssl=client_tls(settings)),
                 headers={"User-Agent": f"vias-exporter/{__version__}"},
             )
             auth: Auth

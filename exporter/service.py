@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from exporter.settings import Config, GlobalConfig, TargetConfig
 from exporter.sharding import Sharding
 from exporter.snapshot import SnapshotStore
 from exporter.telemetry import Telemetry
-from exporter.transport import Transport
+from exporter.transport import Transport, client_tls
 
 USER_AGENT = f"vias-exporter/{__version__}"
 
@@ -43,14 +42,6 @@ def freeze_startup_heap() -> None:
     shorter event-loop stalls, and so shorter scrape latency."""
     gc.collect()
     gc.freeze()
-
-
-def _ssl_context(settings: GlobalConfig) -> ssl.SSLContext | bool:
-    if not settings.verify_tls:
-        return False
-    if settings.ca_file is not None:
-        return ssl.create_default_context(cafile=str(settings.ca_file))
-    return True
 
 
 def build_auth(
@@ -123,7 +114,7 @@ class Exporter:
         self.store = SnapshotStore(config.global_.problem_tasks_limit)
         self.exposition = Exposition(self.store, self.telemetry, metric_filter=metric_filter)
         self._accounts = Accounts(config.global_)
-        self._tls = _ssl_context(config.global_)  # one for all targets: a CA file is read once
+        self._tls = client_tls(config.global_)  # one for all targets: a CA file is read once
         self._targets: dict[TargetKey, _RunningTarget] = {}
         self._polled_projects: set[str] = set()
         self._discovered: list[TargetConfig] = []
@@ -185,7 +176,7 @@ class Exporter:
         (they shape each transport); otherwise only the targets that changed."""
         async with self._changing:
             if config.global_ != self.config.global_:
-                tls = _ssl_context(config.global_)  # may raise (a bad CA file): nothing changed
+                tls = client_tls(config.global_)  # may raise (a bad CA file): nothing changed
                 for key in list(self._targets):
                     await self._drop(key)
                 self.store.set_problem_tasks_limit(config.global_.problem_tasks_limit)

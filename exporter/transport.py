@@ -7,6 +7,7 @@ that one retry budget covers both.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
@@ -48,6 +49,15 @@ def retry_after_seconds(value: str | None) -> float | None:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
+
+
+def client_tls(settings: GlobalConfig) -> ssl.SSLContext | bool:
+    """How sessions to VIAS and IAM verify TLS: aiohttp's `ssl` argument."""
+    if not settings.verify_tls:
+        return False
+    if settings.ca_file is not None:
+        return ssl.create_default_context(cafile=str(settings.ca_file))
+    return True
 
 
 def _retryable(error: BaseException) -> bool:
