@@ -22,17 +22,20 @@ from prometheus_client import generate_latest as generate_text
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from exporter.exposition_cache import (
     FORMATS,
     OPENMETRICS,
     TEXT,
+    FamilyText,
     Piece,
     Rendered,
     Slot,
     SourceLines,
     body,
     render,
+    sample_lines,
     split_families,
 )
 from exporter.lists import REGISTRY
@@ -181,6 +184,7 @@ class Exposition:
         self.registry.register(self._reference)
         self._layout = self._template()
         self._lines: dict[SourceKey, SourceLines] = {}
+        self._headers: dict[tuple[str, str, str, str, int], FamilyText] = {}
         self._directories: dict[str, tuple[tuple[Any, ...], AlgorithmDirectory]] = {}
         self._rendered = Rendered(self._layout, ())
         self.rendered_snapshot = store.current
@@ -220,7 +224,8 @@ class Exposition:
         fmt = OPENMETRICS if openmetrics else TEXT
         rendered = self._rendered  # one snapshot's lines, even if a refresh swaps them
         own = _without_created(filter(self._allowed.allows, self._telemetry.registry.collect()))
-        return body(render(own, fmt), rendered.tail(fmt), gzipped=gzipped)
+        head = b"".join(self._header(f, fmt).header + sample_lines(f.samples) for f in own)
+        return body(head, rendered.tail(fmt), gzipped=gzipped)
 
     def render_uncached(self, *, openmetrics: bool) -> bytes:
         """The current snapshot and self-metrics through prometheus-client in one go, as
@@ -294,18 +299,28 @@ class Exposition:
         families = [*health_families([state])]
         if state.data is not None:
             families.extend(REGISTRY[state.source].render([_view(state, shown, algorithms)]))
-        families = [family for family in families if self._allowed.allows(family)]
-        openmetrics = render(families, OPENMETRICS)
-        text = render(_created_apart(families), TEXT)  # after: it moves `_created` samples
         pieces: tuple[dict[str, Piece], dict[str, Piece]] = ({}, {})
-        for fmt, rendered in ((TEXT, text), (OPENMETRICS, openmetrics)):
-            previous = ""
-            for family in split_families(rendered):
-                if family.lines:
-                    pieces[fmt][family.name] = Piece(family.lines)
-                self._ensure_slot(fmt, family.name, family.header, after=previous)
-                previous = family.name
+        previous = ["", ""]  # by format: the family written last, for `_ensure_slot`
+        for family in filter(self._allowed.allows, families):
+            for fmt, written, samples in _written(family):
+                header = self._header(written, fmt)
+                lines = sample_lines(samples)
+                if lines:
+                    pieces[fmt][header.name] = Piece(lines)
+                self._ensure_slot(fmt, header.name, header.header, after=previous[fmt])
+                previous[fmt] = header.name
         return SourceLines((state, shown, algorithms), pieces)
+
+    def _header(self, family: Metric, fmt: int) -> FamilyText:
+        """A family's name and HELP/TYPE lines as prometheus-client writes them in `fmt`
+        (the text format renames counters), made once per family."""
+        key = (family.name, family.type, family.documentation, family.unit, fmt)
+        header = self._headers.get(key)
+        if header is None:
+            empty = Metric(family.name, family.documentation, family.type, family.unit)
+            (header,) = split_families(render([empty], fmt))
+            self._headers[key] = header
+        return header
 
     def _ensure_slot(self, fmt: int, name: str, header: bytes, *, after: str) -> None:
         """A family the renderers did not write when given no sources: placed after the
@@ -318,6 +333,18 @@ class Exposition:
         layout = list(self._layout)
         layout[fmt] = [*slots[:at], Slot(name, Piece(header), optional=True), *slots[at:]]
         self._layout = (layout[0], layout[1])
+
+
+def _written(family: Metric) -> Iterator[tuple[int, Metric, list[Sample]]]:
+    """Which family each format writes a family's samples under: OpenMetrics all under
+    it; the text format a counter's `_created` samples apart, as a gauge of their own."""
+    yield OPENMETRICS, family, family.samples
+    created = [s for s in family.samples if s.name.endswith("_created")]
+    if family.type != "counter" or not created:
+        yield TEXT, family, family.samples
+        return
+    yield TEXT, family, [s for s in family.samples if not s.name.endswith("_created")]
+    yield TEXT, _created_family(family), created
 
 
 def _same_inputs(known: tuple[object, ...], now: tuple[object, ...]) -> bool:

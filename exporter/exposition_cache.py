@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from prometheus_client import generate_latest as render_text
 from prometheus_client.core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as render_openmetrics
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 TEXT = 0
 OPENMETRICS = 1
@@ -46,6 +48,32 @@ def render(families: Iterable[Metric], fmt: int) -> bytes:
         return render_text(_Families(families))
     rendered: bytes = render_openmetrics(_Families(families))  # type: ignore[no-untyped-call]
     return rendered.removesuffix(EOF)
+
+
+def sample_lines(samples: Iterable[Sample]) -> bytes:
+    """The sample lines prometheus-client writes for these samples, in either format, at a
+    fraction of its cost (it checks and escapes every label name of every sample).
+
+    Holds for what the list renderers make: legacy metric and label names, no timestamps,
+    exemplars or native histograms; tests/test_collector.py checks every body against
+    prometheus-client's own render."""
+    lines = []
+    for sample in samples:
+        value: str = floatToGoString(sample.value)  # type: ignore[no-untyped-call]
+        if sample.labels:
+            labels = ",".join(
+                f'{name}="{_escape_value(text)}"' for name, text in sorted(sample.labels.items())
+            )
+            lines.append(f"{sample.name}{{{labels}}} {value}\n")
+        else:
+            lines.append(f"{sample.name} {value}\n")
+    return "".join(lines).encode()
+
+
+def _escape_value(text: str) -> str:
+    if "\\" in text or "\n" in text or '"' in text:
+        return text.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return text
 
 
 @dataclass(frozen=True, slots=True)

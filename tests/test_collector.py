@@ -19,6 +19,7 @@ simulator over HTTP, the real web app scraped over loopback.
 | gzip CRC of the tail alone | test_gzip_bodies..., test_both_formats_parse... |
 | `Deflater` flushes with Z_SYNC_FLUSH | test_gzip_bodies_... |
 | `crc32_combine` with `k = 0` (bits, not bytes) | test_crc32_combine_matches_zlib |
+| `sample_lines`: label values not escaped, or not sorted | test_sample_lines_are_what_... |
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from exporter.collector import Exposition
-from exporter.exposition_cache import crc32_combine
+from exporter.exposition_cache import crc32_combine, render, sample_lines
 from exporter.lists import REGISTRY
 from exporter.lists.jobs import PROBLEM_STATES
 from exporter.service import Exporter
@@ -263,3 +265,18 @@ async def test_self_metrics_are_rendered_per_body_not_per_poll(
         assert line not in body
         exporter.telemetry.poll_overruns.labels("p1", "tasks").inc()  # no poll, no render
         assert line in exporter.exposition.body(openmetrics=False, gzipped=False)
+
+
+@pytest.mark.parametrize("fmt", [0, 1])
+def test_sample_lines_are_what_prometheus_client_writes(fmt: int) -> None:
+    """The fast sample writer against prometheus-client's, on label values a job's error
+    message may carry (quotes, backslashes, newlines, non-ASCII) and every kind of value."""
+    family = GaugeMetricFamily("vias_probe", "Probe.", labels=["b", "a"])
+    texts = ["plain", 'say "no"', "C:\\path", "two\nlines", "摄像头 离线", ""]
+    values = [0.0, 1.0, -2.5, 1e21, 123456789.0, float("inf"), float("-inf"), float("nan")]
+    for number, (text, value) in enumerate(zip(texts * 2, values + values[:4], strict=False)):
+        family.add_metric([text, str(number)], value)
+    family.samples.append(family.samples[0]._replace(labels={}))
+    rendered = render([family], fmt)
+    assert rendered.endswith(sample_lines(family.samples))
+    assert rendered.count(b"\n") == len(family.samples) + 2
