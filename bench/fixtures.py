@@ -129,24 +129,32 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
 
 
 @contextlib.contextmanager
-def simulator_process(jobs: int, latency: float) -> Iterator[str]:
-    """`python -m exporter.simulator` with `jobs` jobs in one project, as a process."""
+def simulator_process(
+    jobs: int,
+    latency: float = 0.0,
+    *,
+    projects: Sequence[str] = (PROJECT_ID,),
+    batch_tasks: int = 0,
+    start_timeout: float = 300.0,
+) -> Iterator[str]:
+    """`python -m exporter.simulator` as a process: `jobs` jobs and `batch_tasks` batch
+    tasks in each project, no steps (the jobs do not change), answers after `latency`."""
     port = free_port()
     command = [
         sys.executable,
         "-m",
         "exporter.simulator",
         f"--listen={HOST}:{port}",
-        f"--projects={PROJECT_ID}",
+        f"--projects={','.join(projects)}",
         f"--tasks={jobs}",
-        "--batch-tasks=0",
+        f"--batch-tasks={batch_tasks}",
         "--face-edge-tasks=0",
         "--step-interval=0",
         f"--token={TOKEN}",
         f"--latency={latency}",
     ]
     with _process(command) as process:
-        wait_for_port(port, process)
+        wait_for_port(port, process, timeout=start_timeout)
         yield f"http://{HOST}:{port}"
 
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.fixtures import HOST, TOKEN, free_port, wait_for_port
+from bench.fixtures import HOST, TOKEN, free_port, simulator_process, wait_for_port
 from bench.runner import Figure, Row, Sizes
 from exporter.poller import start_spread
 
@@ -151,33 +151,6 @@ class ExporterProcess:
         self.close()
 
 
-@contextlib.contextmanager
-def simulator(projects: list[str], tasks: int, batch_tasks: int) -> Iterator[str]:
-    """A simulator process whose jobs do not change (no steps), over loopback."""
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "exporter.simulator",
-        f"--listen={HOST}:{port}",
-        f"--projects={','.join(projects)}",
-        f"--tasks={tasks}",
-        f"--batch-tasks={batch_tasks}",
-        "--face-edge-tasks=0",
-        "--step-interval=0",
-        f"--token={TOKEN}",
-    ]
-    process = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_for_port(port, process, timeout=600)
-        yield f"http://{HOST}:{port}"
-    finally:
-        process.terminate()
-        process.wait()
-
-
 @dataclass
 class Run:
     """What one variant's run measured."""
@@ -284,7 +257,9 @@ def fleet(sizes: Sizes, runs: int, notes: list[str]) -> list[Row]:
     results: dict[str, list[Run]] = {"exporter": [], "baseline": []}
     projects = [f"fleet-{number:04d}" for number in range(shape.projects)]
     with (
-        simulator(projects, shape.tasks, shape.batch_tasks) as url,
+        simulator_process(
+            shape.tasks, projects=projects, batch_tasks=shape.batch_tasks, start_timeout=600
+        ) as url,
         tempfile.TemporaryDirectory() as tmp,
         baseline_tree(notes) as baseline,
     ):
@@ -378,7 +353,12 @@ def million(sizes: Sizes, runs: int, notes: list[str]) -> list[Row]:
     """1,000,000 jobs and 5,000 batch tasks in one project, three polls in one process."""
     jobs, batch_tasks, interval = (3_000, 50, 1.0) if sizes.quick else (1_000_000, 5_000, 30.0)
     results: dict[str, list[Run]] = {"exporter": [], "baseline": []}
-    with simulator(["million"], jobs, batch_tasks) as url, baseline_tree(notes) as baseline:
+    with (
+        simulator_process(
+            jobs, projects=["million"], batch_tasks=batch_tasks, start_timeout=600
+        ) as url,
+        baseline_tree(notes) as baseline,
+    ):
         for _ in range(runs):
             results["exporter"].append(_million_run(url, sizes, None, interval))
             if baseline is not None:

@@ -183,6 +183,7 @@ class Exposition:
         self._reference = _Exported(telemetry, store, self._allowed)
         self.registry.register(self._reference)
         self._layout = self._template()
+        self._placed: set[tuple[int, str]] = set()  # (format, family) known to have a slot
         self._lines: dict[SourceKey, SourceLines] = {}
         self._headers: dict[tuple[str, str, str, str, int], FamilyText] = {}
         self._directories: dict[str, tuple[tuple[Any, ...], AlgorithmDirectory]] = {}
@@ -325,6 +326,9 @@ class Exposition:
     def _ensure_slot(self, fmt: int, name: str, header: bytes, *, after: str) -> None:
         """A family the renderers did not write when given no sources: placed after the
         family before it, written when some source has lines for it."""
+        if (fmt, name) in self._placed:  # every family but a source's first render
+            return
+        self._placed.add((fmt, name))
         slots = self._layout[fmt]
         names = [slot.name for slot in slots]
         if name in names:

@@ -27,14 +27,13 @@ import aiohttp
 import structlog
 from pydantic import Field
 
-from exporter import __version__
 from exporter.auth import Auth, CoolDown, IamPasswordAuth
 from exporter.errors import ViasError, ViasResponseError
 from exporter.models import ApiModel, parse_model
 from exporter.settings import DiscoveryConfig, GlobalConfig, TargetConfig
 from exporter.signing import sign_request
 from exporter.telemetry import Telemetry
-from exporter.transport import Transport, client_tls
+from exporter.transport import Transport, client_session, client_tls
 
 log = structlog.get_logger(__name__)
 
@@ -188,10 +187,7 @@ class Discovery:
     def _the_transport(self) -> Transport:
         if self._transport is None:
             settings = self._settings
-            self._session = session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=2, ssl=client_tls(settings)),
-                headers={"User-Agent": f"vias-exporter/{__version__}"},
-            )
+            self._session = session = client_session(client_tls(settings), connections=2)
             auth: Auth
             if self.config.auth_mode == "aksk":
                 auth = _AccountAkSkAuth(self.config)

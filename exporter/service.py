@@ -17,11 +17,10 @@ from typing import Any
 import aiohttp
 import structlog
 
-from exporter import __version__
 from exporter.accounts import Accounts
 from exporter.auth import AkSkAuth, Auth, CoolDown, IamPasswordAuth, TokenAuth
 from exporter.collector import Exposition
-from exporter.discovery import Discovery
+from exporter.discovery import Discovery, without_static
 from exporter.lists import REGISTRY
 from exporter.metric_filter import MetricFilter
 from exporter.poller import SourcePoller
@@ -29,9 +28,7 @@ from exporter.settings import Config, GlobalConfig, TargetConfig
 from exporter.sharding import Sharding
 from exporter.snapshot import SnapshotStore
 from exporter.telemetry import Telemetry
-from exporter.transport import Transport, client_tls
-
-USER_AGENT = f"vias-exporter/{__version__}"
+from exporter.transport import Transport, client_session, client_tls
 
 log = structlog.get_logger(__name__)
 
@@ -136,8 +133,7 @@ class Exporter:
     async def __aenter__(self) -> Exporter:
         self._new_discovery()
         await self._apply()
-        self.telemetry.config_reload_success_time.set(self._clock())
-        self.telemetry.config_reload_successful.set(1)
+        self._config_loaded()
         self.exposition.render()
         return self
 
@@ -196,9 +192,12 @@ class Exporter:
             await self._apply()
             if rediscover and self._started:
                 self._start_discovery()
+        self._config_loaded()
+        await self.exposition.refresh()
+
+    def _config_loaded(self) -> None:
         self.telemetry.config_reload_success_time.set(self._clock())
         self.telemetry.config_reload_successful.set(1)
-        await self.exposition.refresh()
 
     async def set_discovered(self, targets: Sequence[TargetConfig]) -> None:
         """Poll these discovered projects besides the configured targets."""
@@ -242,9 +241,8 @@ class Exporter:
     async def _apply(self) -> None:
         """Make the running targets what the configuration and discovery ask for."""
         wanted: dict[TargetKey, TargetConfig] = {}
-        static = {target.project_id for target in self.config.targets}
-        discovered = [target for target in self._discovered if target.project_id not in static]
-        for target in [*discovered, *self.config.targets]:  # configured ones win
+        discovered = without_static(self._discovered, self.config.targets)
+        for target in [*discovered, *self.config.targets]:
             if self.sharding.owns(target.project_id):
                 wanted[target_key(target)] = target
         for key, running in list(self._targets.items()):
@@ -267,10 +265,7 @@ class Exporter:
     def _build(self, target: TargetConfig) -> _RunningTarget:
         settings = self.config.global_
         account = self._accounts.of(target)
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=settings.max_concurrency + 2, ssl=self._tls),
-            headers={"User-Agent": USER_AGENT},
-        )
+        session = client_session(self._tls, settings.max_concurrency + 2)
         auth = build_auth(target, session, self.telemetry, settings, account.login_cool_down)
         transport = Transport(
             session=session,

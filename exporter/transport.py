@@ -26,6 +26,7 @@ from tenacity import (
 )
 from yarl import URL
 
+from exporter import __version__
 from exporter.auth import Auth, CoolDown
 from exporter.errors import ViasError, ViasHTTPError, http_error
 from exporter.exchange import exchange
@@ -49,6 +50,17 @@ def retry_after_seconds(value: str | None) -> float | None:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
+
+
+USER_AGENT = f"vias-exporter/{__version__}"
+
+
+def client_session(tls: ssl.SSLContext | bool, connections: int) -> aiohttp.ClientSession:
+    """An HTTP session to VIAS or IAM: at most `connections` open, TLS as `client_tls`."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=connections, ssl=tls),
+        headers={"User-Agent": USER_AGENT},
+    )
 
 
 def client_tls(settings: GlobalConfig) -> ssl.SSLContext | bool:

@@ -55,6 +55,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Json = dict[str, Any]
 
 FACE_EDGE_MAX_PAGE_SIZE = 100  # undocumented upstream; our choice
+ANY_SCOPE = object()  # token_valid: a token of any scope will do
 _AUTH_MESSAGES = {
     "missing": "AK/SK signature headers are missing",
     "unknown_key": "the access key does not exist",
@@ -223,7 +224,7 @@ class Simulator:
         project_id = request.match_info.get("project_id")
         reason = None
         if "X-Auth-Token" in request.headers:
-            if not self._token_ok(request.headers["X-Auth-Token"], project_id):
+            if not self.token_valid(request.headers["X-Auth-Token"], project_id):
                 reason = "token"
         elif "Authorization" in request.headers:
             reason = await self._signature_problem(request, project_id)
@@ -234,20 +235,15 @@ class Simulator:
         message = f"Incorrect IAM authentication information: {_AUTH_MESSAGES[reason]}"
         return gateway_error(401, "APIGW.0301", message)
 
-    def token_valid(self, token: str) -> bool:
-        """The static token, or an IAM token issued and not expired (of any scope)."""
-        if self.token is not None and same_secret(token, self.token):
-            return True
-        issued = self._tokens.get(token)
-        return issued is not None and self.now() < issued.expires_at
-
-    def _token_ok(self, token: str, project_id: str | None) -> bool:
+    def token_valid(self, token: str, project_id: object = ANY_SCOPE) -> bool:
+        """The static token, or an IAM token issued, not expired, and scoped to
+        `project_id` (to anything by default: IAM's own calls)."""
         if self.token is not None and same_secret(token, self.token):
             return True
         issued = self._tokens.get(token)
         return (
             issued is not None
-            and issued.project_id == project_id
+            and (project_id is ANY_SCOPE or issued.project_id == project_id)
             and self.now() < issued.expires_at
         )
 
