@@ -216,7 +216,7 @@ class IamPasswordAuth(Auth):
         self._token, self._refresh_at = token, expires_at - min(self._refresh_ahead, lifetime / 2)
         self._cool_down.succeeded()
         self.logins += 1
-        self._telemetry.token_expiry.labels(self._project_id).set(expires_at)
+        self._telemetry.set_token_expiry(self._project_id, expires_at)
         log.info("iam login succeeded", project_id=self._project_id, expires_at=expires_at)
 
     def _login_body(self) -> bytes:

@@ -30,6 +30,7 @@ from exporter.exposition_cache import (
     TEXT,
     FamilyText,
     Piece,
+    Pieces,
     Rendered,
     Slot,
     SourceLines,
@@ -41,12 +42,14 @@ from exporter.exposition_cache import (
 from exporter.lists import REGISTRY
 from exporter.lists.base import AlgorithmDirectory, ListView, ProblemTask, Renderer
 from exporter.metric_filter import MetricFilter
+from exporter.self_metrics import SelfMetricPieces, without_created
 from exporter.snapshot import Snapshot, SnapshotStore, SourceKey, SourceState
 from exporter.telemetry import Telemetry
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 _NO_ALGORITHMS: AlgorithmDirectory = MappingProxyType({})
+_LAST_HEALTH_FAMILY = "vias_poll_items"  # where a list family new to the layout goes after
 
 
 def _renderers() -> list[Renderer[Any]]:
@@ -139,14 +142,6 @@ def _created_apart(families: Iterable[Metric]) -> Iterator[Metric]:
         yield gauge
 
 
-def _without_created(families: Iterable[Metric]) -> Iterator[Metric]:
-    """The self-metrics without their `_created` series: they would double the
-    exposition, and nothing reads them."""
-    for family in families:
-        family.samples = [s for s in family.samples if not s.name.endswith("_created")]
-        yield family
-
-
 class _Exported(Collector):
     """The whole exposition through prometheus-client in one go, uncached: the reference
     the cached exposition is checked against, and the bench's baseline."""
@@ -158,9 +153,7 @@ class _Exported(Collector):
         self.text_format = True  # which format the render in progress writes
 
     def collect(self) -> Iterator[Metric]:
-        yield from _without_created(
-            filter(self._allowed.allows, self._telemetry.registry.collect())
-        )
+        yield from without_created(filter(self._allowed.allows, self._telemetry.registry.collect()))
         families = filter(self._allowed.allows, snapshot_families(self._store.current))
         yield from _created_apart(families) if self.text_format else families
 
@@ -186,6 +179,8 @@ class Exposition:
         self._placed: set[tuple[int, str]] = set()  # (format, family) known to have a slot
         self._lines: dict[SourceKey, SourceLines] = {}
         self._headers: dict[tuple[str, str, str, str, int], FamilyText] = {}
+        self._header_pieces: dict[tuple[str, int], Piece] = {}
+        self._self_metrics = SelfMetricPieces(telemetry, self._allowed, self._header_piece)
         self._directories: dict[str, tuple[tuple[Any, ...], AlgorithmDirectory]] = {}
         self._rendered = Rendered(self._layout, ())
         self.rendered_snapshot = store.current
@@ -221,12 +216,10 @@ class Exposition:
                 await asyncio.to_thread(self.render)
 
     def body(self, *, openmetrics: bool, gzipped: bool) -> bytes:
-        """The self-metrics rendered now, then the snapshot's cached lines."""
+        """The self-metrics (`self_metrics`), then the snapshot's cached lines."""
         fmt = OPENMETRICS if openmetrics else TEXT
         rendered = self._rendered  # one snapshot's lines, even if a refresh swaps them
-        own = _without_created(filter(self._allowed.allows, self._telemetry.registry.collect()))
-        head = b"".join(self._header(f, fmt).header + sample_lines(f.samples) for f in own)
-        return body(head, rendered.tail(fmt), gzipped=gzipped)
+        return body(self._self_metrics.pieces(fmt), rendered.tail(fmt), gzipped=gzipped)
 
     def render_uncached(self, *, openmetrics: bool) -> bytes:
         """The current snapshot and self-metrics through prometheus-client in one go, as
@@ -262,12 +255,18 @@ class Exposition:
         lines: dict[SourceKey, SourceLines] = {}
         for key, state in snapshot.sources.items():
             shown = snapshot.shown_problems.get(key, ())
-            algorithms = directories.get(state.project_id, _NO_ALGORITHMS)
+            view = (state.data, state.fresh, shown, directories.get(key[0], _NO_ALGORITHMS))
             known = self._lines.get(key)
-            if known is None or not _same_inputs(known.inputs, (state, shown, algorithms)):
-                known = self._render_source(state, shown, algorithms)
+            if known is not None and known.state is state and _same_view(known.view, view):
+                lines[key] = known
+                continue
+            if known is not None and _same_view(known.view, view):
+                listed = known.listed
+            else:
+                listed = self._render_list(state, shown, view[3])
                 self.source_renders[key] += 1
-            lines[key] = known
+            health = self._pieces(health_families([state]), after="")
+            lines[key] = SourceLines(state, view, health, listed)
         for gone in self._lines.keys() - lines.keys():
             del self.source_renders[gone]
         self._lines = lines
@@ -291,17 +290,20 @@ class Exposition:
         self._directories = directories
         return {project: directory for project, (_, directory) in directories.items()}
 
-    def _render_source(
+    def _render_list(
         self,
         state: SourceState[Any],
         shown: Sequence[ProblemTask],
         algorithms: AlgorithmDirectory,
-    ) -> SourceLines:
-        families = [*health_families([state])]
-        if state.data is not None:
-            families.extend(REGISTRY[state.source].render([_view(state, shown, algorithms)]))
-        pieces: tuple[dict[str, Piece], dict[str, Piece]] = ({}, {})
-        previous = ["", ""]  # by format: the family written last, for `_ensure_slot`
+    ) -> Pieces:
+        if state.data is None:
+            return ({}, {})
+        families = REGISTRY[state.source].render([_view(state, shown, algorithms)])
+        return self._pieces(families, after=_LAST_HEALTH_FAMILY)
+
+    def _pieces(self, families: Iterable[Metric], *, after: str) -> Pieces:
+        pieces: Pieces = ({}, {})
+        previous = [after, after]  # by format: the family written last, for `_ensure_slot`
         for family in filter(self._allowed.allows, families):
             for fmt, written, samples in _written(family):
                 header = self._header(written, fmt)
@@ -310,7 +312,7 @@ class Exposition:
                     pieces[fmt][header.name] = Piece(lines)
                 self._ensure_slot(fmt, header.name, header.header, after=previous[fmt])
                 previous[fmt] = header.name
-        return SourceLines((state, shown, algorithms), pieces)
+        return pieces
 
     def _header(self, family: Metric, fmt: int) -> FamilyText:
         """A family's name and HELP/TYPE lines as prometheus-client writes them in `fmt`
@@ -322,6 +324,13 @@ class Exposition:
             (header,) = split_families(render([empty], fmt))
             self._headers[key] = header
         return header
+
+    def _header_piece(self, family: Metric, fmt: int) -> Piece:
+        key = (family.name, fmt)  # a self-metric's type and help never change
+        piece = self._header_pieces.get(key)
+        if piece is None:
+            piece = self._header_pieces[key] = Piece(self._header(family, fmt).header)
+        return piece
 
     def _ensure_slot(self, fmt: int, name: str, header: bytes, *, after: str) -> None:
         """A family the renderers did not write when given no sources: placed after the
@@ -351,9 +360,10 @@ def _written(family: Metric) -> Iterator[tuple[int, Metric, list[Sample]]]:
     yield TEXT, _created_family(family), created
 
 
-def _same_inputs(known: tuple[object, ...], now: tuple[object, ...]) -> bool:
-    """The same state object, equal shown problems and algorithm directory."""
-    return known[0] is now[0] and known[1] == now[1] and (known[2] is now[2] or known[2] == now[2])
+def _same_view(known: tuple[object, ...], now: tuple[object, ...]) -> bool:
+    """Equal list data (each list's data compares what it shows), freshness, shown
+    problems and algorithm directory: the list's lines would come out the same."""
+    return all(a is b or a == b for a, b in zip(known, now, strict=True))
 
 
 def _same_objects(known: tuple[object, ...], now: tuple[object, ...]) -> bool:

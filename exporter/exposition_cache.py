@@ -142,13 +142,26 @@ class Slot:
     optional: bool = False
 
 
+Pieces = tuple[dict[str, Piece], dict[str, Piece]]  # by format, then family name
+
+
 @dataclass(frozen=True, slots=True)
 class SourceLines:
-    """One source's lines of each family, in both formats, and the inputs they came
-    from: they are rendered again only when one of these changes."""
+    """One source's lines of each family, in both formats: its health lines (made from its
+    state at every poll: they carry the poll's time) and its list's lines, with the inputs
+    these came from (made again only when those changed: most polls list what the last
+    one did)."""
 
-    inputs: tuple[object, ...]
-    pieces: tuple[dict[str, Piece], dict[str, Piece]]  # by format, then family name
+    state: object  # what the health lines show
+    view: tuple[object, ...]  # what the list's lines were made from
+    health: Pieces
+    listed: Pieces
+    pieces: Pieces = field(init=False)  # both, as the body is joined from
+
+    def __post_init__(self) -> None:
+        health, listed = self.health, self.listed
+        both = ({**health[0], **listed[0]}, {**health[1], **listed[1]})
+        object.__setattr__(self, "pieces", both)
 
 
 class Tail:
@@ -208,16 +221,21 @@ class Rendered:
         return Tail(parts)
 
 
-def body(head: bytes, tail: Tail, *, gzipped: bool) -> bytes:
-    """`head` (rendered for this request) then the cached tail; gzip as one member."""
+def body(head: Sequence[Piece], tail: Tail, *, gzipped: bool) -> bytes:
+    """`head` (put together for this request) then the cached tail; gzip as one member."""
     if not gzipped:
-        return b"".join((head, *tail.parts))
-    crc = crc32_combine(zlib.crc32(head), tail.crc, tail.size)
-    size = (len(head) + tail.size) & 0xFFFFFFFF
+        return b"".join((*(piece.data for piece in head), *tail.parts))
+    crc = size = 0
+    for piece in head:
+        crc = zlib.crc32(piece.data, crc)
+        size += len(piece.data)
+    crc = crc32_combine(crc, tail.crc, tail.size)
+    size = (size + tail.size) & 0xFFFFFFFF
+    compressor = Deflater()  # a piece's deflate output once made is kept: the rest is new
     return b"".join(
         (
             _GZIP_HEADER,
-            Deflater().deflate(head),
+            *(piece.deflated(compressor) for piece in head),
             tail.deflated,
             _FINAL_BLOCK,
             crc.to_bytes(4, "little"),

@@ -150,7 +150,7 @@ def _complete(
 
 
 def _stopped(transport: Transport, vias_list: ViasList[Any, Any], reason: str) -> None:
-    transport.telemetry.pagination_stops.labels(transport.project_id, vias_list.name, reason).inc()
+    transport.telemetry.count_pagination_stop(transport.project_id, vias_list.name, reason)
     log.warning(
         "listing cut short", project_id=transport.project_id, source=vias_list.name, reason=reason
     )
@@ -159,7 +159,7 @@ def _stopped(transport: Transport, vias_list: ViasList[Any, Any], reason: str) -
 def _fell_back(
     transport: Transport, vias_list: ViasList[Any, Any], reason: str, error: ViasHTTPError
 ) -> None:
-    transport.telemetry.paging_fallbacks.labels(transport.project_id, vias_list.name, reason).inc()
+    transport.telemetry.count_paging_fallback(transport.project_id, vias_list.name, reason)
     log.warning(
         "listing refused, read another way",
         project_id=transport.project_id,

@@ -101,7 +101,7 @@ class SourcePoller(Generic[ItemT, DataT]):
             now = loop.time()
             if now > next_at:
                 missed = int((now - next_at) // self.interval) + 1
-                self._telemetry.poll_overruns.labels(self.project_id, self.source).inc(missed)
+                self._telemetry.count_poll_overruns(self.project_id, self.source, missed)
                 log.warning("poll overran its interval", **self._where(), skipped=missed)
                 next_at += missed * self.interval
             await asyncio.sleep(next_at - now)
@@ -111,7 +111,7 @@ class SourcePoller(Generic[ItemT, DataT]):
         try:
             data = await self._collect()
         except ViasAuthCoolDown as error:
-            self._telemetry.poll_skips.labels(self.project_id, self.source, error.reason).inc()
+            self._telemetry.count_poll_skip(self.project_id, self.source, error.reason)
             self._state = self._down(str(error))
             log.warning("poll skipped", **self._where(), reason=error.reason, error=str(error))
         except ViasError as error:
@@ -143,9 +143,7 @@ class SourcePoller(Generic[ItemT, DataT]):
                 items=data.item_count,
                 duration_seconds=round(time.perf_counter() - started, 3),
             )
-        self._telemetry.poll_duration.labels(self.project_id, self.source).observe(
-            time.perf_counter() - started
-        )
+        self._telemetry.observe_poll(self.project_id, self.source, time.perf_counter() - started)
         self.polls += 1
         snapshot = self._store.replace(self._state)
         log.debug(
@@ -180,7 +178,7 @@ class SourcePoller(Generic[ItemT, DataT]):
         return data
 
     def _failed(self, reason: str, error: str) -> SourceState[DataT]:
-        self._telemetry.poll_errors.labels(self.project_id, self.source, reason).inc()
+        self._telemetry.count_poll_error(self.project_id, self.source, reason)
         return self._down(error)
 
     def _down(self, error: str) -> SourceState[DataT]:
@@ -201,7 +199,7 @@ class SourcePoller(Generic[ItemT, DataT]):
         shown = snapshot.shown_problems.get(self._state.key, ())
         found = len(data.problem_tasks) + data.problem_tasks_dropped
         if found > len(shown):
-            self._telemetry.problem_tasks_dropped.labels(self.project_id).inc(found - len(shown))
+            self._telemetry.count_hidden_problems(self.project_id, found - len(shown))
 
     def _where(self) -> dict[str, str]:
         return {"project_id": self.project_id, "source": self.source}

@@ -4,9 +4,13 @@ rendered with the job metrics by the collector."""
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterable, Iterator
+from copy import copy
 from functools import cached_property
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 
 from exporter import __version__
 
@@ -14,11 +18,14 @@ API_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 POLL_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
-class Telemetry:
-    """prometheus-client metrics in a registry of their own (no process/platform noise)."""
+class ProjectTelemetry:
+    """One project's metrics in a registry of their own, and a version that every change
+    moves (after the change): a scrape renders again only the projects whose version
+    moved since the last one, instead of every project's histograms at every scrape."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.version = 0
+        self.registry = CollectorRegistry()
         r = self.registry
         self.api_requests = Counter(
             "vias_api_requests",
@@ -83,6 +90,37 @@ class Telemetry:
             ["project_id"],
             registry=r,
         )
+
+
+class _ProjectFamilies(Collector):
+    """Every project's metrics, one family per metric: what the whole registry shows."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._telemetry = telemetry
+
+    def collect(self) -> Iterator[Metric]:
+        merged = [copy(family) for family in self._telemetry.project_families]
+        for family in merged:
+            family.samples = []
+        for _, metrics in self._telemetry.projects():
+            for family, own in zip(merged, metrics.registry.collect(), strict=True):
+                family.samples.extend(own.samples)
+        yield from merged
+
+
+class Telemetry:
+    """The exporter's metrics through prometheus-client: each project's in a registry of
+    its own, the process-wide ones (build, shard, reload, discovery) in `process_registry`,
+    all of them in `registry` (no process/platform noise)."""
+
+    def __init__(self) -> None:
+        self._projects: dict[str, ProjectTelemetry] = {}
+        # The families each project has, without samples: their names, types and help.
+        self.project_families = tuple(ProjectTelemetry().registry.collect())
+        self.process_registry = r = CollectorRegistry(auto_describe=True)
+        self.registry = CollectorRegistry()
+        self.registry.register(_ProjectFamilies(self))
+        self.registry.register(_Registered(r))
         self.shard_ordinal = Gauge(
             "vias_exporter_shard_ordinal",
             "This replica's shard (--shard): it polls the projects that hash to it.",
@@ -104,18 +142,6 @@ class Telemetry:
             "Unix time of the last successful configuration load (start-up or reload).",
             registry=r,
         )
-        self._per_project = (
-            self.api_requests,
-            self.api_latency,
-            self.token_expiry,
-            self.poll_duration,
-            self.poll_errors,
-            self.poll_skips,
-            self.poll_overruns,
-            self.pagination_stops,
-            self.paging_fallbacks,
-            self.problem_tasks_dropped,
-        )
         build_info = Gauge(
             "vias_exporter_build_info",
             "Always 1; labels carry the exporter and Python versions.",
@@ -124,20 +150,72 @@ class Telemetry:
         )
         build_info.labels(__version__, platform.python_version()).set(1)
 
+    def project(self, project_id: str) -> ProjectTelemetry:
+        metrics = self._projects.get(project_id)
+        if metrics is None:
+            metrics = self._projects[project_id] = ProjectTelemetry()
+        return metrics
+
+    def projects(self) -> list[tuple[str, ProjectTelemetry]]:
+        """A copy: scrapes read it in a worker thread while polls add projects."""
+        return list(self._projects.items())
+
     def forget_project(self, project_id: str) -> None:
         """Drop a removed project's series, so that discovery churn cannot grow them."""
-        for collector in self._per_project:
-            collector.remove_by_labels({"project_id": project_id})
+        self._projects.pop(project_id, None)
 
+    # Each change, then the version: a scrape that read the old version renders again.
     def observe_request(self, project_id: str, endpoint: str, code: str, seconds: float) -> None:
-        self.api_requests.labels(project_id, endpoint, code).inc()
-        self.api_latency.labels(project_id, endpoint).observe(seconds)
+        metrics = self.project(project_id)
+        metrics.api_requests.labels(project_id, endpoint, code).inc()
+        metrics.api_latency.labels(project_id, endpoint).observe(seconds)
+        metrics.version += 1
+
+    def observe_poll(self, project_id: str, source: str, seconds: float) -> None:
+        metrics = self.project(project_id)
+        metrics.poll_duration.labels(project_id, source).observe(seconds)
+        metrics.version += 1
+
+    def set_token_expiry(self, project_id: str, timestamp: float) -> None:
+        metrics = self.project(project_id)
+        metrics.token_expiry.labels(project_id).set(timestamp)
+        metrics.version += 1
+
+    def count_poll_error(self, project_id: str, source: str, reason: str) -> None:
+        metrics = self.project(project_id)
+        metrics.poll_errors.labels(project_id, source, reason).inc()
+        metrics.version += 1
+
+    def count_poll_skip(self, project_id: str, source: str, reason: str) -> None:
+        metrics = self.project(project_id)
+        metrics.poll_skips.labels(project_id, source, reason).inc()
+        metrics.version += 1
+
+    def count_poll_overruns(self, project_id: str, source: str, missed: int) -> None:
+        metrics = self.project(project_id)
+        metrics.poll_overruns.labels(project_id, source).inc(missed)
+        metrics.version += 1
+
+    def count_pagination_stop(self, project_id: str, source: str, reason: str) -> None:
+        metrics = self.project(project_id)
+        metrics.pagination_stops.labels(project_id, source, reason).inc()
+        metrics.version += 1
+
+    def count_paging_fallback(self, project_id: str, source: str, reason: str) -> None:
+        metrics = self.project(project_id)
+        metrics.paging_fallbacks.labels(project_id, source, reason).inc()
+        metrics.version += 1
+
+    def count_hidden_problems(self, project_id: str, hidden: int) -> None:
+        metrics = self.project(project_id)
+        metrics.problem_tasks_dropped.labels(project_id).inc(hidden)
+        metrics.version += 1
 
     @cached_property
     def discovery(self) -> DiscoveryTelemetry:
         """Project discovery's metrics: registered on first use, so an exporter without
         discovery does not export them (a 0 would read as a failing discovery)."""
-        return DiscoveryTelemetry(self.registry)
+        return DiscoveryTelemetry(self.process_registry)
 
     def forget_discovery(self) -> None:
         """Discovery removed by a reload: its families leave /metrics (a last success left
@@ -145,7 +223,7 @@ class Telemetry:
         metrics: DiscoveryTelemetry | None = self.__dict__.pop("discovery", None)
         if metrics is not None:
             for family in metrics.families:
-                self.registry.unregister(family)
+                self.process_registry.unregister(family)
 
 
 class DiscoveryTelemetry:
@@ -183,3 +261,13 @@ class DiscoveryTelemetry:
             self.last_refresh_success_time,
             self.refresh_failures,
         )
+
+
+class _Registered(Collector):
+    """Another registry's metrics, as one collector of this one."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        return self._registry.collect()

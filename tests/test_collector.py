@@ -1,19 +1,22 @@
 """The cached exposition (exporter/collector.py, exporter/exposition_cache.py): per source and
 family pre-rendered lines, re-rendered only for the sources whose inputs changed, equal byte
 for byte to a render of the whole snapshot through prometheus-client, in both formats and
-gzipped; the self-metrics rendered per body, never after a poll. Real polls of the
+gzipped; the self-metrics rendered when a body is asked for, only for the projects whose
+metrics changed since, never after a poll. Real polls of the
 simulator over HTTP, the real web app scraped over loopback.
 
 | change to the code (tried, seen red) | failing test |
 |---|---|
-| `_same_inputs` always true | ..._equals_a_whole_render..., ..._only_its_own_source |
-| `_same_inputs` always false (all rendered after each poll) | ..._only_its_own_source |
-| `_same_inputs` ignores the shown problem jobs | ..._moves_the_cap_renders_the_sibling |
-| `_same_inputs` ignores the algorithm directory | ..._new_algorithm_service_... |
+| `_same_view` always true | ..._equals_a_whole_render..., ..._only_its_own_source |
+| `_same_view` always false (lists rendered at every poll) | ..._only_its_own_source |
+| health lines kept with the list's (no `known.state is state`) | ..._only_its_own_source |
+| `_same_view` ignores the shown problem jobs | ..._moves_the_cap_renders_the_sibling |
+| `_same_view` ignores the algorithm directory | ..._new_algorithm_service_... |
 | `_project_directories` keyed by project only | ..._new_algorithm_service_... |
 | `_update` keeps sources gone from the snapshot | test_a_removed_project_... |
-| `render()` collects the self-metrics too | test_self_metrics_are_rendered_per_body... |
-| `body` reuses an earlier self-metrics render | test_self_metrics_are_rendered_per_body... |
+| `render()` collects the self-metrics too | ..._only_the_projects_whose_self... |
+| `_project_lines` ignores the version | ..._only_the_projects_whose_self... |
+| `_project_lines` renders every project at every body | ..._only_the_projects_whose_self... |
 | text `_created` slots not optional (empty headers) | ..._equals_a_whole_render... |
 | OpenMetrics tail without `# EOF` | ..._equals_a_whole_render..., test_both_formats_parse... |
 | gzip CRC of the tail alone | test_gzip_bodies..., test_both_formats_parse... |
@@ -151,9 +154,9 @@ def test_crc32_combine_matches_zlib() -> None:
 
 
 async def test_a_poll_renders_only_its_own_source(simulator) -> None:
-    """A poll of one source re-renders that source's lines only, even when its answer
-    changed; a source polled again with the same answer is rendered again too (its
-    last-success time changed), the others not."""
+    """A poll of one source whose answer changed renders that source's list lines only;
+    one with the same answer renders none (only its health lines: the last-success time
+    moved)."""
     sources = ["tasks", "batch_tasks", "infer_tasks", "algorithm_services", "video_groups"]
     config = make_config(
         [target(simulator.url, "p1", sources=sources), target(simulator.url, "p2", sources=sources)]
@@ -164,11 +167,15 @@ async def test_a_poll_renders_only_its_own_source(simulator) -> None:
         before = dict(renders)
         assert set(before) == {(p, s) for p in ("p1", "p2") for s in sources}
         simulator.world.step()
-        for key in [("p1", "tasks"), ("p2", "batch_tasks"), ("p1", "tasks")]:
+        for key in [("p1", "tasks"), ("p2", "infer_tasks")]:
             await poller(exporter, *key).poll_once()
             assert grown(renders, before) == {key: 1}, key
             before = dict(renders)
-        assert_equals_whole_render(exporter.exposition)
+            assert_equals_whole_render(exporter.exposition)
+        for key in [("p1", "tasks"), ("p2", "batch_tasks")]:  # the step changed neither
+            await poller(exporter, *key).poll_once()
+            assert grown(renders, before) == {}, key
+            assert_equals_whole_render(exporter.exposition)  # with the new last-success time
 
 
 async def test_a_sibling_poll_that_moves_the_cap_renders_the_sibling(simulator) -> None:
@@ -204,7 +211,7 @@ async def test_a_sibling_poll_that_moves_the_cap_renders_the_sibling(simulator) 
 async def test_a_new_algorithm_service_renders_its_projects_job_sources(simulator) -> None:
     """The job lists take vendors from the project's algorithm services: a services poll
     that changes the directory renders that project's job sources again; one that
-    changes nothing renders only itself; another project's are untouched."""
+    changes nothing renders none; another project's are untouched."""
     sources = ["tasks", "algorithm_services"]
     config = make_config(
         [target(simulator.url, "p1", sources=sources), target(simulator.url, "p2", sources=sources)]
@@ -215,7 +222,7 @@ async def test_a_new_algorithm_service_renders_its_projects_job_sources(simulato
         services = poller(exporter, "p1", "algorithm_services")
         before = dict(renders)
         await services.poll_once()
-        assert grown(renders, before) == {("p1", "algorithm_services"): 1}
+        assert grown(renders, before) == {}
         catalogue = simulator.sim.resources.project("p1").services
         some = next(iter(catalogue.values()))
         catalogue["svc-new"] = dataclasses.replace(some, service_id="svc-new", service_name="new")
@@ -241,30 +248,34 @@ async def test_a_removed_project_leaves_the_exposition(simulator) -> None:
         assert_equals_whole_render(exporter.exposition)
 
 
-async def test_self_metrics_are_rendered_per_body_not_per_poll(
+async def test_a_body_renders_again_only_the_projects_whose_self_metrics_changed(
     simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = make_config([target(simulator.url, sources=["tasks", "batch_tasks"])])
+    config = make_config([target(simulator.url, "p1"), target(simulator.url, "p2")])
     async with Exporter(config) as exporter:
-        registry = exporter.telemetry.registry
-        collected = 0
-        collect = registry.collect
+        await exporter.poll_all_once()
+        exposition = exporter.exposition
+        exposition.body(openmetrics=False, gzipped=False)
+        collected: Counter[str] = Counter()
+        for project_id, metrics in exporter.telemetry.projects():
 
-        def counting() -> Any:
-            nonlocal collected
-            collected += 1
-            return collect()
+            def counting(project_id: str = project_id, collect: Any = metrics.registry.collect):
+                collected[project_id] += 1
+                return collect()
 
-        monkeypatch.setattr(registry, "collect", counting)
-        for _ in range(3):
-            await exporter.poll_all_once()
-        assert collected == 0
-        body = exporter.exposition.body(openmetrics=False, gzipped=False)
-        assert collected == 1
+            monkeypatch.setattr(metrics.registry, "collect", counting)
         line = b'vias_poll_overruns_total{project_id="p1",source="tasks"} 1.0'
-        assert line not in body
-        exporter.telemetry.poll_overruns.labels("p1", "tasks").inc()  # no poll, no render
-        assert line in exporter.exposition.body(openmetrics=False, gzipped=False)
+        assert line not in exposition.body(openmetrics=False, gzipped=False)
+        assert collected == {}  # nothing changed since the last body
+        exporter.telemetry.count_poll_overruns("p1", "tasks", 1)  # no poll, no render
+        assert line in exposition.body(openmetrics=False, gzipped=False)
+        assert collected == {"p1": 1}
+        await poller(exporter, "p2", "tasks").poll_once()
+        assert collected == {"p1": 1}  # a poll renders the snapshot's part only
+        body = exposition.body(openmetrics=True, gzipped=True)
+        assert collected == {"p1": 1, "p2": 1}
+        assert gzip.decompress(body) == exposition.body(openmetrics=True, gzipped=False)
+        assert_equals_whole_render(exposition)
 
 
 @pytest.mark.parametrize("fmt", [0, 1])

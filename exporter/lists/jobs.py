@@ -165,7 +165,9 @@ class JobData:
     problem_tasks: tuple[ProblemTask, ...]
     problem_tasks_dropped: int
     item_count: int
-    index: JobIndex  # the jobs of this listing, for the next poll's transitions
+    # The jobs of this listing, for the next poll's transitions: not part of what the data
+    # shows, so not compared (equal data renders the same lines).
+    index: JobIndex = field(compare=False)
     transitions: Mapping[Transition, TransitionCount]  # since the exporter started
     # Error codes fetched from the job detail endpoint, by (job id, state): kept while
     # the job stays in that state, so each problem job costs one detail call.
