@@ -13,8 +13,10 @@ what it got. De-duplication (offset paging shifts while jobs change) is the aggr
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
@@ -30,17 +32,76 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 
+HELD_BYTES = 8 << 20  # at most this much of a listing is held unparsed, waiting to be told
+
+
+@dataclass(frozen=True, slots=True)
+class PageFacts:
+    """What paging takes from a page: kept from one listing to the next, so that a page
+    byte for byte the one at its place last time is not parsed to take them again."""
+
+    digest: bytes  # of the body and the page size asked for
+    size: int  # items on the page
+    count: int | None
+    ids: int  # hash of its items' ids in order: a page the server repeats has the same
+
+
+def _digest(body: bytes, page_size: int) -> bytes:
+    return hashlib.blake2b(body, digest_size=16, salt=page_size.to_bytes(16, "little")).digest()
+
+
+class Listing:
+    """One listing's pages as paging saw them (`pages`), beside the last complete
+    listing's (`last`). Pages the same as the last listing's, from the first on, are held unparsed;
+    when the listing ends with every page so (it is `unchanged`), none is ever parsed: the
+    lists whose data follows from the listing alone keep their last data. A page that
+    differs, a listing cut short or more than HELD_BYTES held has the held pages parsed,
+    in order, before anything else."""
+
+    def __init__(self, last: Sequence[PageFacts] = ()) -> None:
+        self.last = last
+        self.pages: list[PageFacts] = []
+        self.complete = False  # cut short (a repeated page, max_pages): no model for the next
+        self.unchanged = False
+        self._held: list[bytes] | None = [] if last else None  # None: no longer holding
+        self._held_bytes = 0
+
+    def hold(self, body: bytes, digest: bytes) -> PageFacts | None:
+        """The facts of the page at this place in the last listing if `body` is that page
+        again (then it is held), else None."""
+        at = len(self.pages)
+        held = self._held
+        if held is None or at >= len(self.last) or self.last[at].digest != digest:
+            return None
+        if self._held_bytes + len(body) > HELD_BYTES:
+            return None
+        held.append(body)
+        self._held_bytes += len(body)
+        return self.last[at]
+
+    def release(self) -> list[bytes]:
+        """The held pages, to be parsed now; no more are held."""
+        held, self._held = self._held or [], None
+        return held
+
+    def end(self) -> None:
+        """The listing is complete: unchanged if every page was held."""
+        self.complete = True
+        self.unchanged = self._held is not None and len(self.pages) == len(self.last)
+
+
 async def pages(
-    transport: Transport, vias_list: ViasList[ItemT, Any]
+    transport: Transport, vias_list: ViasList[ItemT, Any], listing: Listing | None = None
 ) -> AsyncIterator[list[ItemT]]:
     """Yield the items of each page of one complete listing, in order. A refusal of the
     first page may be read another way, as the list's paging says (counted): a 400 asks
-    again, once, with the fallback page size; a 404 is an empty listing."""
+    again, once, with the fallback page size; a 404 is an empty listing. `listing`, when
+    given, learns the listing's pages and whether it repeats its last one."""
     paging = vias_list.paging
     page_size, started = paging.page_size, False
     while True:
         try:
-            async for items in _pages(transport, vias_list, page_size):
+            async for items in _pages(transport, vias_list, page_size, listing or Listing()):
                 started = True
                 yield items
             return
@@ -58,7 +119,7 @@ async def pages(
 
 
 async def _pages(
-    transport: Transport, vias_list: ViasList[ItemT, Any], page_size: int
+    transport: Transport, vias_list: ViasList[ItemT, Any], page_size: int, listing: Listing
 ) -> AsyncIterator[list[ItemT]]:
     paging = vias_list.paging
     check = partial(check_json, endpoint=vias_list.endpoint)
@@ -71,7 +132,7 @@ async def _pages(
         return
     max_pages, page_window = transport.settings.max_pages, transport.settings.page_window
     listed = 0
-    previous_ids: list[str | None] | None = None
+    previous_ids: int | None = None
     next_page, window, total = 1, 1, None
     while next_page <= max_pages:
         numbers = range(next_page, min(next_page + window, max_pages + 1))
@@ -90,25 +151,36 @@ async def _pages(
             ]
         )
         while bodies:
-            page = _parse(vias_list, bodies.pop(0))  # each body is let go once parsed
-            items = page.items
-            ids = [item.id for item in items]
-            if items and ids == previous_ids:
+            body = bodies.pop(0)  # each body is let go once parsed (or held)
+            digest = _digest(body, page_size)
+            facts, items = listing.hold(body, digest), []
+            if facts is None:  # a page that differs: the held ones are parsed first
+                for held in _parsed(vias_list, listing.release()):
+                    yield held
+                page = _parse(vias_list, body)
+                items = page.items
+                facts = PageFacts(digest, len(items), page.count, hash(tuple(i.id for i in items)))
+            listing.pages.append(facts)
+            # Never a held page: held pages follow the last complete listing's.
+            if facts.size and facts.ids == previous_ids:
                 _stopped(transport, vias_list, "repeated_page")
                 return
-            previous_ids = ids
-            listed += len(items)
             if items:
                 yield items
+            previous_ids = facts.ids
+            listed += facts.size
             # A page longer than asked for means the server ignores paging.
-            if len(items) != page_size:
-                _complete(transport, vias_list, listed, f"a page of {len(items)} items")
+            because = f"a page of {facts.size} items" if facts.size != page_size else ""
+            if not because and paging.end == "total" and facts.count is not None:
+                total = facts.count
+                because = f"the total of {total} reached" if listed >= total else ""
+            if because:
+                listing.end()
+                if not listing.unchanged:
+                    for held in _parsed(vias_list, listing.release()):
+                        yield held
+                _complete(transport, vias_list, listed, because, unchanged=listing.unchanged)
                 return
-            if paging.end == "total" and page.count is not None:
-                total = page.count
-                if listed >= total:
-                    _complete(transport, vias_list, listed, f"the total of {total} reached")
-                    return
         next_page += len(numbers)
         window = page_window
         if total is not None:  # fetch no further than the total says
@@ -120,7 +192,15 @@ async def _pages(
             listed=listed,
             next_pages=f"{next_page}-{next_page + window - 1}",
         )
+    for held in _parsed(vias_list, listing.release()):
+        yield held
     _stopped(transport, vias_list, "page_cap")
+
+
+def _parsed(vias_list: ViasList[ItemT, Any], bodies: list[bytes]) -> Iterator[list[ItemT]]:
+    for body in bodies:
+        if items := _parse(vias_list, body).items:
+            yield items
 
 
 def _parse(vias_list: ViasList[ItemT, Any], body: bytes) -> Page[ItemT]:
@@ -138,7 +218,12 @@ async def _all(calls: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
 
 
 def _complete(
-    transport: Transport, vias_list: ViasList[Any, Any], listed: int, because: str
+    transport: Transport,
+    vias_list: ViasList[Any, Any],
+    listed: int,
+    because: str,
+    *,
+    unchanged: bool,
 ) -> None:
     log.debug(
         "listing complete",
@@ -146,6 +231,7 @@ def _complete(
         source=vias_list.name,
         items=listed,
         because=because,
+        unchanged=unchanged,
     )
 
 

@@ -18,7 +18,7 @@ import structlog
 from exporter.errors import ViasAuthCoolDown, ViasError
 from exporter.lists import REGISTRY
 from exporter.lists.base import DataT, ItemT, PollContext, ViasList
-from exporter.paginator import pages
+from exporter.paginator import Listing, PageFacts, pages
 from exporter.snapshot import Snapshot, SnapshotStore, SourceState
 from exporter.telemetry import Telemetry
 from exporter.transport import Transport
@@ -78,6 +78,8 @@ class SourcePoller(Generic[ItemT, DataT]):
         self._state: SourceState[DataT] = SourceState(
             self.project_id, self.source, interval_seconds
         )
+        # The pages the last data came from (lists whose data follows from them alone).
+        self._last_listing: tuple[PageFacts, ...] = ()
         self.polls = 0
 
     @property
@@ -167,14 +169,20 @@ class SourcePoller(Generic[ItemT, DataT]):
             batch_task_series_limit=settings.batch_task_series_limit,
         )
         aggregator = self.vias_list.aggregator(context)
-        async for items in pages(self.transport, self.vias_list):
+        listing = Listing(self._last_listing if previous is not None else ())
+        async for items in pages(self.transport, self.vias_list, listing):
             aggregator.add(items)
             await asyncio.sleep(0)  # let scrapes in between pages, not after a whole window
-        data = await aggregator.finish()
+        if listing.unchanged and previous is not None:
+            data = previous  # the same pages as the last data came from: never parsed
+        else:
+            data = await aggregator.finish()
         if self.vias_list.enrich is not None:
             data = await self.vias_list.enrich(
                 data, previous, self.transport, settings.detail_calls_per_poll
             )
+        if self.vias_list.same_listing_same_data:
+            self._last_listing = tuple(listing.pages) if listing.complete else ()
         return data
 
     def _failed(self, reason: str, error: str) -> SourceState[DataT]:

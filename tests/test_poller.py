@@ -1,5 +1,5 @@
-"""The polling loop: its schedule, overruns, the start-up spread, and what a recovery after
-stale data counts.
+"""The polling loop: its schedule, overruns, the start-up spread, what a recovery after
+stale data counts, and a listing the same as the last one kept unparsed.
 
 Break → failing test (each seen red once):
 - first poll after random.uniform(0, min(1, interval / 10)) as before →
@@ -11,6 +11,15 @@ Break → failing test (each seen red once):
 - the spread at FIRST_POLL_GAP x sources without the 1 s floor / the interval cap →
   test_a_small_deployment_polls_first_within_a_second,
   test_first_polls_of_a_big_deployment_spread_over_the_interval
+- batch_tasks or edge_pools flagged `same_listing_same_data` →
+  test_lists_that_skip_a_repeated_listing_would_make_the_same_data (and, batch tasks,
+  ..._keeps_the_last_data_unparsed)
+- `Listing.release` drops the held pages →
+  test_a_change_on_the_last_page_parses_the_held_pages_in_order,
+  test_held_pages_past_the_bound_are_parsed
+- no HELD_BYTES bound → test_held_pages_past_the_bound_are_parsed
+- `Listing.end` calls any complete listing unchanged →
+  test_a_change_on_the_last_page_parses_the_held_pages_in_order and three more
 """
 
 from __future__ import annotations
@@ -20,9 +29,11 @@ import itertools
 import subprocess
 import sys
 from collections import Counter
+from typing import Any
 
 import pytest
 
+from exporter import paginator
 from exporter.lists import REGISTRY
 from exporter.poller import FIRST_POLL_GAP, start_phase
 from exporter.service import Exporter
@@ -189,3 +200,112 @@ async def test_a_transition_series_keeps_the_time_it_was_first_counted(simulator
     samples = Samples.parse(text)
     assert samples.value("vias_task_state_transitions_total", **labels) == 2
     assert samples.value("vias_task_state_transitions_created", **labels) == 1060.0
+
+
+# --- a listing the same as the last --------------------------------------------------
+
+
+def _state(exporter: Exporter, source: str) -> Any:
+    return exporter.store.current.sources[("p1", source)]
+
+
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Pages parsed into models, by list."""
+    counts: Counter[str] = Counter()
+    parse = paginator._parse
+
+    def counting(vias_list: Any, body: bytes) -> Any:
+        counts[vias_list.name] += 1
+        return parse(vias_list, body)
+
+    monkeypatch.setattr(paginator, "_parse", counting)
+    return counts
+
+
+async def test_a_listing_the_same_as_the_last_keeps_the_last_data_unparsed(
+    simulator, parsed: Counter[str]
+) -> None:
+    """Job lists (their data follows from the listing alone) are not parsed again when
+    every page is byte for byte the last poll's; batch tasks (their data sums over polls)
+    always are."""
+    sources = ["tasks", "infer_tasks", "batch_tasks"]
+    config = make_config([target(simulator.url, sources=sources)])
+    async with Exporter(config) as exporter:
+        await exporter.poll_all_once()
+        first = {source: _state(exporter, source).data for source in sources}
+        assert parsed["infer_tasks"] == 7  # 300 jobs in pages of 50, then an empty page
+        parsed.clear()
+        await exporter.poll_all_once()
+        assert parsed == {"batch_tasks": 1}
+        assert _state(exporter, "tasks").data is first["tasks"]
+        assert _state(exporter, "infer_tasks").data == first["infer_tasks"]  # enriched anew
+        simulator.world.step()
+        await exporter.poll_all_once()
+        assert parsed["tasks"] == 1 and parsed["infer_tasks"] == 7
+        assert _state(exporter, "tasks").data != first["tasks"]
+
+
+async def test_a_change_on_the_last_page_parses_the_held_pages_in_order(
+    simulator, parsed: Counter[str]
+) -> None:
+    """Pages 1-6 are the last poll's and held; page 7 differs, so all are parsed: the data
+    is what a first poll of the new listing makes, and the change counts as a transition."""
+    project = simulator.world.projects["p1"]
+    config = make_config([target(simulator.url, sources=["infer_tasks"])])
+    async with Exporter(config) as exporter:
+        await exporter.poll_all_once()
+        listing = project.newest_first(0, len(project.tasks))
+        oldest_running = next(t.id for t in reversed(listing) if t.state == "RUNNING")
+        assert listing.index(project.tasks[oldest_running]) >= 250  # on the last full page
+        project.set_state(oldest_running, "FAILED", error_code="VIAS.10010002")
+        parsed.clear()
+        await exporter.poll_all_once()
+        assert parsed["infer_tasks"] == 7
+        data = _state(exporter, "infer_tasks").data
+    async with Exporter(config) as fresh:
+        await fresh.poll_all_once()
+        first_poll = _state(fresh, "infer_tasks").data
+    assert data.state_counts == first_poll.state_counts
+    assert data.problem_tasks == first_poll.problem_tasks
+    assert data.item_count == first_poll.item_count == len(project.tasks)
+    assert [(a, b, n) for (_, a, b), (n, _) in data.transitions.items()] == [
+        ("RUNNING", "FAILED", 1)
+    ]
+
+
+async def test_held_pages_past_the_bound_are_parsed(
+    simulator, parsed: Counter[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(paginator, "HELD_BYTES", 60_000)  # about two pages of 50 jobs
+    config = make_config([target(simulator.url, sources=["infer_tasks"])])
+    async with Exporter(config) as exporter:
+        await exporter.poll_all_once()
+        first = _state(exporter, "infer_tasks").data
+        parsed.clear()
+        await exporter.poll_all_once()
+        assert parsed["infer_tasks"] == 7
+        assert _state(exporter, "infer_tasks").data == first
+
+
+async def test_lists_that_skip_a_repeated_listing_would_make_the_same_data(
+    simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `same_listing_same_data` promises, for every list that says it: aggregating
+    the same listing again, given the last data, makes data equal to it."""
+    monkeypatch.setattr(paginator, "HELD_BYTES", 0)  # nothing held: every page parsed
+    flagged = [name for name, vias_list in REGISTRY.items() if vias_list.same_listing_same_data]
+    assert {"tasks", "infer_tasks", "face_edge_tasks"} <= set(flagged)
+    config = make_config(
+        [target(simulator.url, sources=list(REGISTRY))],
+        problem_tasks_limit=2,
+        batch_task_series_limit=1,
+    )
+    now = [1000.0]
+    async with Exporter(config, clock=lambda: now[0]) as exporter:
+        await exporter.poll_all_once()
+        first = {name: _state(exporter, name).data for name in flagged}
+        now[0] += 60
+        await exporter.poll_all_once()
+        for name in flagged:
+            assert _state(exporter, name).data == first[name], name

@@ -190,3 +190,6 @@ class ViasList(Generic[ItemT, DataT]):
     # The algorithm services this list's data names (service_id -> vendor, algorithm): the
     # collector hands them to every renderer of the same project as `ListView.algorithms`.
     algorithms: Callable[[DataT], AlgorithmDirectory] | None = None
+    # The data follows from the listing and the last data alone (no poll time, no sums
+    # over polls): a listing byte for byte the last one keeps the last data, unparsed.
+    same_listing_same_data: bool = False

@@ -54,5 +54,6 @@ FACE_EDGE_TASKS = ViasList[FaceEdgeTask, JobData](
     states=TASK_STATES,
     aggregator=JobAggregator,
     render=render_jobs,
+    same_listing_same_data=True,
     enrich=fill_error_codes,
 )

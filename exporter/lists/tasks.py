@@ -14,5 +14,6 @@ TASKS = ViasList[Task, JobData](
     states=TASK_STATES,
     aggregator=JobAggregator,
     render=render_jobs,
+    same_listing_same_data=True,
     polled_by_default=True,
 )
