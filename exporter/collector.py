@@ -49,6 +49,7 @@ from exporter.telemetry import Telemetry
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 _NO_ALGORITHMS: AlgorithmDirectory = MappingProxyType({})
+KEPT_BODY_BYTES = 16 << 20  # a bigger body is joined per scrape: a copy would cost more
 _LAST_HEALTH_FAMILY = "vias_poll_items"  # where a list family new to the layout goes after
 
 
@@ -189,6 +190,7 @@ class Exposition:
         self._dirty = False
         self._lock = asyncio.Lock()
         self._rendering = threading.Lock()
+        self._last_body: tuple[Rendered, tuple[object, ...], bytes] | None = None
 
     @property
     def ready(self) -> bool:
@@ -231,8 +233,17 @@ class Exposition:
         return generate_text(self.registry)
 
     async def serve(self, *, openmetrics: bool, gzipped: bool) -> bytes:
-        """`body` in a worker thread: a scrape does not hold up the event loop."""
-        return await asyncio.to_thread(self.body, openmetrics=openmetrics, gzipped=gzipped)
+        """`body` in a worker thread (a scrape does not hold up the event loop), or the last
+        body again when nothing it shows has changed since (a small one: a copy is kept)."""
+        rendered = self._rendered
+        shows = (self._telemetry.changes, openmetrics, gzipped)
+        last = self._last_body
+        if last is not None and last[0] is rendered and last[1] == shows:
+            return last[2]
+        served = await asyncio.to_thread(self.body, openmetrics=openmetrics, gzipped=gzipped)
+        # What it shows was taken first: what changed meanwhile makes the next scrape render.
+        self._last_body = (rendered, shows, served) if len(served) <= KEPT_BODY_BYTES else None
+        return served
 
     def _template(self) -> tuple[list[Slot], list[Slot]]:
         """Every family's header in exposition order; a text-format counter's `_created`

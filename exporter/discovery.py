@@ -243,9 +243,7 @@ class Discovery:
         (`ViasError`), leaving the previous targets and metrics' projects as they were."""
         targets = targets_of(await self.projects(), self.config)
         self.targets = targets
-        self._metrics.projects.set(len(targets))
-        self._metrics.last_refresh_successful.set(1)
-        self._metrics.last_refresh_success_time.set(self._clock())
+        self._metrics.refreshed(len(targets), self._clock())
         return targets
 
     async def refresh_or_keep(self) -> list[TargetConfig] | None:
@@ -266,8 +264,7 @@ class Discovery:
                 seconds=round(time.monotonic() - started, 3),
             )
             return targets
-        self._metrics.refresh_failures.labels(reason).inc()
-        self._metrics.last_refresh_successful.set(0)
+        self._metrics.refresh_failed(reason)
         return None
 
     async def run(self, on_targets: OnTargets, *, current: Sequence[TargetConfig] = ()) -> None:

@@ -34,7 +34,7 @@ class Reloader:
                 config = await asyncio.to_thread(self._load)  # reads files: off the loop
                 await self._exporter.reload(config)
             except (ConfigError, OSError) as error:  # OSError: the new CA file is unusable
-                telemetry.config_reload_successful.set(0)
+                telemetry.config_reload_failed()
                 await self._exporter.exposition.refresh()
                 log.error("reload failed, the running configuration stays", error=str(error))
                 if isinstance(error, ConfigError):

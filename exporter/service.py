@@ -106,8 +106,7 @@ class Exporter:
         self.sharding = sharding or Sharding()
         self._clock = clock
         self.telemetry = Telemetry()
-        self.telemetry.shard_ordinal.set(self.sharding.shard)
-        self.telemetry.total_shards.set(self.sharding.total)
+        self.telemetry.set_shard(self.sharding.shard, self.sharding.total)
         self.store = SnapshotStore(config.global_.problem_tasks_limit)
         self.exposition = Exposition(self.store, self.telemetry, metric_filter=metric_filter)
         self._accounts = Accounts(config.global_)
@@ -196,8 +195,7 @@ class Exporter:
         await self.exposition.refresh()
 
     def _config_loaded(self) -> None:
-        self.telemetry.config_reload_success_time.set(self._clock())
-        self.telemetry.config_reload_successful.set(1)
+        self.telemetry.config_loaded(self._clock())
 
     async def set_discovered(self, targets: Sequence[TargetConfig]) -> None:
         """Poll these discovered projects besides the configured targets."""

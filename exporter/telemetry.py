@@ -115,6 +115,7 @@ class Telemetry:
 
     def __init__(self) -> None:
         self._projects: dict[str, ProjectTelemetry] = {}
+        self.changes = 0  # moved by every change (all go through the methods below)
         # The families each project has, without samples: their names, types and help.
         self.project_families = tuple(ProjectTelemetry().registry.collect())
         self.process_registry = r = CollectorRegistry(auto_describe=True)
@@ -163,59 +164,78 @@ class Telemetry:
     def forget_project(self, project_id: str) -> None:
         """Drop a removed project's series, so that discovery churn cannot grow them."""
         self._projects.pop(project_id, None)
+        self.changes += 1
+
+    def _changed(self, metrics: ProjectTelemetry) -> None:
+        metrics.version += 1
+        self.changes += 1
+
+    def set_shard(self, shard: int, total: int) -> None:
+        self.shard_ordinal.set(shard)
+        self.total_shards.set(total)
+        self.changes += 1
+
+    def config_loaded(self, at: float) -> None:
+        self.config_reload_success_time.set(at)
+        self.config_reload_successful.set(1)
+        self.changes += 1
+
+    def config_reload_failed(self) -> None:
+        self.config_reload_successful.set(0)
+        self.changes += 1
 
     # Each change, then the version: a scrape that read the old version renders again.
     def observe_request(self, project_id: str, endpoint: str, code: str, seconds: float) -> None:
         metrics = self.project(project_id)
         metrics.api_requests.labels(project_id, endpoint, code).inc()
         metrics.api_latency.labels(project_id, endpoint).observe(seconds)
-        metrics.version += 1
+        self._changed(metrics)
 
     def observe_poll(self, project_id: str, source: str, seconds: float) -> None:
         metrics = self.project(project_id)
         metrics.poll_duration.labels(project_id, source).observe(seconds)
-        metrics.version += 1
+        self._changed(metrics)
 
     def set_token_expiry(self, project_id: str, timestamp: float) -> None:
         metrics = self.project(project_id)
         metrics.token_expiry.labels(project_id).set(timestamp)
-        metrics.version += 1
+        self._changed(metrics)
 
     def count_poll_error(self, project_id: str, source: str, reason: str) -> None:
         metrics = self.project(project_id)
         metrics.poll_errors.labels(project_id, source, reason).inc()
-        metrics.version += 1
+        self._changed(metrics)
 
     def count_poll_skip(self, project_id: str, source: str, reason: str) -> None:
         metrics = self.project(project_id)
         metrics.poll_skips.labels(project_id, source, reason).inc()
-        metrics.version += 1
+        self._changed(metrics)
 
     def count_poll_overruns(self, project_id: str, source: str, missed: int) -> None:
         metrics = self.project(project_id)
         metrics.poll_overruns.labels(project_id, source).inc(missed)
-        metrics.version += 1
+        self._changed(metrics)
 
     def count_pagination_stop(self, project_id: str, source: str, reason: str) -> None:
         metrics = self.project(project_id)
         metrics.pagination_stops.labels(project_id, source, reason).inc()
-        metrics.version += 1
+        self._changed(metrics)
 
     def count_paging_fallback(self, project_id: str, source: str, reason: str) -> None:
         metrics = self.project(project_id)
         metrics.paging_fallbacks.labels(project_id, source, reason).inc()
-        metrics.version += 1
+        self._changed(metrics)
 
     def count_hidden_problems(self, project_id: str, hidden: int) -> None:
         metrics = self.project(project_id)
         metrics.problem_tasks_dropped.labels(project_id).inc(hidden)
-        metrics.version += 1
+        self._changed(metrics)
 
     @cached_property
     def discovery(self) -> DiscoveryTelemetry:
         """Project discovery's metrics: registered on first use, so an exporter without
         discovery does not export them (a 0 would read as a failing discovery)."""
-        return DiscoveryTelemetry(self.process_registry)
+        return DiscoveryTelemetry(self.process_registry, self)
 
     def forget_discovery(self) -> None:
         """Discovery removed by a reload: its families leave /metrics (a last success left
@@ -224,12 +244,14 @@ class Telemetry:
         if metrics is not None:
             for family in metrics.families:
                 self.process_registry.unregister(family)
+            self.changes += 1
 
 
 class DiscoveryTelemetry:
     """Project discovery through IAM (exporter/discovery.py)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, telemetry: Telemetry) -> None:
+        self._telemetry = telemetry
         r = registry
         self.projects = Gauge(
             "vias_discovery_projects",
@@ -261,6 +283,18 @@ class DiscoveryTelemetry:
             self.last_refresh_success_time,
             self.refresh_failures,
         )
+        telemetry.changes += 1  # new families to show
+
+    def refreshed(self, projects: int, at: float) -> None:
+        self.projects.set(projects)
+        self.last_refresh_successful.set(1)
+        self.last_refresh_success_time.set(at)
+        self._telemetry.changes += 1
+
+    def refresh_failed(self, reason: str) -> None:
+        self.refresh_failures.labels(reason).inc()
+        self.last_refresh_successful.set(0)
+        self._telemetry.changes += 1
 
 
 class _Registered(Collector):

@@ -16,6 +16,8 @@ simulator over HTTP, the real web app scraped over loopback.
 | `_update` keeps sources gone from the snapshot | test_a_removed_project_... |
 | `render()` collects the self-metrics too | ..._only_the_projects_whose_self... |
 | `_project_lines` ignores the version | ..._only_the_projects_whose_self... |
+| `serve` keys the kept body without `Telemetry.changes` | ..._served_again_until... |
+| `config_reload_failed` or `refreshed` do not move `changes` | ..._served_again_until... |
 | `_project_lines` renders every project at every body | ..._only_the_projects_whose_self... |
 | text `_created` slots not optional (empty headers) | ..._equals_a_whole_render... |
 | OpenMetrics tail without `# EOF` | ..._equals_a_whole_render..., test_both_formats_parse... |
@@ -276,6 +278,40 @@ async def test_a_body_renders_again_only_the_projects_whose_self_metrics_changed
         assert collected == {"p1": 1, "p2": 1}
         assert gzip.decompress(body) == exposition.body(openmetrics=True, gzipped=False)
         assert_equals_whole_render(exposition)
+
+
+async def test_the_last_body_is_served_again_until_something_it_shows_changes(
+    simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = make_config([target(simulator.url, "p1")])
+    async with Exporter(config) as exporter:
+        await exporter.poll_all_once()
+        exposition, telemetry = exporter.exposition, exporter.telemetry
+
+        async def served(openmetrics: bool = False) -> bytes:
+            return await exposition.serve(openmetrics=openmetrics, gzipped=False)
+
+        first = await served()
+        assert await served() is first  # not joined again
+        assert (await served(openmetrics=True)).endswith(b"# EOF\n")
+        assert await served() == first
+        telemetry.count_poll_overruns("p1", "tasks", 1)
+        assert b'vias_poll_overruns_total{project_id="p1",source="tasks"} 1.0' in await served()
+        telemetry.config_reload_failed()
+        assert b"\nvias_config_last_reload_successful 0.0\n" in await served()
+        telemetry.discovery.refreshed(3, 1000.0)
+        assert b"\nvias_discovery_projects 3.0\n" in await served()
+        telemetry.forget_discovery()
+        assert b"vias_discovery_projects" not in await served()
+        before = await served()
+        simulator.world.step()
+        await poller(exporter, "p1", "tasks").poll_once()
+        assert await served() != before  # a new snapshot
+        assert await served() == exposition.body(openmetrics=False, gzipped=False)
+        monkeypatch.setattr("exporter.collector.KEPT_BODY_BYTES", 1000)
+        telemetry.count_poll_overruns("p1", "tasks", 1)
+        big = await served()
+        assert await served() is not big and await served() == big  # too big to keep
 
 
 @pytest.mark.parametrize("fmt", [0, 1])
