@@ -268,10 +268,12 @@ class Exposition:
             shown = snapshot.shown_problems.get(key, ())
             view = (state.data, state.fresh, shown, directories.get(key[0], _NO_ALGORITHMS))
             known = self._lines.get(key)
-            if known is not None and known.state is state and _same_view(known.view, view):
+            # Tuples compare item by item, each `is` first, then `==`: the list's data by
+            # value (each list's data compares what it shows).
+            if known is not None and known.state is state and known.view == view:
                 lines[key] = known
                 continue
-            if known is not None and _same_view(known.view, view):
+            if known is not None and known.view == view:
                 listed = known.listed
             else:
                 listed = self._render_list(state, shown, view[3])
@@ -369,12 +371,6 @@ def _written(family: Metric) -> Iterator[tuple[int, Metric, list[Sample]]]:
         return
     yield TEXT, family, [s for s in family.samples if not s.name.endswith("_created")]
     yield TEXT, _created_family(family), created
-
-
-def _same_view(known: tuple[object, ...], now: tuple[object, ...]) -> bool:
-    """Equal list data (each list's data compares what it shows), freshness, shown
-    problems and algorithm directory: the list's lines would come out the same."""
-    return all(a is b or a == b for a, b in zip(known, now, strict=True))
 
 
 def _same_objects(known: tuple[object, ...], now: tuple[object, ...]) -> bool:

@@ -50,9 +50,10 @@ class SnapshotStore:
 
     def replace(self, state: SourceState[Any]) -> Snapshot:
         sources = dict(self.current.sources)
-        sources[state.key] = state
-        # Sorted, so the exposition's order does not depend on which poll finished first.
-        sources = dict(sorted(sources.items()))
+        known = state.key in sources
+        sources[state.key] = state  # a known key keeps its place
+        if not known:  # sorted: the exposition's order does not depend on which poll ended first
+            sources = dict(sorted(sources.items()))
         shown = {
             key: problems
             for key, problems in self.current.shown_problems.items()

@@ -7,11 +7,11 @@ simulator over HTTP, the real web app scraped over loopback.
 
 | change to the code (tried, seen red) | failing test |
 |---|---|
-| `_same_view` always true | ..._equals_a_whole_render..., ..._only_its_own_source |
-| `_same_view` always false (lists rendered at every poll) | ..._only_its_own_source |
+| view comparison always true | ..._equals_a_whole_render..., ..._only_its_own_source |
+| view comparison always false (lists rendered at every poll) | ..._only_its_own_source |
 | health lines kept with the list's (no `known.state is state`) | ..._only_its_own_source |
-| `_same_view` ignores the shown problem jobs | ..._moves_the_cap_renders_the_sibling |
-| `_same_view` ignores the algorithm directory | ..._new_algorithm_service_... |
+| the view leaves out the shown problem jobs | ..._moves_the_cap_renders_the_sibling |
+| the view leaves out the algorithm directory | ..._new_algorithm_service_... |
 | `_project_directories` keyed by project only | ..._new_algorithm_service_... |
 | `_update` keeps sources gone from the snapshot | test_a_removed_project_... |
 | `render()` collects the self-metrics too | ..._only_the_projects_whose_self... |
