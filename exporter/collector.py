@@ -270,14 +270,14 @@ class Exposition:
             known = self._lines.get(key)
             # Tuples compare item by item, each `is` first, then `==`: the list's data by
             # value (each list's data compares what it shows).
-            if known is not None and known.state is state and known.view == view:
-                lines[key] = known
-                continue
-            if known is not None and known.view == view:
-                listed = known.listed
-            else:
+            if known is None or known.view != view:
                 listed = self._render_list(state, shown, view[3])
                 self.source_renders[key] += 1
+            elif known.state is state:
+                lines[key] = known
+                continue
+            else:
+                listed = known.listed
             health = self._pieces(health_families([state]), after="")
             lines[key] = SourceLines(state, view, health, listed)
         for gone in self._lines.keys() - lines.keys():

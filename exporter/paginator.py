@@ -52,11 +52,11 @@ def _digest(body: bytes, page_size: int) -> bytes:
 
 class Listing:
     """One listing's pages as paging saw them (`pages`), beside the last complete
-    listing's (`last`). Pages the same as the last listing's, from the first on, are held unparsed;
-    when the listing ends with every page so (it is `unchanged`), none is ever parsed: the
-    lists whose data follows from the listing alone keep their last data. A page that
-    differs, a listing cut short or more than HELD_BYTES held has the held pages parsed,
-    in order, before anything else."""
+    listing's (`last`). Pages the same as the last listing's, from the first on, are held
+    unparsed; when the listing ends with every page so (it is `unchanged`), none is ever
+    parsed: the lists whose data follows from the listing alone keep their last data. A
+    page that differs, a listing cut short or more than HELD_BYTES held has the held pages
+    parsed, in order, before anything else."""
 
     def __init__(self, last: Sequence[PageFacts] = ()) -> None:
         self.last = last
@@ -152,7 +152,9 @@ async def _pages(
         )
         while bodies:
             body = bodies.pop(0)  # each body is let go once parsed (or held)
-            digest = _digest(body, page_size)
+            # Only the lists that may skip a repeated listing pay for the digest.
+            remembered = vias_list.same_listing_same_data
+            digest = _digest(body, page_size) if remembered else b""
             facts, items = listing.hold(body, digest), []
             if facts is None:  # a page that differs: the held ones are parsed first
                 for held in _parsed(vias_list, listing.release()):
