@@ -109,26 +109,31 @@ class AkSkAuth(Auth):
         self,
         access_key: str,
         secret_key: SecretStr,
-        project_id: str,
+        project_id: str | None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        *,
+        domain_id: str | None = None,
     ) -> None:
+        """A project's calls carry X-Project-Id; an account's (IAM, `project_id` None)
+        none, or X-Domain-Id when the account's id is known."""
         self._access_key = access_key
         self._secret_key = secret_key
-        self._project_id = project_id
+        self._scope = {"X-Project-Id": project_id} if project_id is not None else {}
+        if domain_id:
+            self._scope["X-Domain-Id"] = domain_id
         self._clock = clock
 
     async def headers(self, method: str, url: str, body: bytes) -> dict[str, str]:
-        base = {"X-Project-Id": self._project_id}
         signed = sign_request(
             method,
             url,
-            base,
+            self._scope,
             body,
             self._access_key,
             self._secret_key.get_secret_value(),
             self._clock(),
         )
-        return {**base, **signed}
+        return {**self._scope, **signed}
 
 
 class IamPasswordAuth(Auth):

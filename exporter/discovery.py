@@ -20,18 +20,16 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import structlog
 from pydantic import Field
 
-from exporter.auth import Auth, CoolDown, IamPasswordAuth
+from exporter.auth import AkSkAuth, Auth, CoolDown, IamPasswordAuth
 from exporter.errors import ViasError, ViasResponseError
 from exporter.models import ApiModel, parse_model
 from exporter.settings import DiscoveryConfig, GlobalConfig, TargetConfig
-from exporter.signing import sign_request
 from exporter.telemetry import Telemetry
 from exporter.transport import Transport, client_session, client_tls
 
@@ -100,23 +98,6 @@ def targets_of(projects: Sequence[IamProject], config: DiscoveryConfig) -> list[
     """The wanted projects as targets, once each, by project id."""
     chosen = {project.id: project for project in projects if wanted(project, config)}
     return [target_of(chosen[project_id], config) for project_id in sorted(chosen)]
-
-
-class _AccountAkSkAuth(Auth):
-    """AK/SK signing of an account-wide call: no X-Project-Id (IAM is global), the account
-    id as X-Domain-Id when it is known."""
-
-    def __init__(self, config: DiscoveryConfig) -> None:
-        assert config.access_key is not None and config.secret_key is not None
-        self._access_key, self._secret_key = config.access_key, config.secret_key
-        self._base = {"X-Domain-Id": config.domain_id} if config.domain_id else {}
-
-    async def headers(self, method: str, url: str, body: bytes) -> dict[str, str]:
-        secret = self._secret_key.get_secret_value()
-        signed = sign_request(
-            method, url, self._base, body, self._access_key, secret, datetime.now(UTC)
-        )
-        return {**self._base, **signed}
 
 
 class _DomainPasswordAuth(IamPasswordAuth):
@@ -190,7 +171,13 @@ class Discovery:
             self._session = session = client_session(client_tls(settings), connections=2)
             auth: Auth
             if self.config.auth_mode == "aksk":
-                auth = _AccountAkSkAuth(self.config)
+                assert self.config.access_key and self.config.secret_key
+                auth = AkSkAuth(
+                    self.config.access_key,
+                    self.config.secret_key,
+                    None,  # IAM is global: no project
+                    domain_id=self.config.domain_id,
+                )
             else:
                 assert self.config.username and self.config.password
                 assert self.config.domain_name

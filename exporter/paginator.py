@@ -131,6 +131,8 @@ async def _pages(
             yield page.items
         return
     max_pages, page_window = transport.settings.max_pages, transport.settings.page_window
+    # Only the lists that may skip a repeated listing pay for the digests.
+    remember = vias_list.same_listing_same_data
     listed = 0
     previous_ids: int | None = None
     next_page, window, total = 1, 1, None
@@ -152,9 +154,7 @@ async def _pages(
         )
         while bodies:
             body = bodies.pop(0)  # each body is let go once parsed (or held)
-            # Only the lists that may skip a repeated listing pay for the digest.
-            remembered = vias_list.same_listing_same_data
-            digest = _digest(body, page_size) if remembered else b""
+            digest = _digest(body, page_size) if remember else b""
             facts, items = listing.hold(body, digest), []
             if facts is None:  # a page that differs: the held ones are parsed first
                 for held in _parsed(vias_list, listing.release()):

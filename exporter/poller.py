@@ -169,7 +169,7 @@ class SourcePoller(Generic[ItemT, DataT]):
             batch_task_series_limit=settings.batch_task_series_limit,
         )
         aggregator = self.vias_list.aggregator(context)
-        listing = Listing(self._last_listing if previous is not None else ())
+        listing = Listing(self._last_listing)  # empty until a listing gave data
         async for items in pages(self.transport, self.vias_list, listing):
             aggregator.add(items)
             await asyncio.sleep(0)  # let scrapes in between pages, not after a whole window

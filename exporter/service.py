@@ -132,7 +132,7 @@ class Exporter:
     async def __aenter__(self) -> Exporter:
         self._new_discovery()
         await self._apply()
-        self._config_loaded()
+        self.telemetry.config_loaded(self._clock())
         self.exposition.render()
         return self
 
@@ -191,11 +191,8 @@ class Exporter:
             await self._apply()
             if rediscover and self._started:
                 self._start_discovery()
-        self._config_loaded()
-        await self.exposition.refresh()
-
-    def _config_loaded(self) -> None:
         self.telemetry.config_loaded(self._clock())
+        await self.exposition.refresh()
 
     async def set_discovered(self, targets: Sequence[TargetConfig]) -> None:
         """Poll these discovered projects besides the configured targets."""

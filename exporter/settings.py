@@ -70,6 +70,36 @@ def _read_secret(path: Path) -> SecretStr:
     return SecretStr(secret)
 
 
+def _readable_secret_file(path: Path | None) -> Path | None:
+    if path is not None:
+        _read_secret(path)  # read again when the configuration is complete
+    return path
+
+
+SecretFile = Annotated[Path | None, AfterValidator(_readable_secret_file)]
+
+
+def _read_secret_files(config: TargetConfig | DiscoveryConfig, *secrets: str) -> None:
+    """Each `<secret>_file` read into `<secret>`; a secret is given one way only."""
+    for secret in secrets:
+        file = f"{secret}_file"
+        path = getattr(config, file)
+        if path is not None:
+            if getattr(config, secret) is not None:
+                raise ValueError(f"set {secret} or {file}, not both")
+            setattr(config, secret, _read_secret(path))
+
+
+def _check_login(config: TargetConfig | DiscoveryConfig, mode: Literal["password", "aksk"]) -> None:
+    """What a password login or AK/SK signing needs besides being chosen."""
+    if mode == "password":
+        missing = [n for n in ("username", "password", "domain_name") if not getattr(config, n)]
+        if missing:
+            raise ValueError(f"password login needs {', '.join(missing)}")
+    elif not (config.access_key and config.secret_key):
+        raise ValueError("AK/SK signing needs both access_key and secret_key")
+
+
 class TargetConfig(BaseModel):
     """One project to watch: where, how to authenticate, what to list, how often."""
 
@@ -80,14 +110,14 @@ class TargetConfig(BaseModel):
     endpoint: HttpUrlText = None
     iam_endpoint: HttpUrlText = None
     auth_token: SecretStr | None = None
-    auth_token_file: Path | None = None
+    auth_token_file: SecretFile = None
     username: str | None = None
     password: SecretStr | None = None
-    password_file: Path | None = None
+    password_file: SecretFile = None
     domain_name: str | None = None
     access_key: str | None = None
     secret_key: SecretStr | None = None
-    secret_key_file: Path | None = None
+    secret_key_file: SecretFile = None
     sources: Sources = DEFAULT_LISTS
     poll_interval_seconds: float = Field(default=60.0, gt=0)
     # Per list, in seconds; a list not named here polls every `poll_interval_seconds` times
@@ -99,13 +129,6 @@ class TargetConfig(BaseModel):
             return self.poll_intervals[source]
         return self.poll_interval_seconds * REGISTRY[source].interval_factor
 
-    @field_validator("auth_token_file", "password_file", "secret_key_file")
-    @classmethod
-    def _readable(cls, path: Path | None) -> Path | None:
-        if path is not None:
-            _read_secret(path)
-        return path
-
     @field_validator("sources")
     @classmethod
     def _some_sources(cls, sources: tuple[str, ...]) -> tuple[str, ...]:
@@ -115,16 +138,7 @@ class TargetConfig(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self) -> TargetConfig:
-        for secret, file in (
-            ("auth_token", "auth_token_file"),
-            ("password", "password_file"),
-            ("secret_key", "secret_key_file"),
-        ):
-            path = getattr(self, file)
-            if path is not None:
-                if getattr(self, secret) is not None:
-                    raise ValueError(f"set {secret} or {file}, not both")
-                setattr(self, secret, _read_secret(path))
+        _read_secret_files(self, "auth_token", "password", "secret_key")
         if self.endpoint is None and not self.region:
             raise ValueError("endpoint or region is required")
         self._check_auth()
@@ -144,15 +158,11 @@ class TargetConfig(BaseModel):
                 f"domain_name) or access_key/secret_key; found: {found}"
             )
         if chosen == ["username/password"]:
-            missing = [
-                name for name in ("username", "password", "domain_name") if not getattr(self, name)
-            ]
-            if missing:
-                raise ValueError(f"password login needs {', '.join(missing)}")
+            _check_login(self, "password")
             if self.iam_endpoint is None and not self.region:
                 raise ValueError("password login needs iam_endpoint or region")
-        if chosen == ["access_key/secret_key"] and not (self.access_key and self.secret_key):
-            raise ValueError("AK/SK signing needs both access_key and secret_key")
+        if chosen == ["access_key/secret_key"]:
+            _check_login(self, "aksk")
 
     @property
     def api_url(self) -> str:
@@ -234,13 +244,13 @@ class DiscoveryConfig(BaseModel):
     # account's id, when given, narrows the listing (`domain_id`) and is sent as X-Domain-Id.
     access_key: str | None = None
     secret_key: SecretStr | None = None
-    secret_key_file: Path | None = None
+    secret_key_file: SecretFile = None
     domain_id: str | None = None
     # Password login: GET /v3/auth/projects (the projects this user may access) with a
     # domain-scoped token; each discovered target then logs in to its own project.
     username: str | None = None
     password: SecretStr | None = None
-    password_file: Path | None = None
+    password_file: SecretFile = None
     domain_name: str | None = None
     # VIAS regions to watch: a project's region is its name, or the part before the first `_`.
     regions: Annotated[list[str], Field(min_length=1)]
@@ -256,13 +266,6 @@ class DiscoveryConfig(BaseModel):
     poll_interval_seconds: float = Field(default=60.0, gt=0)
     poll_intervals: dict[Source, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
 
-    @field_validator("secret_key_file", "password_file")
-    @classmethod
-    def _readable(cls, path: Path | None) -> Path | None:
-        if path is not None:
-            _read_secret(path)
-        return path
-
     @field_validator("regions")
     @classmethod
     def _plain_regions(cls, regions: list[str]) -> list[str]:
@@ -272,12 +275,7 @@ class DiscoveryConfig(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self) -> DiscoveryConfig:
-        for secret, file in (("password", "password_file"), ("secret_key", "secret_key_file")):
-            path = getattr(self, file)
-            if path is not None:
-                if getattr(self, secret) is not None:
-                    raise ValueError(f"set {secret} or {file}, not both")
-                setattr(self, secret, _read_secret(path))
+        _read_secret_files(self, "password", "secret_key")
         aksk = self.access_key is not None or self.secret_key is not None
         password = self.username is not None or self.password is not None
         if aksk == password:
@@ -286,12 +284,7 @@ class DiscoveryConfig(BaseModel):
                 "discovery needs exactly one auth mode: access_key/secret_key or "
                 f"username/password (with domain_name); found: {found}"
             )
-        if aksk and not (self.access_key and self.secret_key):
-            raise ValueError("AK/SK signing needs both access_key and secret_key")
-        if password:
-            missing = [n for n in ("username", "password", "domain_name") if not getattr(self, n)]
-            if missing:
-                raise ValueError(f"password login needs {', '.join(missing)}")
+        _check_login(self, "aksk" if aksk else "password")
         return self
 
     @property

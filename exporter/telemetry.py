@@ -4,7 +4,7 @@ rendered with the job metrics by the collector."""
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from copy import copy
 from functools import cached_property
 
@@ -202,33 +202,32 @@ class Telemetry:
         self._changed(metrics)
 
     def count_poll_error(self, project_id: str, source: str, reason: str) -> None:
-        metrics = self.project(project_id)
-        metrics.poll_errors.labels(project_id, source, reason).inc()
-        self._changed(metrics)
+        self._count(project_id, lambda m: m.poll_errors, source, reason)
 
     def count_poll_skip(self, project_id: str, source: str, reason: str) -> None:
-        metrics = self.project(project_id)
-        metrics.poll_skips.labels(project_id, source, reason).inc()
-        self._changed(metrics)
+        self._count(project_id, lambda m: m.poll_skips, source, reason)
 
     def count_poll_overruns(self, project_id: str, source: str, missed: int) -> None:
-        metrics = self.project(project_id)
-        metrics.poll_overruns.labels(project_id, source).inc(missed)
-        self._changed(metrics)
+        self._count(project_id, lambda m: m.poll_overruns, source, amount=missed)
 
     def count_pagination_stop(self, project_id: str, source: str, reason: str) -> None:
-        metrics = self.project(project_id)
-        metrics.pagination_stops.labels(project_id, source, reason).inc()
-        self._changed(metrics)
+        self._count(project_id, lambda m: m.pagination_stops, source, reason)
 
     def count_paging_fallback(self, project_id: str, source: str, reason: str) -> None:
-        metrics = self.project(project_id)
-        metrics.paging_fallbacks.labels(project_id, source, reason).inc()
-        self._changed(metrics)
+        self._count(project_id, lambda m: m.paging_fallbacks, source, reason)
 
     def count_hidden_problems(self, project_id: str, hidden: int) -> None:
+        self._count(project_id, lambda m: m.problem_tasks_dropped, amount=hidden)
+
+    def _count(
+        self,
+        project_id: str,
+        counter: Callable[[ProjectTelemetry], Counter],
+        *labels: str,
+        amount: float = 1,
+    ) -> None:
         metrics = self.project(project_id)
-        metrics.problem_tasks_dropped.labels(project_id).inc(hidden)
+        counter(metrics).labels(project_id, *labels).inc(amount)
         self._changed(metrics)
 
     @cached_property

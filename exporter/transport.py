@@ -105,6 +105,8 @@ class Transport:
         self._concurrency = asyncio.Semaphore(settings.max_concurrency)
         self._auth_cool_down = CoolDown.from_settings(settings)
         self._account_cool_down = account_cool_down or self._auth_cool_down
+        # Each checked and cleared once, when the account's is the project's own too.
+        self._cool_downs = tuple(dict.fromkeys((self._account_cool_down, self._auth_cool_down)))
         self._exponential = wait_exponential_jitter(
             multiplier=settings.backoff_initial_seconds,
             max=settings.backoff_max_seconds,
@@ -145,8 +147,8 @@ class Transport:
         return float(self._exponential(state))
 
     async def _send_authenticated(self, method: str, endpoint: str, url: URL) -> bytes:
-        self._account_cool_down.check()
-        self._auth_cool_down.check()
+        for cool_down in self._cool_downs:
+            cool_down.check()
         headers = await self._auth.headers(method, str(url), b"")
         try:
             try:
@@ -169,8 +171,8 @@ class Transport:
                     retry_in_seconds=pause,
                 )
             raise
-        self._account_cool_down.succeeded()
-        self._auth_cool_down.succeeded()
+        for cool_down in self._cool_downs:
+            cool_down.succeeded()
         return body
 
     async def _send(
