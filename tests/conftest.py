@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Generator, Iterator
 
 import aiohttp
 import pytest
@@ -138,6 +138,6 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-def mocked() -> AsyncIterator[aioresponses]:
+def mocked() -> Iterator[aioresponses]:
     with aioresponses() as mock:
         yield mock

@@ -15,7 +15,7 @@ import pytest
 from exporter.cli import parse_listen_address
 from exporter.settings import ConfigError
 from exporter.simulator import Fault
-from tests.support import TOKEN, Samples, free_port
+from tests.support import TOKEN, RunningSimulator, Samples, free_port
 
 EXPORTER = Path(sys.executable).parent / "vias-exporter"
 
@@ -58,7 +58,7 @@ def test_bad_listen_address(address: str) -> None:
         parse_listen_address(address)
 
 
-async def test_once_prints_the_metrics_of_one_poll(simulator) -> None:
+async def test_once_prints_the_metrics_of_one_poll(simulator: RunningSimulator) -> None:
     code, out, err = await run("--once", env=env_for(simulator.url))
     assert code == 0, err
     samples = Samples.parse(out)
@@ -72,7 +72,7 @@ async def test_once_prints_the_metrics_of_one_poll(simulator) -> None:
     assert "poll succeeded" in err  # logs go to stderr, metrics alone to stdout
 
 
-async def test_once_exits_1_when_a_source_fails(simulator) -> None:
+async def test_once_exits_1_when_a_source_fails(simulator: RunningSimulator) -> None:
     simulator.sim.faults.add(Fault(kind="unauthorized", match="/batch-tasks"))
     code, out, _ = await run("--once", env=env_for(simulator.url))
     assert code == 1
@@ -138,7 +138,7 @@ async def test_help_shows_the_log_flags_defaults() -> None:
 
 @pytest.mark.parametrize("level", ["debug", "info"])
 async def test_debug_logs_each_request_the_paging_and_the_snapshot_swaps(
-    simulator, level: str
+    simulator: RunningSimulator, level: str
 ) -> None:
     code, _, err = await run(
         "--once", "--log.level", level, "--log.format", "json", env=env_for(simulator.url)
@@ -163,7 +163,7 @@ async def test_debug_logs_each_request_the_paging_and_the_snapshot_swaps(
     assert TOKEN not in err
 
 
-async def test_ctrl_c_before_serving_ends_quietly(simulator) -> None:
+async def test_ctrl_c_before_serving_ends_quietly(simulator: RunningSimulator) -> None:
     """SIGINT while the first poll is in flight (before the signal handlers are in place,
     as during start-up): one line and exit 130, no traceback."""
     simulator.sim.faults.add(Fault(kind="latency", match="/p1/", seconds=30))

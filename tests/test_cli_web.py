@@ -17,13 +17,14 @@ import ssl
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import bcrypt
 import pytest
 import trustme
 
-from tests.support import TOKEN, Samples, free_port
+from tests.support import TOKEN, RunningSimulator, Samples, free_port
 
 EXPORTER = Path(sys.executable).parent / "vias-exporter"
 PASSWORD = "scrape-pa55"
@@ -90,7 +91,9 @@ async def wait_for_port(port: int, process: asyncio.subprocess.Process, seconds:
             return
 
 
-async def test_console_script_serves_tls_mtls_and_basic_auth(tmp_path, simulator) -> None:
+async def test_console_script_serves_tls_mtls_and_basic_auth(
+    tmp_path: Path, simulator: RunningSimulator
+) -> None:
     ca = trustme.CA()
     config, web = write_configs(tmp_path, ca, simulator.url)
     port = free_port()
@@ -106,7 +109,7 @@ async def test_console_script_serves_tls_mtls_and_basic_auth(tmp_path, simulator
     async with exporter_process(*args) as process, aiohttp.ClientSession() as session:
         await wait_for_port(port, process, seconds=30)
 
-        async def status(path: str, **kwargs) -> int:
+        async def status(path: str, **kwargs: Any) -> int:
             url = path if path.startswith("http:") else base + path
             async with session.get(url, **kwargs) as response:
                 await response.read()

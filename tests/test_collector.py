@@ -50,7 +50,7 @@ from exporter.lists.jobs import PROBLEM_STATES
 from exporter.service import Exporter
 from exporter.simulator import Fault
 from exporter.snapshot import SourceKey
-from tests.support import RunningExporter, make_config, target
+from tests.support import RunningExporter, RunningSimulator, StartExporter, make_config, target
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 
@@ -70,7 +70,9 @@ def poller(exporter: Exporter, project_id: str, source: str) -> Any:
     return next(p for p in exporter.pollers if p.project_id == project_id and p.source == source)
 
 
-async def test_cached_body_equals_a_whole_render_in_both_formats(simulator) -> None:
+async def test_cached_body_equals_a_whole_render_in_both_formats(
+    simulator: RunningSimulator,
+) -> None:
     """Every list of two projects, through polls that change jobs (transitions and their
     `_created`, problem jobs appearing and leaving), a failed poll and a removal."""
     config = make_config(
@@ -104,7 +106,9 @@ async def test_cached_body_equals_a_whole_render_in_both_formats(simulator) -> N
         assert_equals_whole_render(exporter.exposition)
 
 
-async def test_both_formats_parse_and_gzip_is_served_over_http(simulator, start_exporter) -> None:
+async def test_both_formats_parse_and_gzip_is_served_over_http(
+    simulator: RunningSimulator, start_exporter: StartExporter
+) -> None:
     config = make_config([target(simulator.url, sources=list(REGISTRY))])
     async with start_exporter(config) as running:
         await running.exporter.poll_all_once()
@@ -129,7 +133,7 @@ async def scrape(running: RunningExporter, *, accept: str, gzip_ok: bool) -> byt
         return await response.read()  # aiohttp inflates the gzip member
 
 
-async def test_gzip_bodies_inflate_to_the_plain_body(simulator) -> None:
+async def test_gzip_bodies_inflate_to_the_plain_body(simulator: RunningSimulator) -> None:
     config = make_config([target(simulator.url, sources=list(REGISTRY))])
     async with Exporter(config) as exporter:
         await exporter.poll_all_once()
@@ -155,7 +159,7 @@ def test_crc32_combine_matches_zlib() -> None:
         assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
 
 
-async def test_a_poll_renders_only_its_own_source(simulator) -> None:
+async def test_a_poll_renders_only_its_own_source(simulator: RunningSimulator) -> None:
     """A poll of one source whose answer changed renders that source's list lines only;
     one with the same answer renders none (only its health lines: the last-success time
     moved)."""
@@ -180,7 +184,9 @@ async def test_a_poll_renders_only_its_own_source(simulator) -> None:
             assert_equals_whole_render(exporter.exposition)  # with the new last-success time
 
 
-async def test_a_sibling_poll_that_moves_the_cap_renders_the_sibling(simulator) -> None:
+async def test_a_sibling_poll_that_moves_the_cap_renders_the_sibling(
+    simulator: RunningSimulator,
+) -> None:
     """`tasks` and `infer_tasks` list the same jobs; with a cap of one problem job per
     project, the one shown goes to infer_tasks (ties go to the source named first). A new
     FAILED job seen by a poll of `tasks` takes the slot: infer_tasks, not polled, loses its
@@ -210,7 +216,9 @@ async def test_a_sibling_poll_that_moves_the_cap_renders_the_sibling(simulator) 
         assert_equals_whole_render(exporter.exposition)
 
 
-async def test_a_new_algorithm_service_renders_its_projects_job_sources(simulator) -> None:
+async def test_a_new_algorithm_service_renders_its_projects_job_sources(
+    simulator: RunningSimulator,
+) -> None:
     """The job lists take vendors from the project's algorithm services: a services poll
     that changes the directory renders that project's job sources again; one that
     changes nothing renders none; another project's are untouched."""
@@ -234,7 +242,7 @@ async def test_a_new_algorithm_service_renders_its_projects_job_sources(simulato
         assert_equals_whole_render(exporter.exposition)
 
 
-async def test_a_removed_project_leaves_the_exposition(simulator) -> None:
+async def test_a_removed_project_leaves_the_exposition(simulator: RunningSimulator) -> None:
     config = make_config(
         [target(simulator.url, "p1"), target(simulator.url, "p2")], problem_tasks_limit=3
     )
@@ -251,7 +259,7 @@ async def test_a_removed_project_leaves_the_exposition(simulator) -> None:
 
 
 async def test_a_body_renders_again_only_the_projects_whose_self_metrics_changed(
-    simulator, monkeypatch: pytest.MonkeyPatch
+    simulator: RunningSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = make_config([target(simulator.url, "p1"), target(simulator.url, "p2")])
     async with Exporter(config) as exporter:
@@ -261,7 +269,9 @@ async def test_a_body_renders_again_only_the_projects_whose_self_metrics_changed
         collected: Counter[str] = Counter()
         for project_id, metrics in exporter.telemetry.projects():
 
-            def counting(project_id: str = project_id, collect: Any = metrics.registry.collect):
+            def counting(
+                project_id: str = project_id, collect: Any = metrics.registry.collect
+            ) -> Any:
                 collected[project_id] += 1
                 return collect()
 
@@ -281,7 +291,7 @@ async def test_a_body_renders_again_only_the_projects_whose_self_metrics_changed
 
 
 async def test_the_last_body_is_served_again_until_something_it_shows_changes(
-    simulator, monkeypatch: pytest.MonkeyPatch
+    simulator: RunningSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = make_config([target(simulator.url, "p1")])
     async with Exporter(config) as exporter:

@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from exporter.lists import REGISTRY
 from exporter.metric_filter import MetricFilter, MetricFilterError
 from exporter.service import Exporter
-from tests.support import make_config, serving, target
+from tests.support import RunningSimulator, make_config, serving, target
 from tests.test_cli import env_for, run
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
@@ -64,7 +64,7 @@ async def scrape_both(exporter: Exporter) -> tuple[set[str], set[str], str]:
     )
 
 
-async def test_denied_families_leave_both_formats(simulator) -> None:
+async def test_denied_families_leave_both_formats(simulator: RunningSimulator) -> None:
     denied = "vias_batch_task_.*,vias_api_request_duration_seconds,vias_task_state_transitions"
     config = make_config([target(simulator.url, sources=list(REGISTRY))])
     async with Exporter(config, metric_filter=MetricFilter.parse(denylist=denied)) as exporter:
@@ -88,7 +88,7 @@ async def test_denied_families_leave_both_formats(simulator) -> None:
     assert "vias_batch_task" not in text
 
 
-async def test_allowed_only_families_are_served(simulator) -> None:
+async def test_allowed_only_families_are_served(simulator: RunningSimulator) -> None:
     config = make_config([target(simulator.url)])
     allowed = MetricFilter.parse(allowlist="vias_up,vias_api_requests_total")
     async with Exporter(config, metric_filter=allowed) as exporter:
@@ -98,7 +98,7 @@ async def test_allowed_only_families_are_served(simulator) -> None:
     assert 'vias_up{project_id="p1",source="tasks"} 1.0' in text
 
 
-async def test_console_script_filters_what_it_prints(simulator) -> None:
+async def test_console_script_filters_what_it_prints(simulator: RunningSimulator) -> None:
     code, out, err = await run(
         "--once", "--metric-allowlist", "vias_up,vias_tasks", env=env_for(simulator.url)
     )

@@ -99,7 +99,7 @@ async def wait_for(condition: Callable[[], bool], what: str, seconds: float = 10
         await asyncio.sleep(0.01)
 
 
-async def test_which_projects_become_targets(account) -> None:
+async def test_which_projects_become_targets(account: RunningSimulator) -> None:
     config = discovery_config(
         account.url,
         regions=["cn-north-4", "cn-east-3"],
@@ -117,7 +117,7 @@ async def test_which_projects_become_targets(account) -> None:
     assert first.interval_of("tasks") == 30 and first.interval_of("infer_tasks") == 120
 
 
-async def test_the_default_endpoint_and_a_region_template(account) -> None:
+async def test_the_default_endpoint_and_a_region_template(account: RunningSimulator) -> None:
     plain = discovery_config(account.url, endpoint=None)
     assert {t.api_url for t in await discover(plain)} == {
         "https://vias.cn-north-4.myhuaweicloud.com"
@@ -128,7 +128,7 @@ async def test_the_default_endpoint_and_a_region_template(account) -> None:
     assert [t.api_url for t in await discover(templated)] == ["https://vias.cn-east-3.corp.example"]
 
 
-async def test_include_and_exclude_match_whole_names(account) -> None:
+async def test_include_and_exclude_match_whole_names(account: RunningSimulator) -> None:
     url = account.url
     assert ids(await discover(discovery_config(url, include=["cn-north-4_.*"]))) == ["p2"]
     assert ids(await discover(discovery_config(url, include=["video"]))) == []  # not a search
@@ -139,7 +139,7 @@ async def test_include_and_exclude_match_whole_names(account) -> None:
     assert ids(await discover(discovery_config(url, exclude=[".*_video"]))) == ["p1"]
 
 
-async def test_password_login_lists_the_users_projects(account) -> None:
+async def test_password_login_lists_the_users_projects(account: RunningSimulator) -> None:
     config = discovery_config(account.url, auth="password")
     targets = await discover(config)
     assert ids(targets) == ["p1", "p2"]
@@ -150,7 +150,7 @@ async def test_password_login_lists_the_users_projects(account) -> None:
     assert paths == [("POST", "/v3/auth/tokens"), ("GET", "/v3/auth/projects")]
 
 
-async def test_v3_projects_is_read_page_by_page(account) -> None:
+async def test_v3_projects_is_read_page_by_page(account: RunningSimulator) -> None:
     for i in range(10):
         account.sim.iam.projects[f"n{i}"] = IamProject(f"n{i}", f"cn-north-4_n{i}")
     config = discovery_config(account.url, domain_id=DOMAIN_ID)
@@ -162,7 +162,7 @@ async def test_v3_projects_is_read_page_by_page(account) -> None:
     ]
 
 
-async def test_a_listing_that_does_not_add_up_fails(account) -> None:
+async def test_a_listing_that_does_not_add_up_fails(account: RunningSimulator) -> None:
     account.sim.faults.add(Fault("repeat_page", match="/v3/projects"))
     telemetry = Telemetry()
     settings = SETTINGS.model_copy(update={"max_pages": 50})
@@ -173,7 +173,7 @@ async def test_a_listing_that_does_not_add_up_fails(account) -> None:
     assert samples.value("vias_discovery_refresh_failures_total", reason="bad_response") == 1
 
 
-async def test_a_failed_refresh_keeps_the_previous_targets(account) -> None:
+async def test_a_failed_refresh_keeps_the_previous_targets(account: RunningSimulator) -> None:
     telemetry = Telemetry()
     clock = iter([1000.0, 2000.0]).__next__
     async with Discovery(discovery_config(account.url), SETTINGS, telemetry, clock=clock) as d:
@@ -205,7 +205,7 @@ async def test_discovery_metrics_exist_only_with_discovery() -> None:
     assert "vias_discovery_" not in text
 
 
-async def test_the_loop_hands_over_changes_only(account) -> None:
+async def test_the_loop_hands_over_changes_only(account: RunningSimulator) -> None:
     handed: list[list[str]] = []
 
     async def on_targets(targets: list[TargetConfig]) -> None:
@@ -230,7 +230,7 @@ async def test_the_loop_hands_over_changes_only(account) -> None:
             task.cancel()
 
 
-async def test_the_loop_survives_a_failing_callback(account) -> None:
+async def test_the_loop_survives_a_failing_callback(account: RunningSimulator) -> None:
     calls: list[list[str]] = []
 
     async def on_targets(targets: list[TargetConfig]) -> None:

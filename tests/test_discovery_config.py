@@ -99,6 +99,7 @@ def test_secrets_from_files(tmp_path: Path) -> None:
 def test_targets_are_optional_with_discovery(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, {"discovery": {**AKSK, "regions": ["cn-north-4"]}}))
     assert config.targets == [] and config.discovery is not None
+    empty: dict[str, Any]
     for empty in ({"targets": []}, {}):
         with pytest.raises(ConfigError) as caught:
             load_config(write(tmp_path, empty))

@@ -121,7 +121,7 @@ async def admin(sim: RunningSimulator, method: str, project_id: str, **body: Any
         assert response.status == 200, await response.text()
 
 
-async def test_projects_come_and_go_without_a_restart(account) -> None:
+async def test_projects_come_and_go_without_a_restart(account: RunningSimulator) -> None:
     async with started(config(account.url)) as running:
         samples = await metrics_until(running, lambda s: polled(s) == {"p1", "p2"}, "p1, p2")
         assert samples.value("vias_discovery_projects") == 2
@@ -141,7 +141,7 @@ async def test_projects_come_and_go_without_a_restart(account) -> None:
         assert samples.value("vias_discovery_projects") == 1
 
 
-async def test_a_failing_iam_keeps_the_projects_polled(account) -> None:
+async def test_a_failing_iam_keeps_the_projects_polled(account: RunningSimulator) -> None:
     async with started(config(account.url)) as running:
         await metrics_until(running, lambda s: polled(s) == {"p1", "p2"}, "p1, p2")
         account.sim.faults.add(Fault("server_error_json", match="/v3/projects"))
@@ -154,7 +154,7 @@ async def test_a_failing_iam_keeps_the_projects_polled(account) -> None:
         assert samples.value("vias_discovery_refresh_failures_total", reason="server_error")
 
 
-async def test_a_static_project_is_polled_as_configured(account) -> None:
+async def test_a_static_project_is_polled_as_configured(account: RunningSimulator) -> None:
     static = {  # the same project, another spelling of the endpoint, other sources
         "project_id": "p2",
         "endpoint": account.url.replace("127.0.0.1", "localhost"),
@@ -170,7 +170,7 @@ async def test_a_static_project_is_polled_as_configured(account) -> None:
         assert all(r.auth == "token" for r in account.sim.requests if "/p2/" in r.path)
 
 
-async def test_ready_waits_for_the_first_refresh(account) -> None:
+async def test_ready_waits_for_the_first_refresh(account: RunningSimulator) -> None:
     account.sim.faults.add(Fault("latency", match="/v3/projects", seconds=0.5, times=1))
     async with started(config(account.url)) as running:
         assert (await running.get("/-/ready")).status == 503  # nothing to poll yet, IAM slow
@@ -181,7 +181,7 @@ async def test_ready_waits_for_the_first_refresh(account) -> None:
         assert polled(await running.metrics()) == {"p1", "p2"}
 
 
-async def test_shards_split_the_discovered_projects(account) -> None:
+async def test_shards_split_the_discovered_projects(account: RunningSimulator) -> None:
     for i in range(12):
         await admin(account, "PUT", f"s{i}", name=f"cn-north-4_s{i}")
     shares: list[set[str]] = []
@@ -194,7 +194,7 @@ async def test_shards_split_the_discovered_projects(account) -> None:
     assert shares[0] | shares[1] == {"p1", "p2", *(f"s{i}" for i in range(12))}
 
 
-async def test_a_reload_without_discovery_drops_its_projects(account) -> None:
+async def test_a_reload_without_discovery_drops_its_projects(account: RunningSimulator) -> None:
     static = {"project_id": "p3", "endpoint": account.url, "auth_token": TOKEN}
     async with started(config(account.url, targets=[static])) as running:
         await metrics_until(running, lambda s: polled(s) >= {"p1", "p2"}, "p1, p2")

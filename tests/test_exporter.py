@@ -19,7 +19,7 @@ from exporter.lists import DEFAULT_LISTS
 from exporter.lists.batch_tasks import BATCH_TASK_STATES
 from exporter.lists.jobs import PROBLEM_STATES, TASK_STATES
 from exporter.simulator import Fault
-from tests.support import SECRETS, RunningSimulator, Samples, make_config, target
+from tests.support import SECRETS, RunningSimulator, Samples, StartExporter, make_config, target
 
 ALL_SOURCES = ["tasks", "batch_tasks", "infer_tasks", "face_edge_tasks"]
 
@@ -31,7 +31,7 @@ def expected_task_counts(sim: RunningSimulator, project_id: str) -> Counter[tupl
     )
 
 
-def landing_rows(page: str) -> dict[tuple[str, str], tuple[str, str, str]]:
+def landing_rows(page: str) -> dict[tuple[str, str], tuple[str, ...]]:
     """(project, source) -> (interval, last poll, last success) from the landing page table."""
     rows = {}
     for row in re.findall(r"<tr>(.*?)</tr>", page, re.DOTALL):
@@ -42,7 +42,9 @@ def landing_rows(page: str) -> dict[tuple[str, str], tuple[str, str, str]]:
     return rows
 
 
-def exported_task_counts(samples, project_id: str, source: str) -> Counter[tuple[str, ...]]:
+def exported_task_counts(
+    samples: Samples, project_id: str, source: str
+) -> Counter[tuple[str, ...]]:
     counts: Counter[tuple[str, ...]] = Counter()
     for labels, value in samples.series("vias_tasks", project_id=project_id, source=source).items():
         named = dict(labels)
@@ -53,7 +55,9 @@ def exported_task_counts(samples, project_id: str, source: str) -> Counter[tuple
     return counts
 
 
-async def test_every_source_matches_the_simulators_truth(simulator, start_exporter) -> None:
+async def test_every_source_matches_the_simulators_truth(
+    simulator: RunningSimulator, start_exporter: StartExporter
+) -> None:
     config = make_config([target(simulator.url, sources=ALL_SOURCES)])
     async with start_exporter(config) as running:
         await running.exporter.poll_all_once()
@@ -114,7 +118,7 @@ async def test_every_source_matches_the_simulators_truth(simulator, start_export
 
 
 async def test_state_changes_new_and_deleted_jobs_are_transitions(
-    simulator, start_exporter
+    simulator: RunningSimulator, start_exporter: StartExporter
 ) -> None:
     project = simulator.world.projects["p1"]
     config = make_config([target(simulator.url, sources=["tasks"])])
@@ -164,7 +168,9 @@ async def test_state_changes_new_and_deleted_jobs_are_transitions(
     )
 
 
-async def test_a_failing_project_keeps_the_others_data(simulator, start_exporter) -> None:
+async def test_a_failing_project_keeps_the_others_data(
+    simulator: RunningSimulator, start_exporter: StartExporter
+) -> None:
     from exporter.simulator import Fault
 
     config = make_config([target(simulator.url, "p1"), target(simulator.url, "p2")])
@@ -196,7 +202,7 @@ async def test_a_failing_project_keeps_the_others_data(simulator, start_exporter
 
 
 async def test_stale_counts_go_after_the_maximum_age_and_problem_jobs_stay_until_known(
-    simulator,
+    simulator: RunningSimulator,
 ) -> None:
     """While a source is down its counts show, with their age, up to the maximum age; the
     named problem jobs stay until the source answers again: their state is unknown, not
@@ -241,7 +247,7 @@ async def test_stale_counts_go_after_the_maximum_age_and_problem_jobs_stay_until
 
 
 async def test_endpoints_negotiation_gzip_readiness_and_landing_page(
-    simulator, start_exporter
+    simulator: RunningSimulator, start_exporter: StartExporter
 ) -> None:
     config = make_config([target(simulator.url)])
     async with start_exporter(config) as running:
@@ -274,7 +280,9 @@ async def test_endpoints_negotiation_gzip_readiness_and_landing_page(
         assert secret not in landing and secret not in text and secret not in body
 
 
-async def test_ready_after_a_first_poll_that_failed(simulator, start_exporter) -> None:
+async def test_ready_after_a_first_poll_that_failed(
+    simulator: RunningSimulator, start_exporter: StartExporter
+) -> None:
     """The README: /-/ready is 200 once every source has had its first poll, "successful or
     not" (a source that cannot be listed must not keep the pod out of its Service, where
     its failure could not be scraped)."""
@@ -300,7 +308,9 @@ async def test_ready_after_a_first_poll_that_failed(simulator, start_exporter) -
     assert result.startswith("failed: HTTP 401") and age == "never", (result, age)
 
 
-async def test_ready_waits_until_metrics_show_every_source(simulator, start_exporter) -> None:
+async def test_ready_waits_until_metrics_show_every_source(
+    simulator: RunningSimulator, start_exporter: StartExporter
+) -> None:
     """A poll that finishes while another render is running has its render coalesced into
     the next one; until that lands, /metrics lacks the source and /-/ready must say so."""
     config = make_config([target(simulator.url, sources=["tasks", "face_edge_tasks"])])
@@ -320,7 +330,7 @@ async def test_ready_waits_until_metrics_show_every_source(simulator, start_expo
 
 
 async def test_problem_jobs_are_capped_per_project_across_sources(
-    simulator, start_exporter
+    simulator: RunningSimulator, start_exporter: StartExporter
 ) -> None:
     project = simulator.world.projects["p1"]
     problems = sum(1 for t in project.tasks.values() if t.state in PROBLEM_STATES)

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aioresponses import CallbackResult
+from aioresponses import CallbackResult, aioresponses
 from yarl import URL
 
 from exporter.errors import ViasHTTPError
@@ -67,7 +67,9 @@ def _stops(telemetry: Telemetry, reason: str, source: str = "infer_tasks") -> fl
     return telemetry.registry.get_sample_value("vias_pagination_stops_total", labels) or 0.0
 
 
-async def test_pages_until_a_short_page_within_window(session, mocked) -> None:
+async def test_pages_until_a_short_page_within_window(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
     telemetry = Telemetry()
     asked = serve(mocked, "/v1/p1/infer/tasks", _page_of(job_items(0, 110)))
     listed = await _listed(_transport(session, telemetry), INFER_TASKS)
@@ -80,20 +82,26 @@ async def test_pages_until_a_short_page_within_window(session, mocked) -> None:
     assert _stops(telemetry, "page_cap") == _stops(telemetry, "repeated_page") == 0
 
 
-async def test_the_first_page_is_asked_alone_then_a_window(session, mocked) -> None:
+async def test_the_first_page_is_asked_alone_then_a_window(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
     asked = serve(mocked, "/v1/p1/infer/tasks", _page_of(job_items(0, 10)))
     listed = await _listed(_transport(session, Telemetry()), INFER_TASKS)
     assert _ids(listed) == [f"job-{i}" for i in range(10)]
     assert len(asked) == 1  # a short first page: no look-ahead was spent
 
 
-async def test_an_empty_listing_yields_nothing(session, mocked) -> None:
+async def test_an_empty_listing_yields_nothing(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
     asked = serve(mocked, "/v1/p1/infer/tasks", _page_of([]))
     assert await _listed(_transport(session, Telemetry()), INFER_TASKS) == []
     assert len(asked) == 1
 
 
-async def test_jobs_listed_twice_are_passed_on_for_the_aggregator(session, mocked) -> None:
+async def test_jobs_listed_twice_are_passed_on_for_the_aggregator(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
     telemetry = Telemetry()
     jobs = job_items(0, 50) + job_items(40, 20)  # offset paging shifted: 10 jobs seen twice
     serve(mocked, "/v1/p1/infer/tasks", _page_of(jobs))
@@ -106,7 +114,9 @@ async def test_jobs_listed_twice_are_passed_on_for_the_aggregator(session, mocke
     assert (await aggregator.finish()).item_count == 60
 
 
-async def test_repeated_page_stops_the_listing(session, mocked) -> None:
+async def test_repeated_page_stops_the_listing(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
     telemetry = Telemetry()
     asked = serve(
         mocked,
@@ -119,7 +129,9 @@ async def test_repeated_page_stops_the_listing(session, mocked) -> None:
     assert _stops(telemetry, "repeated_page") == 1
 
 
-async def test_page_cap_bounds_a_server_that_never_ends(session, mocked) -> None:
+async def test_page_cap_bounds_a_server_that_never_ends(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
     telemetry = Telemetry()
     counter = iter(range(10**6))
     asked = serve(
@@ -134,7 +146,9 @@ async def test_page_cap_bounds_a_server_that_never_ends(session, mocked) -> None
     assert _stops(telemetry, "page_cap") == 1
 
 
-async def test_face_edge_server_that_ignores_paging(session, mocked) -> None:
+async def test_face_edge_server_that_ignores_paging(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
     everything = [{"id": f"f{i}", "state": "RUNNING"} for i in range(250)]
     asked = serve(
         mocked,
@@ -145,7 +159,9 @@ async def test_face_edge_server_that_ignores_paging(session, mocked) -> None:
     assert len(_ids(listed)) == 250 and len(asked) == 1
 
 
-async def test_total_count_limits_look_ahead(session, mocked) -> None:
+async def test_total_count_limits_look_ahead(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
     batches = [{"id": f"b{i}", "batch_task_name": "n"} for i in range(400)]
 
     def handler(url: URL) -> CallbackResult:
@@ -162,7 +178,9 @@ async def test_total_count_limits_look_ahead(session, mocked) -> None:
     ]
 
 
-async def test_unpaged_list_is_one_request_without_paging_parameters(session, mocked) -> None:
+async def test_unpaged_list_is_one_request_without_paging_parameters(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
     asked = serve(
         mocked,
         "/v1/p1/all-jobs",
@@ -173,13 +191,15 @@ async def test_unpaged_list_is_one_request_without_paging_parameters(session, mo
     assert [dict(u.query) for u in asked] == [{"scope": "all"}]
 
 
-async def test_empty_unpaged_list_yields_nothing(session, mocked) -> None:
+async def test_empty_unpaged_list_yields_nothing(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
     serve(mocked, "/v1/p1/all-jobs", lambda url: CallbackResult(payload={"tasks": []}))
     assert await _listed(_transport(session, Telemetry()), UNPAGED) == []
 
 
 async def test_a_failed_page_in_a_window_fails_the_listing_with_its_own_error(
-    session, mocked
+    session: aiohttp.ClientSession, mocked: aioresponses
 ) -> None:
     jobs = _page_of(job_items(0, 500))
 

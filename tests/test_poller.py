@@ -38,7 +38,8 @@ from exporter.lists import REGISTRY
 from exporter.poller import FIRST_POLL_GAP, start_phase
 from exporter.service import Exporter
 from exporter.simulator import Fault
-from tests.support import Samples, make_config, target
+from exporter.snapshot import SourceState
+from tests.support import RunningSimulator, Samples, make_config, target
 
 NOWHERE = "http://127.0.0.1:9"  # never started: only the schedule is looked at
 
@@ -93,7 +94,7 @@ async def test_the_spread_survives_a_restart_and_keeps_a_projects_lists_apart() 
         assert min(gaps) >= spread / len(REGISTRY) - 1e-9, (n, mine)
 
 
-async def test_a_small_deployment_polls_first_within_a_second(simulator) -> None:
+async def test_a_small_deployment_polls_first_within_a_second(simulator: RunningSimulator) -> None:
     sources = ["tasks", "batch_tasks", "infer_tasks", "face_edge_tasks"]
     config = make_config([target(simulator.url, sources=sources, poll_interval_seconds=60)])
     async with Exporter(config) as exporter:
@@ -112,7 +113,9 @@ async def test_a_small_deployment_polls_first_within_a_second(simulator) -> None
         await asyncio.wait_for(polled.wait(), timeout=10)  # a deadline, not a timing
 
 
-async def test_slow_polls_never_overlap_and_skipped_ticks_are_counted(simulator) -> None:
+async def test_slow_polls_never_overlap_and_skipped_ticks_are_counted(
+    simulator: RunningSimulator,
+) -> None:
     simulator.sim.faults.add(Fault(kind="latency", seconds=0.25, match="/p1/tasks"))
     config = make_config([target(simulator.url, sources=["tasks"], poll_interval_seconds=0.1)])
     async with Exporter(config) as exporter:
@@ -120,7 +123,7 @@ async def test_slow_polls_never_overlap_and_skipped_ticks_are_counted(simulator)
         active, most_active, three_polls = 0, 0, asyncio.Event()
         poll_once = poller.poll_once
 
-        async def tracked_poll():  # type: ignore[no-untyped-def]
+        async def tracked_poll() -> SourceState[Any]:
             nonlocal active, most_active
             active += 1
             most_active = max(most_active, active)
@@ -143,7 +146,9 @@ async def test_slow_polls_never_overlap_and_skipped_ticks_are_counted(simulator)
     assert overruns is not None and overruns >= 2 * (poller.polls - 1)
 
 
-async def test_recovery_after_stale_data_counts_what_changed_meanwhile(simulator) -> None:
+async def test_recovery_after_stale_data_counts_what_changed_meanwhile(
+    simulator: RunningSimulator,
+) -> None:
     now = [1000.0]
     project = simulator.world.projects["p1"]
     config = make_config(
@@ -164,13 +169,15 @@ async def test_recovery_after_stale_data_counts_what_changed_meanwhile(simulator
     assert state.up and state.data is not None
     # Every job is listed again but none is new; the one that failed during the outage
     # counts, so the new-failure alert still pages.
-    transitions = state.data.transitions  # type: ignore[union-attr]
+    transitions = state.data.transitions
     assert [(before, after, n) for (_, before, after), (n, _) in transitions.items()] == [
         ("RUNNING", "FAILED", 1)
     ]
 
 
-async def test_a_transition_series_keeps_the_time_it_was_first_counted(simulator) -> None:
+async def test_a_transition_series_keeps_the_time_it_was_first_counted(
+    simulator: RunningSimulator,
+) -> None:
     """The `_created` sample the new-failure alert relies on: the poll that first counted
     the series, unchanged when the series counts again later."""
     now = [1000.0]
@@ -224,7 +231,7 @@ def parsed(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
 
 
 async def test_a_listing_the_same_as_the_last_keeps_the_last_data_unparsed(
-    simulator, parsed: Counter[str]
+    simulator: RunningSimulator, parsed: Counter[str]
 ) -> None:
     """Job lists (their data follows from the listing alone) are not parsed again when
     every page is byte for byte the last poll's; batch tasks (their data sums over polls)
@@ -247,7 +254,7 @@ async def test_a_listing_the_same_as_the_last_keeps_the_last_data_unparsed(
 
 
 async def test_a_change_on_the_last_page_parses_the_held_pages_in_order(
-    simulator, parsed: Counter[str]
+    simulator: RunningSimulator, parsed: Counter[str]
 ) -> None:
     """Pages 1-6 are the last poll's and held; page 7 differs, so all are parsed: the data
     is what a first poll of the new listing makes, and the change counts as a transition."""
@@ -275,7 +282,7 @@ async def test_a_change_on_the_last_page_parses_the_held_pages_in_order(
 
 
 async def test_held_pages_past_the_bound_are_parsed(
-    simulator, parsed: Counter[str], monkeypatch: pytest.MonkeyPatch
+    simulator: RunningSimulator, parsed: Counter[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(paginator, "HELD_BYTES", 60_000)  # about two pages of 50 jobs
     config = make_config([target(simulator.url, sources=["infer_tasks"])])
@@ -289,7 +296,7 @@ async def test_held_pages_past_the_bound_are_parsed(
 
 
 async def test_lists_that_skip_a_repeated_listing_would_make_the_same_data(
-    simulator, monkeypatch: pytest.MonkeyPatch
+    simulator: RunningSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What `same_listing_same_data` promises, for every list that says it: aggregating
     the same listing again, given the last data, makes data equal to it."""

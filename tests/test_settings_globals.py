@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from exporter.settings import ConfigError, load_config
-from tests.support import TOKEN, Samples
+from tests.support import TOKEN, RunningSimulator, Samples
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPORTER = Path(sys.executable).parent / "vias-exporter"
@@ -46,7 +46,9 @@ def _readme() -> str:
     return (ROOT / "README.md").read_text(encoding="utf-8")
 
 
-def test_every_global_setting_loads_from_its_variable(env, tmp_path: Path) -> None:
+def test_every_global_setting_loads_from_its_variable(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     ca_file = tmp_path / "ca.pem"
     ca_file.write_text("not checked until a connection is made\n")
     values = {
@@ -79,7 +81,7 @@ def test_every_global_setting_loads_from_its_variable(env, tmp_path: Path) -> No
     assert all(defaults[field] != value for field, value in expected.items())
 
 
-def test_the_readme_lists_every_global_setting(env) -> None:
+def test_the_readme_lists_every_global_setting(env: pytest.MonkeyPatch) -> None:
     fields = load_config().global_.model_dump()
     assert readme_global_variables() == {f"VIAS_{name.upper()}" for name in fields}
 
@@ -96,7 +98,9 @@ def test_the_readme_lists_every_global_setting(env) -> None:
         ("VIAS_MAX_AGE_INTERVALS", "-1", "VIAS_MAX_AGE_INTERVALS: Input should be greater"),
     ],
 )
-def test_a_bad_global_variable_is_named(env, name: str, value: str, message: str) -> None:
+def test_a_bad_global_variable_is_named(
+    env: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
     env.setenv(name, value)
     with pytest.raises(ConfigError) as caught:
         load_config()
@@ -104,7 +108,7 @@ def test_a_bad_global_variable_is_named(env, name: str, value: str, message: str
     assert TOKEN not in str(caught.value)
 
 
-async def test_global_variables_reach_the_running_exporter(simulator) -> None:
+async def test_global_variables_reach_the_running_exporter(simulator: RunningSimulator) -> None:
     """`--once` with VIAS_MAX_PAGES=1 and VIAS_PROBLEM_TASKS_LIMIT=2: one page of 50 jobs
     listed (the cap counted), two problem jobs named."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIAS_")}

@@ -18,7 +18,7 @@ import pytest
 
 from exporter.service import Exporter
 from exporter.sharding import Sharding, jump_hash, project_key, shard_ordinal
-from tests.support import make_config, target
+from tests.support import RunningSimulator, make_config, target
 from tests.test_cli import env_for, run
 
 PROJECTS = [f"{n:032x}" for n in range(2000)]
@@ -76,7 +76,7 @@ def test_bad_shards_are_refused() -> None:
         Sharding(3, 3)
 
 
-async def test_a_replica_polls_only_its_projects(simulator) -> None:
+async def test_a_replica_polls_only_its_projects(simulator: RunningSimulator) -> None:
     projects = ["p1", "p2"]
     config = make_config([target(simulator.url, p, sources=["tasks"]) for p in projects])
     mine = {p: next(s for s in range(2) if Sharding(s, 2).owns(p)) for p in projects}

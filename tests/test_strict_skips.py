@@ -20,7 +20,9 @@ PROMTOOL_TEST = "tests/deploy/test_alert_rules.py::test_promtool_check_rules"
 E2E_MODULE = "tests/e2e/test_prometheus_e2e.py"
 
 
-def pytest_without_tools(tmp_path: Path, strict: str, *args: str) -> subprocess.CompletedProcess:
+def pytest_without_tools(
+    tmp_path: Path, strict: str, *args: str
+) -> subprocess.CompletedProcess[str]:
     """pytest on `args` with an empty PATH (no promtool, prometheus, ...)."""
     empty = tmp_path / "empty-path"
     empty.mkdir(exist_ok=True)
@@ -36,7 +38,7 @@ def pytest_without_tools(tmp_path: Path, strict: str, *args: str) -> subprocess.
     )
 
 
-def test_a_skipped_test_fails_where_every_suite_must_run(tmp_path) -> None:
+def test_a_skipped_test_fails_where_every_suite_must_run(tmp_path: Path) -> None:
     result = pytest_without_tools(tmp_path, "1", PROMTOOL_TEST)
     assert result.returncode == 1, result.stdout
     assert "skipped where every suite must run" in result.stdout
@@ -44,14 +46,14 @@ def test_a_skipped_test_fails_where_every_suite_must_run(tmp_path) -> None:
     assert "1 error" in result.stdout.splitlines()[-1]  # a fixture's skip: a setup error
 
 
-def test_a_skipped_module_fails_where_every_suite_must_run(tmp_path) -> None:
+def test_a_skipped_module_fails_where_every_suite_must_run(tmp_path: Path) -> None:
     result = pytest_without_tools(tmp_path, "1", E2E_MODULE)
     assert result.returncode == 1, result.stdout
     assert "skipped where every suite must run" in result.stdout
     assert "prometheus and prometheus-alertmanager are needed" in result.stdout
 
 
-def test_a_developer_without_the_tools_gets_skips(tmp_path) -> None:
+def test_a_developer_without_the_tools_gets_skips(tmp_path: Path) -> None:
     result = pytest_without_tools(tmp_path, "0", PROMTOOL_TEST, E2E_MODULE)
     assert result.returncode == 0, result.stdout
     assert "2 skipped" in result.stdout.splitlines()[-1]

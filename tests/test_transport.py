@@ -27,7 +27,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aioresponses import CallbackResult
+from aioresponses import CallbackResult, aioresponses
 from pydantic import SecretStr
 from tenacity import AsyncRetrying
 from yarl import URL
@@ -100,7 +100,9 @@ CUT = CallbackResult(body='{"count": 3, "tasks": [{"id"')
 UNAVAILABLE = CallbackResult(status=503, body="<html><h1>503 Service Unavailable</h1></html>")
 
 
-async def test_the_request_carries_the_path_query_and_credentials(session, mocked) -> None:
+async def test_the_request_carries_the_path_query_and_credentials(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
     headers: list[dict[str, str]] = []
 
     def handler(url: URL, **kwargs: Any) -> CallbackResult:
@@ -115,7 +117,7 @@ async def test_the_request_carries_the_path_query_and_credentials(session, mocke
     assert headers == [{"X-Auth-Token": "tok"}]
 
 
-async def test_path_fields_are_quoted(session, mocked) -> None:
+async def test_path_fields_are_quoted(session: aiohttp.ClientSession, mocked: aioresponses) -> None:
     mocked.get(re.compile(r".*"), payload={"id": "a/b c", "state": "FAILED"})
     parse = partial(parse_model, Task, endpoint=DETAIL_ENDPOINT)
     task = await _transport(session, Telemetry()).get(DETAIL_ENDPOINT, {}, parse, task_id="a/b c")
@@ -123,7 +125,9 @@ async def test_path_fields_are_quoted(session, mocked) -> None:
     assert [url.raw_path for _, url in mocked.requests] == ["/v1/p1/infer/tasks/a%2Fb%20c"]
 
 
-async def test_retries_5xx_then_succeeds_and_counts_every_attempt(session, mocked) -> None:
+async def test_retries_5xx_then_succeeds_and_counts_every_attempt(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
     telemetry = Telemetry()
     serve(
         mocked,
@@ -145,7 +149,11 @@ async def test_retries_5xx_then_succeeds_and_counts_every_attempt(session, mocke
     ids=["as-sent", "capped-at-backoff-max", "zero"],
 )
 async def test_throttling_waits_the_retry_after_capped(
-    session, mocked, sleeps: list[float], retry_after: str, waited: float
+    session: aiohttp.ClientSession,
+    mocked: aioresponses,
+    sleeps: list[float],
+    retry_after: str,
+    waited: float,
 ) -> None:
     # Without Retry-After the first wait would be 1-2 s (exponential with jitter).
     settings = GlobalConfig(backoff_initial_seconds=1, backoff_max_seconds=10, max_retries=1)
@@ -160,7 +168,7 @@ async def test_throttling_waits_the_retry_after_capped(
 
 
 async def test_backoff_without_retry_after_is_exponential(
-    session, mocked, sleeps: list[float]
+    session: aiohttp.ClientSession, mocked: aioresponses, sleeps: list[float]
 ) -> None:
     settings = GlobalConfig(backoff_initial_seconds=1, backoff_max_seconds=10, max_retries=2)
     serve(mocked, "/v1/p1/infer/tasks", _in_turn(UNAVAILABLE, UNAVAILABLE, GOOD))
@@ -180,7 +188,7 @@ def test_retry_after_header_values() -> None:
 
 
 async def test_html_gateway_error_after_retries_is_typed_with_a_safe_excerpt(
-    session, mocked
+    session: aiohttp.ClientSession, mocked: aioresponses
 ) -> None:
     asked = serve(
         mocked,
@@ -198,7 +206,9 @@ async def test_html_gateway_error_after_retries_is_typed_with_a_safe_excerpt(
 
 
 @pytest.mark.parametrize("status", [401, 403])
-async def test_auth_failures_are_not_retried(session, mocked, status: int) -> None:
+async def test_auth_failures_are_not_retried(
+    session: aiohttp.ClientSession, mocked: aioresponses, status: int
+) -> None:
     asked = serve(
         mocked,
         "/v1/p1/infer/tasks",
@@ -226,7 +236,7 @@ async def test_auth_failures_are_not_retried(session, mocked, status: int) -> No
 
 @pytest.mark.parametrize(("pause", "sent"), [(30.0, 1), (0.0, 2)])
 async def test_refused_credentials_pause_the_next_requests(
-    session, mocked, pause: float, sent: int
+    session: aiohttp.ClientSession, mocked: aioresponses, pause: float, sent: int
 ) -> None:
     asked = serve(
         mocked,
@@ -251,7 +261,9 @@ async def test_refused_credentials_pause_the_next_requests(
     assert len(asked) == sent
 
 
-async def test_timeouts_and_connection_errors_are_typed(session, mocked) -> None:
+async def test_timeouts_and_connection_errors_are_typed(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
     mocked.get(re.compile(r".*/infer/tasks.*"), exception=TimeoutError(), repeat=True)
     mocked.get(
         re.compile(r".*/v2/p1/tasks.*"),
@@ -268,7 +280,9 @@ async def test_timeouts_and_connection_errors_are_typed(session, mocked) -> None
     assert _requests(telemetry, "connection_error", "/v2/{project_id}/tasks") == 3
 
 
-async def test_cut_json_is_retried_wrong_shape_is_not(session, mocked) -> None:
+async def test_cut_json_is_retried_wrong_shape_is_not(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
     cut = serve(mocked, "/v1/p1/infer/tasks", lambda url: CUT)
     wrong = serve(mocked, "/v2/p1/tasks", lambda url: CallbackResult(payload={"tasks": "oops"}))
     transport = _transport(session, Telemetry())
@@ -280,7 +294,9 @@ async def test_cut_json_is_retried_wrong_shape_is_not(session, mocked) -> None:
     assert (len(cut), len(wrong)) == (1 + FAST.max_retries, 1)
 
 
-async def test_a_cut_body_then_a_good_one_is_one_retry(session, mocked) -> None:
+async def test_a_cut_body_then_a_good_one_is_one_retry(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
     telemetry = Telemetry()
     asked = serve(mocked, "/v1/p1/infer/tasks", _in_turn(CUT, GOOD))
     settings = FAST.model_copy(update={"max_retries": 1})
@@ -288,7 +304,9 @@ async def test_a_cut_body_then_a_good_one_is_one_retry(session, mocked) -> None:
     assert len(asked) == 2 and _requests(telemetry, "200") == 2
 
 
-async def test_a_5xx_then_a_cut_body_exhausts_the_one_budget(session, mocked) -> None:
+async def test_a_5xx_then_a_cut_body_exhausts_the_one_budget(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
     asked = serve(mocked, "/v1/p1/infer/tasks", _in_turn(UNAVAILABLE, CUT, GOOD))
     settings = FAST.model_copy(update={"max_retries": 1})
     with pytest.raises(ViasResponseError):
@@ -296,7 +314,9 @@ async def test_a_5xx_then_a_cut_body_exhausts_the_one_budget(session, mocked) ->
     assert len(asked) == 2  # the good third answer is never asked for
 
 
-async def test_revoked_iam_token_is_refreshed_once(session, mocked) -> None:
+async def test_revoked_iam_token_is_refreshed_once(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
     telemetry = Telemetry()
     tokens = iter(["token-1", "token-2"])
     mocked.post(

@@ -7,7 +7,7 @@ import gzip
 
 import pytest
 
-from tests.support import make_config, target
+from tests.support import RunningSimulator, StartExporter, make_config, target
 
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0;q=0.5,"
@@ -30,7 +30,12 @@ PROMETHEUS_ACCEPT = (
     ],
 )
 async def test_format_and_encoding_follow_the_q_values(
-    simulator, start_exporter, accept: str, accept_encoding: str, openmetrics: bool, gzipped: bool
+    simulator: RunningSimulator,
+    start_exporter: StartExporter,
+    accept: str,
+    accept_encoding: str,
+    openmetrics: bool,
+    gzipped: bool,
 ) -> None:
     async with start_exporter(make_config([target(simulator.url)])) as running:
         await running.exporter.poll_all_once()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import bcrypt
@@ -66,12 +67,14 @@ def client_context(ca: trustme.CA, with_cert: bool = False) -> ssl.SSLContext:
     return context
 
 
-async def get_status(url: str, **kwargs) -> int:
+async def get_status(url: str, **kwargs: Any) -> int:
     async with aiohttp.ClientSession() as session, session.get(url, **kwargs) as response:
         return response.status
 
 
-async def test_tls_serves_https_and_refuses_plain_http(tmp_path, ca, idle_exporter) -> None:
+async def test_tls_serves_https_and_refuses_plain_http(
+    tmp_path: Path, ca: trustme.CA, idle_exporter: Exporter
+) -> None:
     web_config = load_web_config(write_web_config(tmp_path, ca))
     async with serving(idle_exporter, web_config) as url:
         assert url.startswith("https://")
@@ -82,7 +85,9 @@ async def test_tls_serves_https_and_refuses_plain_http(tmp_path, ca, idle_export
             await get_status(url + "/metrics")  # not trusting our CA
 
 
-async def test_mutual_tls_requires_a_client_certificate(tmp_path, ca, idle_exporter) -> None:
+async def test_mutual_tls_requires_a_client_certificate(
+    tmp_path: Path, ca: trustme.CA, idle_exporter: Exporter
+) -> None:
     web_config = load_web_config(write_web_config(tmp_path, ca, mtls=True))
     async with serving(idle_exporter, web_config) as url:
         assert await get_status(url + "/metrics", ssl=client_context(ca, with_cert=True)) == 200
@@ -90,7 +95,9 @@ async def test_mutual_tls_requires_a_client_certificate(tmp_path, ca, idle_expor
             await get_status(url + "/metrics", ssl=client_context(ca))
 
 
-async def test_basic_auth_with_bcrypt_hashes(tmp_path, ca, idle_exporter) -> None:
+async def test_basic_auth_with_bcrypt_hashes(
+    tmp_path: Path, ca: trustme.CA, idle_exporter: Exporter
+) -> None:
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
     web_config = load_web_config(write_web_config(tmp_path, ca, users={"prometheus": hashed}))
     context = client_context(ca)

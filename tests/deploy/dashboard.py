@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from tests.deploy.stack import DASHBOARD, METRICS_DOC
 
@@ -20,7 +20,7 @@ BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m"}
 
 
 def load() -> dict[str, Any]:
-    return json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return cast(dict[str, Any], json.loads(DASHBOARD.read_text(encoding="utf-8")))
 
 
 def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:

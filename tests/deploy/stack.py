@@ -45,7 +45,9 @@ def exporter_args(listen: str) -> list[str]:
     return ["--web.listen-address", listen]
 
 
-def exporter_env(endpoint: str, project: str, token: str, sources: str, poll: float | None) -> dict:
+def exporter_env(
+    endpoint: str, project: str, token: str, sources: str, poll: float | None
+) -> dict[str, str]:
     env = {
         "VIAS_ENDPOINT": endpoint,
         "VIAS_PROJECT_ID": project,

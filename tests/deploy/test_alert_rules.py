@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -38,18 +40,24 @@ def _runbook_anchors() -> set[str]:
     return {re.sub(r"[^a-z0-9 _-]", "", h.lower()).replace(" ", "-") for h in headings}
 
 
-def test_promtool_check_rules(promtool, run):
+def test_promtool_check_rules(
+    promtool: str, run: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     result = run(promtool, "check", "rules", RULES_FILE)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_promtool_unit_tests_pass(promtool, run):
+def test_promtool_unit_tests_pass(
+    promtool: str, run: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     assert RULE_TESTS, "no promtool unit tests in deploy/prometheus/tests"
     result = run(promtool, "test", "rules", *RULE_TESTS)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_every_alert_has_a_case_that_fires_and_one_that_does_not(alert_rules):
+def test_every_alert_has_a_case_that_fires_and_one_that_does_not(
+    alert_rules: list[dict[str, Any]],
+) -> None:
     cases = _alert_cases()
     for rule in alert_rules:
         name = rule["alert"]
@@ -63,24 +71,26 @@ def test_every_alert_has_a_case_that_fires_and_one_that_does_not(alert_rules):
             assert set(alert["exp_annotations"]) == set(rule["annotations"]), name
 
 
-def test_unit_tests_only_name_existing_alerts(alert_rules):
+def test_unit_tests_only_name_existing_alerts(alert_rules: list[dict[str, Any]]) -> None:
     assert set(_alert_cases()) <= {rule["alert"] for rule in alert_rules}
 
 
 @pytest.mark.parametrize("field", ["severity"])
-def test_alerts_have_a_known_severity(alert_rules, field):
+def test_alerts_have_a_known_severity(alert_rules: list[dict[str, Any]], field: str) -> None:
     for rule in alert_rules:
         assert rule["labels"][field] in {"critical", "warning"}, rule["alert"]
 
 
-def test_alerts_have_a_static_summary_and_a_templated_description(alert_rules):
+def test_alerts_have_a_static_summary_and_a_templated_description(
+    alert_rules: list[dict[str, Any]],
+) -> None:
     for rule in alert_rules:
         annotations = rule["annotations"]
         assert annotations["summary"] and "{{" not in annotations["summary"], rule["alert"]
         assert "{{ $labels." in annotations["description"], rule["alert"]
 
 
-def test_job_alerts_name_project_vendor_and_algorithm(alert_rules):
+def test_job_alerts_name_project_vendor_and_algorithm(alert_rules: list[dict[str, Any]]) -> None:
     job_alerts = [r for r in alert_rules if r["alert"].startswith(("VIASJob", "VIASBatch"))]
     assert len(job_alerts) == 5
     for rule in job_alerts:
@@ -88,12 +98,12 @@ def test_job_alerts_name_project_vendor_and_algorithm(alert_rules):
             assert f"$labels.{label}" in rule["annotations"]["description"], (rule["alert"], label)
 
 
-def test_alerts_wait_before_firing(alert_rules):
+def test_alerts_wait_before_firing(alert_rules: list[dict[str, Any]]) -> None:
     for rule in alert_rules:
         assert "for" in rule, f"{rule['alert']}: say `for:` explicitly"
 
 
-def test_runbook_urls_point_to_existing_sections(alert_rules):
+def test_runbook_urls_point_to_existing_sections(alert_rules: list[dict[str, Any]]) -> None:
     anchors = _runbook_anchors()
     for rule in alert_rules:
         url = rule["annotations"]["runbook_url"]
@@ -103,14 +113,14 @@ def test_runbook_urls_point_to_existing_sections(alert_rules):
         assert anchor in anchors, f"docs/runbook.md has no section {rule['alert']}"
 
 
-def test_rules_select_the_documented_scrape_job(alert_rules):
+def test_rules_select_the_documented_scrape_job(alert_rules: list[dict[str, Any]]) -> None:
     up_rules = [rule["expr"] for rule in alert_rules if re.search(r"\bup\{", rule["expr"])]
     assert up_rules
     for expr in up_rules:
         assert 'job="vias-exporter"' in expr, expr
 
 
-def test_job_alerts_read_a_last_known_rule_evaluated_before_them():
+def test_job_alerts_read_a_last_known_rule_evaluated_before_them() -> None:
     """The state-keeping itself is unit-tested (deploy/prometheus/tests/
     jobs_unknown_state_test.yml); this keeps each alert on a latch of its own group, placed
     before it so that it reads this evaluation's result, not the previous one."""
@@ -133,7 +143,9 @@ def test_job_alerts_read_a_last_known_rule_evaluated_before_them():
     assert seen == set(LAST_KNOWN_ALERTS)
 
 
-def test_inhibitions_of_job_alerts_compare_labels_the_job_alerts_carry(alert_rules):
+def test_inhibitions_of_job_alerts_compare_labels_the_job_alerts_carry(
+    alert_rules: list[dict[str, Any]],
+) -> None:
     """An `equal` label that the target alerts do not carry never matches, so it would
     silently disable the inhibition (job alerts carry no instance: a new pod continues them)."""
     config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
@@ -144,7 +156,9 @@ def test_inhibitions_of_job_alerts_compare_labels_the_job_alerts_carry(alert_rul
         carried = set.intersection(*(set(alert["exp_labels"]) for alert in fired))
         for inhibit in config["inhibit_rules"]:
             (target,) = inhibit["target_matchers"]
-            targets = re.fullmatch(r'alertname=~?"(.+)"', target).group(1)
+            target_match = re.fullmatch(r'alertname=~?"(.+)"', target)
+            assert target_match, inhibit
+            targets = target_match.group(1)
             if re.fullmatch(targets, name):
                 missing = set(inhibit.get("equal", [])) - carried
                 assert not missing, f"{name} lacks {missing}, needed by {inhibit}"

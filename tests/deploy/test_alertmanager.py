@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
+from collections.abc import Callable
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -30,17 +33,24 @@ JOB_ALERTS = [
 
 
 @pytest.fixture(scope="module")
-def config():
-    return yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
+def config() -> dict[str, Any]:
+    return cast(dict[str, Any], yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8")))
 
 
-def test_amtool_check_config(amtool, run):
+def test_amtool_check_config(
+    amtool: str, run: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     result = run(amtool, "check-config", ALERTMANAGER_CONFIG)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(("labels", "receiver"), ROUTES, ids=[r for _, r in ROUTES])
-def test_routes(amtool, run, labels, receiver):
+def test_routes(
+    amtool: str,
+    run: Callable[..., subprocess.CompletedProcess[str]],
+    labels: dict[str, str],
+    receiver: str,
+) -> None:
     result = run(
         amtool,
         "config",
@@ -53,18 +63,22 @@ def test_routes(amtool, run, labels, receiver):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_groups_by_project_and_alertname(config):
+def test_groups_by_project_and_alertname(config: dict[str, Any]) -> None:
     assert config["route"]["group_by"] == ["project_id", "alertname"]
 
 
-def test_job_alerts_are_inhibited_while_the_exporter_or_api_is_down(config, alert_rules):
+def test_job_alerts_are_inhibited_while_the_exporter_or_api_is_down(
+    config: dict[str, Any], alert_rules: list[dict[str, Any]]
+) -> None:
     known = {rule["alert"] for rule in alert_rules}
     inhibited_by: dict[str, set[str]] = {}
     for rule in config["inhibit_rules"]:
         (source,) = rule["source_matchers"]
         (target,) = rule["target_matchers"]
-        sources = re.fullmatch(r'alertname=~?"(.+)"', source).group(1)
-        targets = re.fullmatch(r'alertname=~?"(.+)"', target).group(1)
+        source_match = re.fullmatch(r'alertname=~?"(.+)"', source)
+        target_match = re.fullmatch(r'alertname=~?"(.+)"', target)
+        assert source_match and target_match, rule
+        sources, targets = source_match.group(1), target_match.group(1)
         for alert in known:
             if re.fullmatch(targets, alert):
                 inhibited_by.setdefault(alert, set()).update(

@@ -5,8 +5,12 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import json
+import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 import yaml
@@ -20,7 +24,7 @@ FILTER_VARIABLES = ("project", "vendor", "algorithm", "deployment")
 
 
 @pytest.fixture(scope="module")
-def board():
+def board() -> dict[str, Any]:
     return dash.load()
 
 
@@ -34,7 +38,7 @@ def generator() -> ModuleType:
     return module
 
 
-def test_committed_dashboard_is_what_the_generator_writes(generator):
+def test_committed_dashboard_is_what_the_generator_writes(generator: ModuleType) -> None:
     """The JSON is generated (grafana/generate_dashboard.py): edited by hand, or the generator
     changed without regenerating, it differs."""
     committed = DASHBOARD.read_text(encoding="utf-8")
@@ -53,7 +57,9 @@ def test_committed_dashboard_is_what_the_generator_writes(generator):
     )
 
 
-def test_generator_check_mode_fails_on_drift_and_writes_nothing(tmp_path, run):
+def test_generator_check_mode_fails_on_drift_and_writes_nothing(
+    tmp_path: Path, run: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     output = tmp_path / "board.json"
     write = run(sys.executable, GENERATOR, "--output", output)
     assert write.returncode == 0, write.stderr
@@ -67,7 +73,7 @@ def test_generator_check_mode_fails_on_drift_and_writes_nothing(tmp_path, run):
     assert output.read_text(encoding="utf-8") == edited, "--check must not write"
 
 
-def test_dashboard_identity(board):
+def test_dashboard_identity(board: dict[str, Any]) -> None:
     assert board["uid"] == "vias-overview"
     assert board["title"]
     assert board["schemaVersion"] >= 39
@@ -75,7 +81,7 @@ def test_dashboard_identity(board):
     assert "${DS_" not in json.dumps(board)
 
 
-def test_variables(board):
+def test_variables(board: dict[str, Any]) -> None:
     variables = {v["name"]: v for v in board["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
@@ -85,27 +91,27 @@ def test_variables(board):
         assert variables[name]["allValue"] == ".*", name
 
 
-def test_every_variable_used_is_defined(board):
+def test_every_variable_used_is_defined(board: dict[str, Any]) -> None:
     defined = {v["name"] for v in board["templating"]["list"]}
     used = dash.variables_used(json.dumps(board))
     builtin = {name for name in used if name.startswith("__")}
     assert used - builtin <= defined, used - builtin - defined
 
 
-def test_every_filter_variable_is_used_by_some_panel(board):
+def test_every_filter_variable_is_used_by_some_panel(board: dict[str, Any]) -> None:
     queries = " ".join(expr for _, expr in dash.queries(board))
     for name in FILTER_VARIABLES:
         assert f"${name}" in queries, name
 
 
-def test_panels_use_the_datasource_variable(board):
+def test_panels_use_the_datasource_variable(board: dict[str, Any]) -> None:
     for panel in dash.panels(board):
         assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
         for target in panel["targets"]:
             assert target["datasource"]["uid"] == "${datasource}", panel["title"]
 
 
-def test_panels_have_ids_descriptions_units_and_queries(board):
+def test_panels_have_ids_descriptions_units_and_queries(board: dict[str, Any]) -> None:
     ids = [panel["id"] for panel in board["panels"]]
     assert len(ids) == len(set(ids)), "duplicate panel ids"
     for panel in dash.panels(board):
@@ -114,7 +120,7 @@ def test_panels_have_ids_descriptions_units_and_queries(board):
         assert panel["targets"], panel["title"]
 
 
-def test_queries_use_only_documented_metrics(board):
+def test_queries_use_only_documented_metrics(board: dict[str, Any]) -> None:
     documented = dash.documented_metrics()
     assert "vias_tasks" in documented
     for title, expr in dash.queries(board):
@@ -123,7 +129,7 @@ def test_queries_use_only_documented_metrics(board):
         assert names <= documented | {"up"}, f"{title}: {names - documented}"
 
 
-def test_metric_name_parsing():
+def test_metric_name_parsing() -> None:
     expr = (
         "histogram_quantile(0.95, sum by (le, source) (rate(vias_poll_duration_seconds_bucket"
         '{project_id=~"$project"}[$__rate_interval]))) or vector(0) - time() + up{job="x"}'
@@ -134,7 +140,7 @@ def test_metric_name_parsing():
     ) == ("vias_poll_duration_seconds")
 
 
-def test_dashboard_covers_the_required_views(board):
+def test_dashboard_covers_the_required_views(board: dict[str, Any]) -> None:
     titles = {panel["title"] for panel in dash.panels(board)}
     kinds = {panel["type"] for panel in dash.panels(board)}
     assert {"Jobs by state", "Problem jobs", "Jobs by vendor", "Jobs by algorithm"} <= titles
@@ -145,14 +151,14 @@ def test_dashboard_covers_the_required_views(board):
     assert "vias_problem_task_info" in problem_table["targets"][0]["expr"]
 
 
-def test_datasource_provisioning():
+def test_datasource_provisioning() -> None:
     config = yaml.safe_load((PROVISIONING / "datasources" / "prometheus.yml").read_text("utf-8"))
     (source,) = config["datasources"]
     assert source["type"] == "prometheus"
     assert source["url"].startswith("http://")
 
 
-def test_dashboard_provisioning_points_at_the_mounted_dashboards():
+def test_dashboard_provisioning_points_at_the_mounted_dashboards() -> None:
     config = yaml.safe_load((PROVISIONING / "dashboards" / "vias.yml").read_text("utf-8"))
     (provider,) = config["providers"]
     assert provider["type"] == "file"
@@ -169,7 +175,7 @@ NEW_ROWS = (
 )
 
 
-def test_dashboard_has_the_rows_for_what_jobs_stand_on(board):
+def test_dashboard_has_the_rows_for_what_jobs_stand_on(board: dict[str, Any]) -> None:
     rows = [panel["title"] for panel in board["panels"] if panel["type"] == "row"]
     assert set(NEW_ROWS) <= set(rows), set(NEW_ROWS) - set(rows)
     metrics = {name for _, expr in dash.queries(board) for name in dash.metric_names(expr)}
@@ -191,7 +197,7 @@ def test_dashboard_has_the_rows_for_what_jobs_stand_on(board):
         assert name in metrics, name
 
 
-def test_panels_are_laid_out_without_overlap(board):
+def test_panels_are_laid_out_without_overlap(board: dict[str, Any]) -> None:
     taken: set[tuple[int, int]] = set()
     for panel in board["panels"]:
         grid = panel["gridPos"]
@@ -205,7 +211,12 @@ def test_panels_are_laid_out_without_overlap(board):
         taken |= cells
 
 
-def test_every_query_is_valid_promql(board, promtool, run, tmp_path):
+def test_every_query_is_valid_promql(
+    board: dict[str, Any],
+    promtool: str,
+    run: Callable[..., subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+) -> None:
     """Each query, its variables set to All, as a recording rule: promtool parses it."""
     rules = [
         {"record": f"panel_query_{number}", "expr": dash.substitute(expr)}
@@ -221,7 +232,12 @@ WHY = "Why are my jobs failing"
 JOB = 'vias_problem_task_info{{project_id="p1", source="tasks", task_id="{0}", task_name="{0}", state="FAILED", error_code="E", vendor="v", algorithm="a", deployment="cloud", video_source_name="{1}", edge_pool_id="{2}", service_id="{3}"}}'  # noqa: E501
 
 
-def test_why_are_my_jobs_failing_puts_each_job_beside_its_causes(board, promtool, run, tmp_path):
+def test_why_are_my_jobs_failing_puts_each_job_beside_its_causes(
+    board: dict[str, Any],
+    promtool: str,
+    run: Callable[..., subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+) -> None:
     """Evaluated by promtool on series where: job-cam's camera is offline (two cameras share
     its name), job-svc's service failed, job-pool's pool has an Offline node, job-both has
     a problem camera and a failed service, job-ok stands on nothing known to be down."""

@@ -232,7 +232,7 @@ def _config(buildah: Buildah, image: str) -> dict[str, Any]:
     return inspected  # type: ignore[no-any-return]
 
 
-def test_the_image_runs_as_the_dockerfile_says(buildah, image):
+def test_the_image_runs_as_the_dockerfile_says(buildah: Buildah, image: str) -> None:
     config = _config(buildah, image)
     assert config["User"] == f"{UID}:{UID}"
     assert config["Entrypoint"] == ["vias-exporter"]
@@ -241,12 +241,14 @@ def test_the_image_runs_as_the_dockerfile_says(buildah, image):
     assert any(env.startswith("PATH=/opt/venv/bin:") for env in config["Env"])
 
 
-def test_the_image_runs_as_its_non_root_user(buildah, container):
+def test_the_image_runs_as_its_non_root_user(buildah: Buildah, container: str) -> None:
     out = buildah.run(container, "python", "-c", "import os; print(os.getuid(), os.getgid())")
     assert out.split() == [str(UID), str(UID)]
 
 
-def test_the_image_holds_the_locked_runtime_and_no_build_leftovers(buildah, container):
+def test_the_image_holds_the_locked_runtime_and_no_build_leftovers(
+    buildah: Buildah, container: str
+) -> None:
     listing = "import importlib.metadata as m, json; print(json.dumps({d.name.lower().replace('_', '-'): d.version for d in m.distributions()}))"  # noqa: E501
     installed = json.loads(buildah.run(container, "python", "-c", listing))
     locked = dict(re.findall(r"(?m)^([a-z0-9._-]+)==(\S+)", RUNTIME_LOCK.read_text()))
@@ -259,14 +261,16 @@ def test_the_image_holds_the_locked_runtime_and_no_build_leftovers(buildah, cont
     assert out.strip() == "", "builder files in the final image"
 
 
-def test_version(buildah, container):
+def test_version(buildah: Buildah, container: str) -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert buildah.run(container, "vias-exporter", "--version").strip() == (
         f"vias-exporter {project['version']}"
     )
 
 
-def test_check_config_with_the_example_config(buildah, container, tmp_path):
+def test_check_config_with_the_example_config(
+    buildah: Buildah, container: str, tmp_path: Path
+) -> None:
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     for name in ("token", "password", "secret-key"):  # the files config.example.yml reads
@@ -298,7 +302,9 @@ def _get(url: str) -> tuple[int, str]:
         return error.code, ""
 
 
-def test_demo_answers_ready_and_metrics(buildah, container, image_timings):
+def test_demo_answers_ready_and_metrics(
+    buildah: Buildah, container: str, image_timings: dict[str, float]
+) -> None:
     port = _free_port()
     command = buildah.command(
         "run", "--isolation", "chroot", "--network", "host", container, "--",

@@ -32,7 +32,7 @@ def lock() -> ModuleType:
     return module
 
 
-def test_the_locks_match_pyproject(lock):
+def test_the_locks_match_pyproject(lock: ModuleType) -> None:
     assert lock.problems() == [], "stale locks: run `make lock` (README, Development)"
 
 
@@ -50,7 +50,9 @@ def _edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
-def test_a_dependency_added_to_pyproject_makes_the_locks_stale(lock, copy):
+def test_a_dependency_added_to_pyproject_makes_the_locks_stale(
+    lock: ModuleType, copy: tuple[Path, Path]
+) -> None:
     pyproject, locks = copy
     _edit(pyproject, '"bcrypt>=4.0",', '"bcrypt>=4.0",\n    "rich>=13",')
     found = lock.problems(pyproject, locks)
@@ -60,7 +62,9 @@ def test_a_dependency_added_to_pyproject_makes_the_locks_stale(lock, copy):
     assert not any(problem.startswith("build.txt") for problem in found)
 
 
-def test_a_test_dependency_makes_only_the_test_lock_stale(lock, copy):
+def test_a_test_dependency_makes_only_the_test_lock_stale(
+    lock: ModuleType, copy: tuple[Path, Path]
+) -> None:
     pyproject, locks = copy
     _edit(pyproject, '"pytest>=8",', '"pytest>=8",\n    "pytest-timeout",')
     found = lock.problems(pyproject, locks)
@@ -70,14 +74,16 @@ def test_a_test_dependency_makes_only_the_test_lock_stale(lock, copy):
     ]
 
 
-def test_a_pin_pyproject_no_longer_allows_is_named(lock, copy):
+def test_a_pin_pyproject_no_longer_allows_is_named(
+    lock: ModuleType, copy: tuple[Path, Path]
+) -> None:
     pyproject, locks = copy
     _edit(pyproject, '"PyYAML>=6.0"', '"PyYAML>=99"')
     found = lock.problems(pyproject, locks)
     assert any(re.match(r"runtime\.txt: PyYAML==\S+ does not satisfy PyYAML>=99", p) for p in found)
 
 
-def test_a_pin_without_hashes_is_named(lock, copy):
+def test_a_pin_without_hashes_is_named(lock: ModuleType, copy: tuple[Path, Path]) -> None:
     pyproject, locks = copy
     runtime = locks / "runtime.txt"
     text = runtime.read_text(encoding="utf-8")
@@ -92,13 +98,13 @@ def test_a_pin_without_hashes_is_named(lock, copy):
     )
 
 
-def test_test_lock_keeps_the_runtime_versions(lock):
+def test_test_lock_keeps_the_runtime_versions(lock: ModuleType) -> None:
     runtime = lock._pins((LOCKS / "runtime.txt").read_text(encoding="utf-8"))
     test = lock._pins((LOCKS / "test.txt").read_text(encoding="utf-8"))
     assert {name: test[name][0] for name in runtime} == {n: v for n, (v, _) in runtime.items()}
 
 
-def test_the_locks_are_for_the_image_platform(lock):
+def test_the_locks_are_for_the_image_platform(lock: ModuleType) -> None:
     dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
     assert lock.PYTHON_VERSION == "3.11" and "FROM python:3.11." in dockerfile
     for name in ("build.txt", "runtime.txt", "test.txt"):
@@ -107,7 +113,7 @@ def test_the_locks_are_for_the_image_platform(lock):
         )
 
 
-def test_the_dockerfile_and_the_makefile_install_from_the_locks():
+def test_the_dockerfile_and_the_makefile_install_from_the_locks() -> None:
     dockerfile = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text(encoding="utf-8"))
     assert "pip install --require-hashes -r requirements/runtime.txt" in dockerfile
     assert "pip install --require-hashes -r requirements/build.txt" in dockerfile

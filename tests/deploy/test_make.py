@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -35,7 +36,7 @@ def planned(target: str, tmp_venv: str) -> list[str]:
     return result.stdout.splitlines()
 
 
-def test_make_demo_installs_the_runtime_only(tmp_path) -> None:
+def test_make_demo_installs_the_runtime_only(tmp_path: Path) -> None:
     commands = planned("demo", str(tmp_path / "venv"))
     installs = [c for c in commands if " install " in c]
     assert any("-r requirements/runtime.txt" in c and "--require-hashes" in c for c in installs)
@@ -44,7 +45,7 @@ def test_make_demo_installs_the_runtime_only(tmp_path) -> None:
     assert commands[-1].endswith("vias-exporter --demo")
 
 
-def test_make_test_installs_the_test_extra_then_runs_pytest(tmp_path) -> None:
+def test_make_test_installs_the_test_extra_then_runs_pytest(tmp_path: Path) -> None:
     commands = planned("test", str(tmp_path / "venv"))
     assert any("-r requirements/test.txt" in c and "--require-hashes" in c for c in commands)
     assert commands[-1].endswith("python -m pytest")

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -44,7 +44,7 @@ WORKLOADS = ("Deployment", "StatefulSet")  # the base's, the sharded overlay's
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    return cast(dict[str, Any], yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8")))
 
 
 def _bind_mounts(compose: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -58,12 +58,12 @@ def _bind_mounts(compose: dict[str, Any]) -> list[tuple[str, str, str]]:
     return mounts
 
 
-def test_compose_has_the_whole_stack(compose):
+def test_compose_has_the_whole_stack(compose: dict[str, Any]) -> None:
     services = set(compose["services"])
     assert services == {"simulator", "exporter", "prometheus", "alertmanager", "grafana"}
 
 
-def test_compose_mounts_exist_and_are_read_only(compose):
+def test_compose_mounts_exist_and_are_read_only(compose: dict[str, Any]) -> None:
     mounts = _bind_mounts(compose)
     assert len(mounts) >= 5
     for service, host, mode in mounts:
@@ -71,7 +71,7 @@ def test_compose_mounts_exist_and_are_read_only(compose):
         assert mode == "ro", f"{service}: {host} is mounted writable"
 
 
-def test_compose_prometheus_uses_the_shipped_rules(compose):
+def test_compose_prometheus_uses_the_shipped_rules(compose: dict[str, Any]) -> None:
     volumes = compose["services"]["prometheus"]["volumes"]
     assert "./prometheus/alerts.yml:/etc/prometheus/rules/alerts.yml:ro" in volumes
     config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
@@ -83,7 +83,7 @@ def test_compose_prometheus_uses_the_shipped_rules(compose):
     assert targets == ["alertmanager:9093"]
 
 
-def test_compose_runs_the_simulator_as_the_e2e_test_does(compose):
+def test_compose_runs_the_simulator_as_the_e2e_test_does(compose: dict[str, Any]) -> None:
     service = compose["services"]["simulator"]
     assert service["entrypoint"] == ["python", "-m", stack.SIMULATOR_MODULE]
     e2e = stack.simulator_args("127.0.0.1:1", "incident", 1, "p1", "sim-token", tasks=200)
@@ -91,7 +91,7 @@ def test_compose_runs_the_simulator_as_the_e2e_test_does(compose):
     assert service["command"][service["command"].index("--listen") + 1] == "0.0.0.0:9801"
 
 
-def test_compose_runs_the_exporter_as_the_e2e_test_does(compose):
+def test_compose_runs_the_exporter_as_the_e2e_test_does(compose: dict[str, Any]) -> None:
     service = compose["services"]["exporter"]
     assert "entrypoint" not in service  # the image's: the vias-exporter console script
     assert service["command"] == stack.exporter_args(f"0.0.0.0:{PORT}")
@@ -101,7 +101,9 @@ def test_compose_runs_the_exporter_as_the_e2e_test_does(compose):
     assert service["environment"]["VIAS_AUTH_TOKEN"] == "sim-token"  # the simulator's --token
 
 
-def test_compose_runs_prometheus_and_alertmanager_as_the_e2e_test_does(compose):
+def test_compose_runs_prometheus_and_alertmanager_as_the_e2e_test_does(
+    compose: dict[str, Any],
+) -> None:
     prometheus = compose["services"]["prometheus"]["command"]
     assert stack.option_names(prometheus) == stack.option_names(stack.prometheus_args("", "", ""))
     alertmanager = compose["services"]["alertmanager"]["command"]
@@ -109,7 +111,7 @@ def test_compose_runs_prometheus_and_alertmanager_as_the_e2e_test_does(compose):
     assert stack.option_names(alertmanager) == stack.option_names(e2e)
 
 
-def test_compose_builds_simulator_and_exporter_from_the_dockerfile(compose):
+def test_compose_builds_simulator_and_exporter_from_the_dockerfile(compose: dict[str, Any]) -> None:
     for name in ("simulator", "exporter"):
         build = compose["services"][name]["build"]
         assert (
@@ -137,7 +139,7 @@ def _final_stage(dockerfile: list[str]) -> list[str]:
     return dockerfile[starts[-1] :]
 
 
-def test_dockerfile_is_multi_stage_from_a_pinned_base(dockerfile):
+def test_dockerfile_is_multi_stage_from_a_pinned_base(dockerfile: list[str]) -> None:
     froms = _instructions(dockerfile, "FROM")
     assert len(froms) >= 2
     for image in froms:
@@ -145,13 +147,13 @@ def test_dockerfile_is_multi_stage_from_a_pinned_base(dockerfile):
     assert any("COPY --from=builder /opt/venv" in line for line in _final_stage(dockerfile))
 
 
-def test_dockerfile_runs_as_a_numeric_non_root_user(dockerfile):
+def test_dockerfile_runs_as_a_numeric_non_root_user(dockerfile: list[str]) -> None:
     (user,) = _instructions(_final_stage(dockerfile), "USER")
     uid = user.split(":")[0]
     assert uid.isdigit() and int(uid) != 0
 
 
-def test_dockerfile_runtime(dockerfile):
+def test_dockerfile_runtime(dockerfile: list[str]) -> None:
     final = _final_stage(dockerfile)
     assert _instructions(final, "EXPOSE") == [str(PORT)]
     assert _instructions(final, "ENTRYPOINT") == [f'["{stack.EXPORTER_SCRIPT}"]']
@@ -160,12 +162,12 @@ def test_dockerfile_runtime(dockerfile):
     assert "urllib.request" in healthcheck and f":{PORT}/-/healthy" in healthcheck
 
 
-def test_entrypoint_is_the_declared_console_script():
+def test_entrypoint_is_the_declared_console_script() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert stack.EXPORTER_SCRIPT in project["scripts"]
 
 
-def test_dockerignore_keeps_the_context_small():
+def test_dockerignore_keeps_the_context_small() -> None:
     lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
     assert "*" in lines and "!exporter/" in lines and "!pyproject.toml" in lines
 
@@ -237,14 +239,14 @@ def check_objects(objects: list[dict[str, Any]], *, selectors: bool = True) -> N
         assert service["metadata"]["labels"][monitor["jobLabel"]] == stack.SCRAPE_JOB
 
 
-def test_base_manifests_are_valid():
+def test_base_manifests_are_valid() -> None:
     base = KUBERNETES / "base"
     kustomization = yaml.safe_load((base / "kustomization.yaml").read_text())
     objects = [doc for name in kustomization["resources"] for doc in _documents(base / name)]
     check_objects(objects, selectors=False)
 
 
-def test_base_kustomization_labels_the_selectors():
+def test_base_kustomization_labels_the_selectors() -> None:
     """The files leave the selectors to kustomize's `labels`: without includeSelectors the
     Deployment would select nothing (the API server rejects an empty selector) and the
     Service every pod of the namespace. The rendered objects are checked below."""
@@ -254,14 +256,14 @@ def test_base_kustomization_labels_the_selectors():
     assert any("app.kubernetes.io/name" in entry["pairs"] for entry in selecting)
 
 
-def test_kustomize_renders_the_base(kubectl):
+def test_kustomize_renders_the_base(kubectl: str) -> None:
     objects = _kustomize(kubectl, KUBERNETES / "base")
     # No Secret: applying the base must never overwrite the credentials created by hand.
     assert {obj["kind"] for obj in objects} == {"Deployment", "Service"}
     check_objects(objects)
 
 
-def test_kustomize_renders_the_overlay_with_the_operator_component(kubectl):
+def test_kustomize_renders_the_overlay_with_the_operator_component(kubectl: str) -> None:
     objects = _kustomize(kubectl, KUBERNETES / "overlays" / "example")
     kinds = _by_kind(objects)
     assert {"ServiceMonitor", "PrometheusRule", "Secret"} <= set(kinds)
@@ -271,7 +273,7 @@ def test_kustomize_renders_the_overlay_with_the_operator_component(kubectl):
     assert kinds["PrometheusRule"]["spec"]["groups"] == rules["groups"]
 
 
-def test_prometheusrule_does_not_drift_from_the_rules_file():
+def test_prometheusrule_does_not_drift_from_the_rules_file() -> None:
     result = subprocess.run(
         [sys.executable, str(GENERATOR), "--check"], capture_output=True, text=True, check=False
     )
@@ -308,7 +310,7 @@ def _sharded_args(statefulset: dict[str, Any]) -> list[str]:
     return [_expand(arg, env) for arg in container["args"]]
 
 
-def test_kustomize_renders_the_sharded_overlay(kubectl):
+def test_kustomize_renders_the_sharded_overlay(kubectl: str) -> None:
     objects = _kustomize(kubectl, SHARDED)
     kinds = _by_kind(objects)
     assert set(kinds) == {"StatefulSet", "Service", "ConfigMap", "ServiceMonitor", "PrometheusRule"}
@@ -317,7 +319,7 @@ def test_kustomize_renders_the_sharded_overlay(kubectl):
     # ServiceMonitor the Service
 
 
-def test_each_pod_of_the_sharded_overlay_is_a_shard_of_replicas(kubectl):
+def test_each_pod_of_the_sharded_overlay_is_a_shard_of_replicas(kubectl: str) -> None:
     """`--shard=auto` reads the ordinal ending the hostname, which in a StatefulSet is the
     pod's name `<name>-<ordinal>`; `--total-shards` is the replica count; the Service is the
     StatefulSet's and headless, so that every pod is a scrape target."""
@@ -337,7 +339,7 @@ def test_each_pod_of_the_sharded_overlay_is_a_shard_of_replicas(kubectl):
     assert service["spec"]["clusterIP"] == "None"
 
 
-def test_the_sharded_overlay_writes_the_number_of_shards_once(kubectl, tmp_path):
+def test_the_sharded_overlay_writes_the_number_of_shards_once(kubectl: str, tmp_path: Path) -> None:
     """A copy of the overlay with another `replicas` count: --total-shards follows it."""
     shutil.copytree(KUBERNETES, tmp_path / "kubernetes")
     copy = tmp_path / "kubernetes" / SHARDED.relative_to(KUBERNETES)
@@ -351,7 +353,7 @@ def test_the_sharded_overlay_writes_the_number_of_shards_once(kubectl, tmp_path)
     assert _option(_sharded_args(statefulset), "--total-shards") == "7"
 
 
-def test_the_sharded_overlay_config_is_valid_and_mounted(kubectl, tmp_path):
+def test_the_sharded_overlay_config_is_valid_and_mounted(kubectl: str, tmp_path: Path) -> None:
     """The ConfigMap's config.yml loads (its secret files under the Secret's mount), at the
     path --config.file names."""
     kinds = _by_kind(_kustomize(kubectl, SHARDED))

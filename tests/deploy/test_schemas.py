@@ -51,12 +51,12 @@ def _check_compose(path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_compose_file_matches_the_compose_spec():
+def test_compose_file_matches_the_compose_spec() -> None:
     result = _check_compose(COMPOSE_FILE)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_compose_schema_rejects_what_compose_would(tmp_path):
+def test_the_compose_schema_rejects_what_compose_would(tmp_path: Path) -> None:
     """The check sees something: unknown keys and a wrong type fail it."""
     compose = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
     for spoil in ({"restrat": "always"}, {"healthcheck": {"intervall": "5s"}}, {"ports": 9875}):
@@ -96,13 +96,15 @@ def _errors(objects: list[dict[str, Any]], version: str) -> list[str]:
         ("overlays/sharded", "StatefulSet"),
     ],
 )
-def test_kustomize_output_matches_the_kubernetes_schemas(kubectl, directory, workload, version):
+def test_kustomize_output_matches_the_kubernetes_schemas(
+    kubectl: str, directory: str, workload: str, version: str
+) -> None:
     objects = _kustomize(kubectl, KUBERNETES / directory)
     assert {workload, "Service"} <= {obj["kind"] for obj in objects}
     assert _errors(objects, version) == []
 
 
-def test_the_kubernetes_schemas_reject_what_the_api_server_would(kubectl):
+def test_the_kubernetes_schemas_reject_what_the_api_server_would(kubectl: str) -> None:
     """Strict schemas: a misspelt field and a wrong type are both named."""
     (deployment,) = [
         obj for obj in _kustomize(kubectl, KUBERNETES / "base") if obj["kind"] == "Deployment"

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 import yaml
@@ -122,17 +122,17 @@ class Stack:
         async with self.http.get(f"{self.prometheus}/api/v1/query", params={"query": promql}) as r:
             body = await r.json()
         assert body["status"] == "success", f"{promql}: {body}"
-        return body["data"]["result"]
+        return cast(list[dict[str, Any]], body["data"]["result"])
 
     async def alerts(self) -> list[dict[str, Any]]:
         async with self.http.get(f"{self.prometheus}/api/v1/alerts") as response:
-            return (await response.json())["data"]["alerts"]
+            return cast(list[dict[str, Any]], (await response.json())["data"]["alerts"])
 
     async def am_alerts(self) -> list[dict[str, Any]]:
         """Alertmanager's active alerts, inhibited and silenced ones included."""
         async with self.http.get(f"{self.alertmanager}/api/v2/alerts") as response:
             assert response.status == 200, await response.text()
-            return await response.json()
+            return cast(list[dict[str, Any]], await response.json())
 
     async def sim(self, method: str, path: str, body: Any = None) -> Any:
         """Call the simulator's admin API (`/_sim/...`); its JSON answer."""
@@ -271,6 +271,7 @@ async def running_stack(
         )
         am_config = alertmanager_config(tmp, f"http://127.0.0.1:{webhook_port}")
         (tmp / "am-data").mkdir()
+        assert ALERTMANAGER is not None and PROMETHEUS is not None  # else the module skips
         processes.start(
             "alertmanager",
             [ALERTMANAGER, *stack.alertmanager_args(str(am_config), "am-data", f"127.0.0.1:{am}")],
@@ -312,7 +313,9 @@ async def wait_until_scraped(stack_: Stack) -> None:
     await eventually(stack_.sources_polled, STARTUP_SECONDS, "a successful poll of every source")
 
 
-def notified(notifications: list[tuple[str, dict[str, Any]]]) -> dict[str, tuple[str, dict]]:
+def notified(
+    notifications: list[tuple[str, dict[str, Any]]],
+) -> dict[str, tuple[str, dict[str, Any]]]:
     """alertname -> (receiver path, labels) of firing alerts that reached the webhook."""
     seen = {}
     for receiver, payload in notifications:
@@ -390,7 +393,7 @@ class ShardedStack:
         async with self.http.get(f"{self.prometheus}/api/v1/query", params={"query": promql}) as r:
             body = await r.json()
         assert body["status"] == "success", f"{promql}: {body}"
-        return body["data"]["result"]
+        return cast(list[dict[str, Any]], body["data"]["result"])
 
     async def exported_by(self) -> dict[str, set[str]]:
         """project -> the instances (replicas) whose vias_up{source="tasks"} Prometheus has

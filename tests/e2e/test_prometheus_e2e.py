@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,7 +61,9 @@ EMPTY_PANELS = {
 }
 
 
-async def test_incident_alerts_reach_the_webhook_and_dashboard_queries_return_data(tmp_path):
+async def test_incident_alerts_reach_the_webhook_and_dashboard_queries_return_data(
+    tmp_path: Path,
+) -> None:
     # Every list once, so that every dashboard row (cameras, edge pools, services) has data.
     async with running_stack(tmp_path, "incident", sources=",".join(DISTINCT_LISTS)) as s:
         await wait_until_scraped(s)
@@ -101,7 +104,7 @@ async def test_incident_alerts_reach_the_webhook_and_dashboard_queries_return_da
             float(r["value"][1]) <= float(r["value"][0]) for r in born_recently
         )
 
-        async def delivered() -> dict[str, tuple[str, dict]]:
+        async def delivered() -> dict[str, tuple[str, dict[str, Any]]]:
             seen = notified(s.notifications)
             return seen if set(INCIDENT_ALERTS) <= set(seen) else {}
 
@@ -116,7 +119,7 @@ async def test_incident_alerts_reach_the_webhook_and_dashboard_queries_return_da
             assert payload["receiver"] == receiver
 
 
-async def test_healthy_scenario_fires_nothing(tmp_path):
+async def test_healthy_scenario_fires_nothing(tmp_path: Path) -> None:
     async with running_stack(tmp_path, "healthy") as s:
         await wait_until_scraped(s)
         # Every shortened `for:` (at most 15s) has passed several times within this window.
@@ -204,7 +207,7 @@ def assert_one_page_each(events: dict[str, list[str]], resolved: set[str]) -> No
         assert statuses == expected, f"{name}: {statuses}"
 
 
-async def test_exporter_restart_mid_incident_does_not_resolve_or_page_again(tmp_path):
+async def test_exporter_restart_mid_incident_does_not_resolve_or_page_again(tmp_path: Path) -> None:
     """An exporter restart (a deploy, an OOM kill): the job series vanish while it is down
     and until its first poll. One page per job, no resolved until the job recovers, and an
     alert whose `for:` was running keeps its progress."""
@@ -253,7 +256,9 @@ async def test_exporter_restart_mid_incident_does_not_resolve_or_page_again(tmp_
             assert still[name]["activeAt"] == before[name]["activeAt"], name
 
 
-async def test_api_outage_does_not_resolve_or_page_again_and_a_recovery_resolves_once(tmp_path):
+async def test_api_outage_does_not_resolve_or_page_again_and_a_recovery_resolves_once(
+    tmp_path: Path,
+) -> None:
     """The VIAS API down for longer than max_age_intervals (today's exporter then drops the
     job series): VIASSourceStale pages, no job alert resolves or pages again; the API back
     with one job recovered meanwhile: one resolved, the others go on firing."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -77,7 +78,7 @@ async def prometheus_alerts(s: Stack, name: str, state: str) -> list[dict[str, A
     return [a for a in await s.alerts() if a["labels"]["alertname"] == name and a["state"] == state]
 
 
-async def test_a_cause_with_jobs_pages_once_and_its_jobs_never(tmp_path):
+async def test_a_cause_with_jobs_pages_once_and_its_jobs_never(tmp_path: Path) -> None:
     async with running_stack(
         tmp_path, "healthy", step_interval=0, tasks=20, sources=SOURCES, scale=SCALE
     ) as s:

@@ -135,7 +135,7 @@ def _most_urgent_batch(sim: RunningSimulator, project_id: str) -> str:
     return min(project.batch_tasks, key=urgency)
 
 
-async def test_the_cap_over_http_against_the_simulator(simulator) -> None:
+async def test_the_cap_over_http_against_the_simulator(simulator: RunningSimulator) -> None:
     config = make_config(
         [target(simulator.url, sources=["batch_tasks"])], batch_task_series_limit=1
     )

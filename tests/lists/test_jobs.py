@@ -6,13 +6,8 @@ from __future__ import annotations
 from collections import Counter
 
 from exporter.lists.base import PollContext
-from exporter.lists.jobs import (
-    JobAggregator,
-    JobData,
-    Task,
-    Transition,
-    counting_transitions,
-)
+from exporter.lists.jobindex import Transition, counting_transitions
+from exporter.lists.jobs import JobAggregator, JobData, Task
 
 
 def _task(

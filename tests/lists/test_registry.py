@@ -35,6 +35,7 @@ async def test_the_simulator_serves_each_list(name: str, simulator: RunningSimul
     if vias_list.paging.end != "unpaged":
         params[vias_list.paging.page_param] = "1"
         params[vias_list.paging.size_param] = str(vias_list.paging.page_size)
+    assert simulator.sim.token is not None
     headers = {"X-Auth-Token": simulator.sim.token}
     async with (
         aiohttp.ClientSession() as session,

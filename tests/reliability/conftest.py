@@ -4,14 +4,14 @@ simulator on loopback (the `world` and `simulator` fixtures of tests/conftest.py
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
+from structlog.typing import EventDict
 
 
 @pytest.fixture
-def logs() -> Iterator[list[dict[str, Any]]]:
+def logs() -> Iterator[list[EventDict]]:
     """Every structlog entry emitted during the test, as dicts (event plus fields)."""
     with capture_logs() as captured:
         yield captured

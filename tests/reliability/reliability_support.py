@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from structlog.typing import EventDict
 
 from exporter.service import Exporter
 from exporter.settings import Config
@@ -88,7 +89,7 @@ async def running_exporter(
         yield Running(exporter, url, session)
 
 
-def events(logs: list[dict[str, Any]], event: str, **match: Any) -> list[dict[str, Any]]:
+def events(logs: list[EventDict], event: str, **match: Any) -> list[EventDict]:
     """Captured structlog entries with this event whose fields include `match`."""
     return [
         entry

@@ -8,6 +8,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from tests.reliability.reliability_support import (
     fast_config,
     running_exporter,
 )
-from tests.support import SECRETS, TOKEN, Samples, target
+from tests.support import SECRETS, TOKEN, RunningSimulator, Samples, target
 
 PAGE_MODELS = {name: REGISTRY[name].page_model for name in DISTINCT_LISTS}
 HTTP_REASONS = {"auth", "throttled", "server_error", "client_error"}
@@ -115,8 +116,8 @@ ADVERSARIAL = [
 ]
 
 
-def _examples(**others: Any) -> Any:
-    def decorate(test: Any) -> Any:
+def _examples(**others: Any) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    def decorate(test: Callable[..., None]) -> Callable[..., None]:
         for body in ADVERSARIAL:
             test = example(body=body, **others)(test)
         return test
@@ -124,7 +125,7 @@ def _examples(**others: Any) -> Any:
     return decorate
 
 
-def render(states: list[SourceState]) -> str:
+def render(states: list[SourceState[Any]]) -> str:
     store = SnapshotStore(problem_tasks_limit=200)
     for state in states:
         store.replace(state)
@@ -135,7 +136,7 @@ def render(states: list[SourceState]) -> str:
     return text
 
 
-def state_for(source: str, page: Any) -> SourceState:
+def state_for(source: str, page: Any) -> SourceState[Any]:
     aggregator = REGISTRY[source].aggregator(PollContext(None, problem_tasks_limit=50, now=1.0))
     aggregator.add(page.items)
     data = asyncio.run(aggregator.finish())
@@ -244,7 +245,7 @@ def test_any_label_value_round_trips_through_the_exposition(
     assert_unique_series(text)
 
 
-async def test_hostile_job_names_survive_the_whole_pipeline(simulator) -> None:
+async def test_hostile_job_names_survive_the_whole_pipeline(simulator: RunningSimulator) -> None:
     """Names from users, served by the simulator over HTTP, scraped from the real server:
     every value comes back equal, and promtool accepts the exposition."""
     project = simulator.world.projects["p1"]
@@ -351,7 +352,7 @@ def _write_config(tmp_path: Path, document: Any) -> Path:
     return path
 
 
-def run_exporter(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_exporter(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(EXPORTER_SCRIPT), *args],
         capture_output=True,

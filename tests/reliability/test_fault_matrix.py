@@ -19,8 +19,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from structlog.typing import EventDict
 
-from exporter.simulator import Fault
+from exporter.simulator import Fault, FaultKind
 from tests.reliability.reliability_support import (
     ATTEMPTS,
     FakeClock,
@@ -30,7 +31,7 @@ from tests.reliability.reliability_support import (
     running_exporter,
     wait_until,
 )
-from tests.support import free_port, target
+from tests.support import RunningSimulator, free_port, target
 
 TASKS = "/v2/{project_id}/tasks"
 BATCH = "/v2/{project_id}/batch-tasks"
@@ -111,7 +112,9 @@ def two_projects(url: str, **fields: Any) -> list[dict[str, Any]]:
 # --- the network ---------------------------------------------------------------------------
 
 
-async def test_connection_refused_fails_that_project_only(simulator, logs) -> None:
+async def test_connection_refused_fails_that_project_only(
+    simulator: RunningSimulator, logs: list[EventDict]
+) -> None:
     """A closed loopback port: `connection`, 3 attempts per request, the other project fine."""
     dead = f"http://127.0.0.1:{free_port()}"
     config = fast_config([target(simulator.url, "p1"), target(dead, "p2")])
@@ -129,7 +132,9 @@ async def test_connection_refused_fails_that_project_only(simulator, logs) -> No
     assert len(events(logs, "retrying request")) == 2 * (ATTEMPTS - 1)
 
 
-async def test_dns_failure_fails_fast_without_network(simulator, logs, monkeypatch) -> None:
+async def test_dns_failure_fails_fast_without_network(
+    simulator: RunningSimulator, logs: list[EventDict], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A `.invalid` host: `connection`; resolution is answered in-process (no DNS query
     leaves the machine) and counted: at most 3 lookups per request."""
     real = socket.getaddrinfo
@@ -161,7 +166,9 @@ async def test_dns_failure_fails_fast_without_network(simulator, logs, monkeypat
 
 
 @pytest.mark.parametrize("kind", ["latency", "slow_body"])
-async def test_timeouts_are_retried_then_reported(simulator, logs, kind) -> None:
+async def test_timeouts_are_retried_then_reported(
+    simulator: RunningSimulator, logs: list[EventDict], kind: FaultKind
+) -> None:
     """Slow headers or a body that stalls halfway, beyond request_timeout_seconds:
     `timeout` after 3 attempts; the source's other data and project unaffected."""
     simulator.sim.faults.add(Fault(kind, match="/p1/tasks", seconds=1.5))
@@ -179,7 +186,9 @@ async def test_timeouts_are_retried_then_reported(simulator, logs, kind) -> None
 
 
 @pytest.mark.parametrize("kind", ["latency", "slow_body"])
-async def test_transient_timeout_recovers_within_the_poll(simulator, kind) -> None:
+async def test_transient_timeout_recovers_within_the_poll(
+    simulator: RunningSimulator, kind: FaultKind
+) -> None:
     simulator.sim.faults.add(Fault(kind, match="/p1/tasks", seconds=1.5, times=1))
     config = fast_config(two_projects(simulator.url), request_timeout_seconds=0.3)
     async with running_exporter(config) as running:
@@ -201,7 +210,9 @@ SERVER_ERRORS = {
 
 
 @pytest.mark.parametrize("case", SERVER_ERRORS)
-async def test_5xx_is_retried_a_bounded_number_of_times(simulator, logs, case) -> None:
+async def test_5xx_is_retried_a_bounded_number_of_times(
+    simulator: RunningSimulator, logs: list[EventDict], case: str
+) -> None:
     """5xx (an nginx HTML page or a VIAS JSON error): `server_error` after 3 attempts; the
     log names the request (request_id, from the body or the X-Request-Id header) and the
     HTML is reduced to a tag-free excerpt."""
@@ -223,7 +234,7 @@ async def test_5xx_is_retried_a_bounded_number_of_times(simulator, logs, case) -
 
 
 @pytest.mark.parametrize("case", SERVER_ERRORS)
-async def test_one_5xx_recovers_within_the_poll(simulator, case) -> None:
+async def test_one_5xx_recovers_within_the_poll(simulator: RunningSimulator, case: str) -> None:
     fault, code, _, _ = SERVER_ERRORS[case]
     fault.times = 1
     simulator.sim.faults.add(fault)
@@ -235,7 +246,7 @@ async def test_one_5xx_recovers_within_the_poll(simulator, case) -> None:
     assert [r.status for r in calls(simulator.sim, "/p1/tasks")] == [int(code), 200]
 
 
-async def test_429_honours_retry_after_and_recovers(simulator) -> None:
+async def test_429_honours_retry_after_and_recovers(simulator: RunningSimulator) -> None:
     """429 APIGW.0308 with Retry-After: 0.4: the retry waits that long, then succeeds."""
     simulator.sim.faults.add(Fault("throttle", match="/p1/tasks", retry_after=0.4, times=1))
     config = fast_config(two_projects(simulator.url))
@@ -248,7 +259,9 @@ async def test_429_honours_retry_after_and_recovers(simulator) -> None:
 
 
 @pytest.mark.parametrize("retry_after", [None, 0.1])
-async def test_429_throughout_is_reported_as_throttled(simulator, logs, retry_after) -> None:
+async def test_429_throughout_is_reported_as_throttled(
+    simulator: RunningSimulator, logs: list[EventDict], retry_after: float | None
+) -> None:
     """Throttled on every attempt, with or without Retry-After: `throttled` after 3
     attempts, backing off between them (never faster than Retry-After says)."""
     simulator.sim.faults.add(Fault("throttle", match="/p1/tasks", retry_after=retry_after))
@@ -269,7 +282,7 @@ async def test_429_throughout_is_reported_as_throttled(simulator, logs, retry_af
     assert failure["error_code"] == "APIGW.0308" and failure["request_id"]
 
 
-async def test_cut_json_once_is_retried_within_the_poll(simulator) -> None:
+async def test_cut_json_once_is_retried_within_the_poll(simulator: RunningSimulator) -> None:
     simulator.sim.faults.add(Fault("cut_json", match="/p1/tasks", times=1))
     config = fast_config(two_projects(simulator.url))
     async with running_exporter(config) as running:
@@ -280,7 +293,9 @@ async def test_cut_json_once_is_retried_within_the_poll(simulator) -> None:
     assert api_requests(samples, "p1", TASKS, "200") == 2
 
 
-async def test_cut_json_every_time_is_a_bad_response(simulator, logs) -> None:
+async def test_cut_json_every_time_is_a_bad_response(
+    simulator: RunningSimulator, logs: list[EventDict]
+) -> None:
     simulator.sim.faults.add(Fault("cut_json", match="/p1/tasks"))
     config = fast_config(two_projects(simulator.url))
     async with running_exporter(config) as running:
@@ -293,7 +308,9 @@ async def test_cut_json_every_time_is_a_bad_response(simulator, logs) -> None:
     assert "not valid JSON" in failure["error"]
 
 
-async def test_wrong_shape_is_not_retried_and_keeps_the_last_good_data(simulator, logs) -> None:
+async def test_wrong_shape_is_not_retried_and_keeps_the_last_good_data(
+    simulator: RunningSimulator, logs: list[EventDict]
+) -> None:
     """Valid JSON of the wrong shape is not transient: one call, `bad_response`, and the
     last good data stays exported with vias_up 0; the next clean poll recovers."""
     config = fast_config(two_projects(simulator.url))
@@ -317,7 +334,9 @@ async def test_wrong_shape_is_not_retried_and_keeps_the_last_good_data(simulator
     assert after.value("vias_up", project_id="p1", source="tasks") == 1
 
 
-async def test_a_page_repeated_forever_ends_the_listing(simulator, logs) -> None:
+async def test_a_page_repeated_forever_ends_the_listing(
+    simulator: RunningSimulator, logs: list[EventDict]
+) -> None:
     """Every page request answers page 1: the listing stops at the first repeat
     (1 + page_window calls), counted in vias_pagination_stops_total and logged; with
     300 jobs in pages of 50 only page 1's 50 are exported."""
@@ -345,7 +364,9 @@ async def test_a_page_repeated_forever_ends_the_listing(simulator, logs) -> None
 # --- authentication ------------------------------------------------------------------------
 
 
-async def test_a_rejected_static_token_is_never_retried(simulator, logs) -> None:
+async def test_a_rejected_static_token_is_never_retried(
+    simulator: RunningSimulator, logs: list[EventDict]
+) -> None:
     """401 APIGW.0301 to a static token: `auth`, never a retry, and after the first refusal
     no request at all until the cool-down ends (Huawei locks credentials after 5 failures):
     the next polls are skipped, counted apart and logged as skipped, not as failed.
@@ -382,7 +403,9 @@ async def test_a_rejected_static_token_is_never_retried(simulator, logs) -> None
     assert refusal["project_id"] == "p1"
 
 
-async def test_iam_token_expiring_mid_poll_logs_in_once_more(simulator, logs) -> None:
+async def test_iam_token_expiring_mid_poll_logs_in_once_more(
+    simulator: RunningSimulator, logs: list[EventDict]
+) -> None:
     """IAM password mode; the token expires while four pages are in flight: the four 401s
     share one re-login, each page is sent again once, the poll succeeds."""
     sim = simulator.sim
@@ -405,7 +428,9 @@ async def test_iam_token_expiring_mid_poll_logs_in_once_more(simulator, logs) ->
     assert len(events(logs, "iam login succeeded")) == 2
 
 
-async def test_iam_login_failure_is_not_repeated_within_the_cool_down(simulator, logs) -> None:
+async def test_iam_login_failure_is_not_repeated_within_the_cool_down(
+    simulator: RunningSimulator, logs: list[EventDict]
+) -> None:
     """A wrong password: one IAM call in all (the login cool-down: the same
     `auth_backoff_seconds` as for VIAS), `auth` for the poll that made it and skipped polls
     after it, and no VIAS call without a token."""
@@ -436,7 +461,9 @@ async def test_iam_login_failure_is_not_repeated_within_the_cool_down(simulator,
     assert len(events(logs, "poll skipped", project_id="p1")) == 5
 
 
-async def test_aksk_clock_skew_is_reported_and_not_retried(simulator, logs) -> None:
+async def test_aksk_clock_skew_is_reported_and_not_retried(
+    simulator: RunningSimulator, logs: list[EventDict]
+) -> None:
     """AK/SK signing with the server's clock 20 minutes ahead: 401 `auth` naming the skew,
     one call per source and poll; within 15 minutes it is accepted again."""
     sim = simulator.sim
@@ -466,7 +493,9 @@ async def test_aksk_clock_skew_is_reported_and_not_retried(simulator, logs) -> N
 # --- isolation and staleness ---------------------------------------------------------------
 
 
-async def test_one_failing_project_of_several_leaves_the_others_alone(simulator) -> None:
+async def test_one_failing_project_of_several_leaves_the_others_alone(
+    simulator: RunningSimulator,
+) -> None:
     simulator.sim.faults.add(Fault("server_error_json", match="/p2/"))
     config = fast_config(two_projects(simulator.url))
     async with running_exporter(config) as running:
@@ -480,7 +509,7 @@ async def test_one_failing_project_of_several_leaves_the_others_alone(simulator)
     assert len(calls(simulator.sim, "/p1/")) == 2 * 2
 
 
-async def test_data_older_than_the_maximum_age_is_dropped(simulator) -> None:
+async def test_data_older_than_the_maximum_age_is_dropped(simulator: RunningSimulator) -> None:
     """Last good data is kept (vias_up 0) for max_age_intervals x poll interval, then its
     series are dropped; vias_up and the last-success time stay; other sources unaffected."""
     clock = FakeClock()

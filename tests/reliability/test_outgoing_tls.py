@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 import trustme
 from aiohttp import web
+from structlog.typing import EventDict
 
 from exporter.simulator import World
 from tests.reliability.reliability_support import events, fast_config, running_exporter
-from tests.support import make_simulator, target
+from tests.support import RunningSimulator, make_simulator, target
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +116,9 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.close()
 
 
-async def test_tls_is_verified_by_default(world, ca, logs) -> None:
+async def test_tls_is_verified_by_default(
+    world: World, ca: trustme.CA, logs: list[EventDict]
+) -> None:
     """A certificate from a CA the system does not trust: `connection`, the error names the
     certificate problem; `ca_file` and `verify_tls: false` both make the poll succeed."""
     async with tls_simulator(world, ca) as (sim, url):
@@ -143,7 +146,7 @@ async def test_tls_is_verified_by_default(world, ca, logs) -> None:
 
 @pytest.mark.parametrize("setting", ["ca_file", "verify_tls_false"])
 async def test_a_private_ca_or_no_verification_is_configurable(
-    world, ca, tmp_path: Path, setting: str
+    world: World, ca: trustme.CA, tmp_path: Path, setting: str
 ) -> None:
     bundle = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(bundle))
@@ -159,7 +162,9 @@ async def test_a_private_ca_or_no_verification_is_configurable(
 
 
 @pytest.mark.parametrize("auth", ["token", "password"])
-async def test_plain_http_calls_go_through_the_proxy(simulator, auth: str) -> None:
+async def test_plain_http_calls_go_through_the_proxy(
+    simulator: RunningSimulator, auth: str
+) -> None:
     async with Proxy() as proxy:
         config = fast_config([target(simulator.url, "p1", auth=auth)], proxy=proxy.url)
         async with running_exporter(config) as running:
@@ -174,7 +179,9 @@ async def test_plain_http_calls_go_through_the_proxy(simulator, auth: str) -> No
         assert any(uri.endswith("/v3/auth/tokens") for uri in proxy.requests)
 
 
-async def test_https_calls_tunnel_through_the_proxy(world, ca, tmp_path: Path) -> None:
+async def test_https_calls_tunnel_through_the_proxy(
+    world: World, ca: trustme.CA, tmp_path: Path
+) -> None:
     bundle = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(bundle))
     async with tls_simulator(world, ca) as (sim, url), Proxy() as proxy:

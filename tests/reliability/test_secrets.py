@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -20,15 +21,27 @@ import structlog
 from exporter.errors import ViasError
 from exporter.logs import configure_logging
 from exporter.paginator import pages
+from exporter.poller import SourcePoller
 from exporter.simulator import Fault
 from tests.reliability.reliability_support import (
     EXPORTER_SCRIPT,
     ROOT,
+    Running,
     clean_env,
     fast_config,
     running_exporter,
 )
-from tests.support import ACCESS_KEY, DOMAIN, PASSWORD, SECRET_KEY, SECRETS, TOKEN, USER, target
+from tests.support import (
+    ACCESS_KEY,
+    DOMAIN,
+    PASSWORD,
+    SECRET_KEY,
+    SECRETS,
+    TOKEN,
+    USER,
+    RunningSimulator,
+    target,
+)
 
 WRONG_PASSWORD = "wr0ng-pa55-s3cr3t"
 WRONG_SECRET_KEY = "sk-wr0ng-s3cr3t-9876543210"
@@ -62,7 +75,7 @@ def assert_no_secret(where: str, text: str) -> None:
     assert not ISSUED_TOKEN.search(text), f"an IAM token leaked into {where}"
 
 
-async def collect(running, texts: list[tuple[str, str]]) -> None:
+async def collect(running: Running, texts: list[tuple[str, str]]) -> None:
     """Metrics, landing page and every poller's last error, as they are now."""
     for path in ("/metrics", "/"):
         status, body = await running.text(path)
@@ -72,7 +85,7 @@ async def collect(running, texts: list[tuple[str, str]]) -> None:
         texts.append(("poller.state.last_error", str(poller.state.last_error)))
 
 
-async def raised(poller, texts: list[tuple[str, str]]) -> None:
+async def raised(poller: SourcePoller[Any, Any], texts: list[tuple[str, str]]) -> None:
     """The typed error of a listing, as a caller sees it."""
     try:
         async for _ in pages(poller.transport, poller.vias_list):
@@ -82,7 +95,9 @@ async def raised(poller, texts: list[tuple[str, str]]) -> None:
 
 
 @pytest.mark.parametrize("stderr_logs", ["console", "json"], indirect=True)
-async def test_no_secret_in_logs_metrics_errors_or_pages(simulator, stderr_logs) -> None:
+async def test_no_secret_in_logs_metrics_errors_or_pages(
+    simulator: RunningSimulator, stderr_logs: StderrLogs
+) -> None:
     sim = simulator.sim
     url = simulator.url
     texts: list[tuple[str, str]] = []
@@ -166,7 +181,7 @@ async def test_no_secret_in_logs_metrics_errors_or_pages(simulator, stderr_logs)
 
 
 def _config_with_secrets(tmp_path: Path, *, broken: bool) -> Path:
-    targets = [
+    targets: list[dict[str, Any]] = [
         {"project_id": "p1", "endpoint": "http://127.0.0.1:9", "auth_token": TOKEN},
         {
             "project_id": "p2",

@@ -16,6 +16,7 @@ import os
 import resource
 import signal
 import time
+from pathlib import Path
 
 import aiohttp
 import structlog
@@ -30,7 +31,7 @@ from tests.reliability.reliability_support import (
     running_exporter,
     wait_until,
 )
-from tests.support import TOKEN, free_port, make_simulator, target
+from tests.support import TOKEN, RunningSimulator, free_port, make_simulator, target
 
 SCRAPERS = 200
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -41,7 +42,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def test_200_concurrent_scrapers_while_polls_run(simulator, soak_full) -> None:
+async def test_200_concurrent_scrapers_while_polls_run(
+    simulator: RunningSimulator, soak_full: bool
+) -> None:
     duration = 30.0 if soak_full else 5.0
     config = fast_config(
         [target(simulator.url, "p1"), target(simulator.url, "p2", sources=["tasks", "infer_tasks"])]
@@ -113,7 +116,7 @@ def usage() -> tuple[float, int, int]:
     return rss, len(os.listdir("/proc/self/fd")), len(asyncio.all_tasks())
 
 
-async def test_poll_cycles_keep_memory_fds_and_tasks_flat(soak_full) -> None:
+async def test_poll_cycles_keep_memory_fds_and_tasks_flat(soak_full: bool) -> None:
     cycles = 10_000 if soak_full else 500
     warmup = 50
     jobs = 300
@@ -169,7 +172,7 @@ async def test_poll_cycles_keep_memory_fds_and_tasks_flat(soak_full) -> None:
     assert after[2] <= before[2]
 
 
-async def test_sigterm_during_a_poll_exits_cleanly(tmp_path) -> None:
+async def test_sigterm_during_a_poll_exits_cleanly(tmp_path: Path) -> None:
     """The real console script against a simulator that holds every answer for 30 s:
     SIGTERM once a request is in flight at the simulator ends the process with code 0
     within 5 s, without waiting for the answer (the request is never answered)."""

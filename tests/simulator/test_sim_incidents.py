@@ -83,7 +83,7 @@ def _demo_run(steps: int) -> tuple[World, list[tuple[str, str, str, str]]]:
     """A served demo world stepped `steps` times: (step, cause, cause state, jobs' states)."""
     world = small_world("demo")
     sim = make_sim(world)
-    seen = []
+    seen: list[tuple[str, str, str, str]] = []
     for number in range(steps):
         world.step()
         for incident in sim.incidents.causes.values():
