@@ -47,6 +47,7 @@ from exporter.collector import Exposition
 from exporter.exposition_cache import crc32_combine, render, sample_lines
 from exporter.lists import REGISTRY
 from exporter.lists.jobs import PROBLEM_STATES
+from exporter.poller import SourcePoller
 from exporter.service import Exporter
 from exporter.simulator import Fault
 from exporter.snapshot import SourceKey
@@ -66,7 +67,7 @@ def grown(renders: Counter[SourceKey], before: dict[SourceKey, int]) -> Counter[
     return Counter(renders) - Counter(before)
 
 
-def poller(exporter: Exporter, project_id: str, source: str) -> Any:
+def poller(exporter: Exporter, project_id: str, source: str) -> SourcePoller[Any, Any]:
     return next(p for p in exporter.pollers if p.project_id == project_id and p.source == source)
 
 

@@ -48,7 +48,7 @@ from exporter.lists.tasks import TASKS
 from exporter.models import parse_model
 from exporter.paginator import pages
 from exporter.settings import GlobalConfig
-from exporter.simulator import Fault, Simulator, World, run_simulator
+from exporter.simulator import Fault, FaultKind, Simulator, World, run_simulator
 from exporter.telemetry import Telemetry
 from exporter.transport import Transport
 from tests.support import ACCESS_KEY, DOMAIN, PASSWORD, SECRET_KEY, TOKEN, USER, make_simulator
@@ -423,7 +423,7 @@ async def test_transient_faults_are_retried_and_recovered(fault: Fault, code: st
 
 
 @pytest.mark.parametrize("kind", ["latency", "slow_body"])
-async def test_timeouts_are_retried_and_recovered(kind: Any) -> None:
+async def test_timeouts_are_retried_and_recovered(kind: FaultKind) -> None:
     async with simulated(one_project(tasks=1500)) as s:
         s.sim.faults.add(Fault(kind=kind, seconds=1, times=1))  # the timeout is 0.5 s
         assert len(await s.list_all("tasks")) == 1500

@@ -65,7 +65,7 @@ class Running:
     url: str
     session: aiohttp.ClientSession
 
-    async def scrape(self) -> Any:
+    async def scrape(self) -> Samples:
         """GET /metrics: must answer 200 with a parseable exposition."""
         async with self.session.get(self.url + "/metrics") as response:
             assert response.status == 200, response.status

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from structlog.typing import EventDict
 
-from exporter.simulator import Fault, FaultKind
+from exporter.simulator import Fault, FaultKind, RequestRecord, Simulator
 from tests.reliability.reliability_support import (
     ATTEMPTS,
     FakeClock,
@@ -31,7 +31,7 @@ from tests.reliability.reliability_support import (
     running_exporter,
     wait_until,
 )
-from tests.support import RunningSimulator, free_port, target
+from tests.support import RunningSimulator, Samples, free_port, target
 
 TASKS = "/v2/{project_id}/tasks"
 BATCH = "/v2/{project_id}/batch-tasks"
@@ -40,19 +40,19 @@ IAM = "/v3/auth/tokens"
 ALL_PAIRS = [(p, s) for p in ("p1", "p2") for s in ("tasks", "batch_tasks")]
 
 
-def calls(sim: Any, part: str, method: str = "GET") -> list[Any]:
+def calls(sim: Simulator, part: str, method: str = "GET") -> list[RequestRecord]:
     """Requests the simulator received whose path contains `part`."""
     return [r for r in sim.requests if part in r.path and r.method == method]
 
 
-def api_requests(samples: Any, project: str, endpoint: str, code: str) -> float:
+def api_requests(samples: Samples, project: str, endpoint: str, code: str) -> float:
     value = samples.value(
         "vias_api_requests_total", project_id=project, endpoint=endpoint, code=code
     )
     return value or 0.0
 
 
-def poll_errors(samples: Any, project: str, source: str) -> dict[str, float]:
+def poll_errors(samples: Samples, project: str, source: str) -> dict[str, float]:
     """reason -> count for one source."""
     return {
         dict(labels)["reason"]: value
@@ -62,13 +62,13 @@ def poll_errors(samples: Any, project: str, source: str) -> dict[str, float]:
     }
 
 
-def has_data(samples: Any, project: str, source: str) -> bool:
+def has_data(samples: Samples, project: str, source: str) -> bool:
     if source == "batch_tasks":
         return bool(samples.series("vias_batch_task_info", project_id=project))
     return bool(samples.series("vias_tasks", project_id=project, source=source))
 
 
-def assert_healthy(samples: Any, pairs: list[tuple[str, str]]) -> None:
+def assert_healthy(samples: Samples, pairs: list[tuple[str, str]]) -> None:
     for project, source in pairs:
         assert samples.value("vias_up", project_id=project, source=source) == 1, (project, source)
         assert has_data(samples, project, source), (project, source)
@@ -76,14 +76,14 @@ def assert_healthy(samples: Any, pairs: list[tuple[str, str]]) -> None:
 
 
 def assert_failed(
-    samples: Any, project: str, source: str, reason: str, polls: int = 1, data: bool = False
+    samples: Samples, project: str, source: str, reason: str, polls: int = 1, data: bool = False
 ) -> None:
     assert samples.value("vias_up", project_id=project, source=source) == 0
     assert poll_errors(samples, project, source) == {reason: polls}
     assert has_data(samples, project, source) is data
 
 
-def auth_skips(samples: Any, project: str, source: str) -> float:
+def auth_skips(samples: Samples, project: str, source: str) -> float:
     """Polls skipped (nothing sent) while the credentials' cool-down lasts."""
     value = samples.value(
         "vias_poll_skips_total", project_id=project, source=source, reason="auth_cooldown"
@@ -91,7 +91,7 @@ def auth_skips(samples: Any, project: str, source: str) -> float:
     return value or 0.0
 
 
-async def serving_ok(running: Running) -> Any:
+async def serving_ok(running: Running) -> Samples:
     """The exporter still answers health and metrics; returns the parsed metrics."""
     status, _ = await running.text("/-/healthy")
     assert status == 200

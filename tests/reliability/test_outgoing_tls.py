@@ -8,14 +8,13 @@ import contextlib
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trustme
 from aiohttp import web
 from structlog.typing import EventDict
 
-from exporter.simulator import World
+from exporter.simulator import Simulator, World
 from tests.reliability.reliability_support import events, fast_config, running_exporter
 from tests.support import RunningSimulator, make_simulator, target
 
@@ -26,7 +25,7 @@ def ca() -> trustme.CA:
 
 
 @contextlib.asynccontextmanager
-async def tls_simulator(world: World, ca: trustme.CA) -> AsyncIterator[tuple[Any, str]]:
+async def tls_simulator(world: World, ca: trustme.CA) -> AsyncIterator[tuple[Simulator, str]]:
     """The simulator over HTTPS with a certificate for 127.0.0.1 from a private CA."""
     sim = make_simulator(world)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
