@@ -29,7 +29,7 @@ import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pydantic import Field
 
-from exporter.errors import ViasError
+from exporter.errors import ViasError, ViasHTTPError
 from exporter.lists.base import (
     PROBLEM_ORDER,
     AlgorithmDirectory,
@@ -267,8 +267,10 @@ async def fill_error_codes(
     data: JobData, previous: JobData | None, transport: Transport, budget: int
 ) -> JobData:
     """Listings without `error` (v1, c-face-edge): the codes of the named problem jobs from
-    the job detail endpoint, at most `budget` calls a poll. A failed detail call leaves
-    the code empty and never fails the poll; it is counted with the other requests."""
+    the job detail endpoint, at most `budget` calls a poll. What an answer said (a code,
+    no code, a 404) is kept while the job stays in its state; a failed, refused or skipped
+    call leaves the code empty for now, is asked again later and never fails the poll (it
+    is counted with the other requests)."""
     known = previous.detail_codes if previous else {}
     codes: dict[tuple[str, str], str] = {}
     problems = []
@@ -291,8 +293,8 @@ async def _detail_error_code(transport: Transport, task_id: str) -> str | None:
         detail = await transport.get(DETAIL_ENDPOINT, {}, parse, task_id=task_id)
     except ViasError as error:
         log.info("job detail unavailable", task_id=task_id, reason=error.reason)
-        # Asking again can help only where the failure may pass (timeouts, 5xx, 429).
-        return None if error.retryable else ""
+        # A 404 says the job is gone; any other failure says nothing of the job.
+        return "" if isinstance(error, ViasHTTPError) and error.status == 404 else None
     return detail.error_code
 
 
