@@ -13,7 +13,7 @@ slow machine makes a limited client slower still, never faster.
 | `account_key`: the project id added for AK/SK | test_a_refused_access_key_pauses_... |
 | transport: a 401 pauses only its project | test_a_refused_access_key_pauses_every_project_... |
 | transport: a 403 pauses the account | test_a_refused_access_key_pauses_every_project_... |
-| transport: a 403 pauses the project (as before) | test_a_403_on_an_opt_in_list_pauses_that_list_alone |
+| transport: a 403 pauses the project | test_a_403_on_an_opt_in_list_pauses_that_list_alone |
 """
 
 from __future__ import annotations
