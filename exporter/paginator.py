@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import structlog
 
 from exporter.errors import ViasHTTPError
-from exporter.lists.base import ItemT, ViasList
+from exporter.lists.base import Identified, ItemT, ViasList
 from exporter.models import Page, check_json, parse_model
 from exporter.transport import Transport
 
@@ -43,7 +43,7 @@ class PageFacts:
     digest: bytes  # of the body and the page size asked for
     size: int  # items on the page
     count: int | None
-    ids: int  # hash of its items' ids in order: a page the server repeats has the same
+    ids: int  # `_identity`: a page the server repeats has the same
 
 
 def _digest(body: bytes, page_size: int) -> bytes:
@@ -161,7 +161,7 @@ async def _pages(
                     yield held
                 page = _parse(vias_list, body)
                 items = page.items
-                facts = PageFacts(digest, len(items), page.count, hash(tuple(i.id for i in items)))
+                facts = PageFacts(digest, len(items), page.count, _identity(items, body))
             listing.pages.append(facts)
             # Never a held page: held pages follow the last complete listing's.
             if facts.size and facts.ids == previous_ids:
@@ -197,6 +197,13 @@ async def _pages(
     for held in _parsed(vias_list, listing.release()):
         yield held
     _stopped(transport, vias_list, "page_cap")
+
+
+def _identity(items: Sequence[Identified], body: bytes) -> int:
+    """What a page the server repeats has the same: its items' ids in order, or its body
+    where an item has no id (pages of id-less items are otherwise all alike)."""
+    ids = tuple(item.id for item in items)
+    return hash(body) if None in ids else hash(ids)
 
 
 def _parsed(vias_list: ViasList[ItemT, Any], bodies: list[bytes]) -> Iterator[list[ItemT]]:
