@@ -15,6 +15,7 @@ from typing import Generic
 
 import structlog
 
+from exporter.details import with_details
 from exporter.errors import ViasAuthCoolDown, ViasError
 from exporter.lists import REGISTRY
 from exporter.lists.base import DataT, ItemT, PollContext, ViasList
@@ -177,9 +178,13 @@ class SourcePoller(Generic[ItemT, DataT]):
             data = previous  # the same pages as the last data came from: never parsed
         else:
             data = await aggregator.finish()
-        if self.vias_list.enrich is not None:
-            data = await self.vias_list.enrich(
-                data, previous, self.transport, settings.detail_calls_per_poll
+        if self.vias_list.details is not None:
+            data = await with_details(
+                self.transport,
+                self.vias_list.details,
+                data,
+                previous,
+                settings.detail_calls_per_poll,
             )
         if self.vias_list.same_listing_same_data:
             self._last_listing = tuple(listing.pages) if listing.complete else ()
