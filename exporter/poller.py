@@ -20,7 +20,7 @@ from exporter.errors import ViasAuthCoolDown, ViasError
 from exporter.lists import REGISTRY
 from exporter.lists.base import DataT, ItemT, PollContext, ViasList
 from exporter.paginator import Listing, PageFacts, pages
-from exporter.snapshot import Snapshot, SnapshotStore, SourceState
+from exporter.snapshot import SnapshotStore, SourceState
 from exporter.telemetry import Telemetry
 from exporter.transport import Transport
 
@@ -148,15 +148,16 @@ class SourcePoller(Generic[ItemT, DataT]):
             )
         self._telemetry.observe_poll(self.project_id, self.source, time.perf_counter() - started)
         self.polls += 1
-        snapshot = self._store.replace(self._state)
+        hidden = self._store.replace(self._state)
+        if hidden:
+            self._telemetry.count_hidden_problems(self.project_id, hidden)
         log.debug(
             "snapshot swapped",
             **self._where(),
             up=self._state.up,
             fresh=self._state.fresh,
-            sources=len(snapshot.sources),
+            sources=len(self._store.current.sources),
         )
-        self._count_hidden_problems(snapshot)
         await self._on_update()
         return self._state
 
@@ -203,16 +204,6 @@ class SourcePoller(Generic[ItemT, DataT]):
         # pages), and jobs already known do not count as new.
         fresh = last_success is not None and self._clock() - last_success <= self._max_age
         return replace(self._state, polled=True, up=False, last_error=error, fresh=fresh)
-
-    def _count_hidden_problems(self, snapshot: Snapshot) -> None:
-        """Add the problem jobs of this poll that the per-project cap leaves unnamed."""
-        data = self._state.data
-        if not self._state.up or data is None:
-            return
-        shown = snapshot.shown_problems.get(self._state.key, ())
-        found = len(data.problem_tasks) + data.problem_tasks_dropped
-        if found > len(shown):
-            self._telemetry.count_hidden_problems(self.project_id, found - len(shown))
 
     def _where(self) -> dict[str, str]:
         return {"project_id": self.project_id, "source": self.source}
