@@ -19,7 +19,7 @@ from exporter.details import with_details
 from exporter.errors import ViasAuthCoolDown, ViasError
 from exporter.lists import REGISTRY
 from exporter.lists.base import DataT, ItemT, PollContext, ViasList
-from exporter.paginator import Listing, PageFacts, pages
+from exporter.paginator import PageFacts, read_listing
 from exporter.snapshot import SnapshotStore, SourceState
 from exporter.telemetry import Telemetry
 from exporter.transport import Transport
@@ -171,10 +171,10 @@ class SourcePoller(Generic[ItemT, DataT]):
             batch_task_series_limit=settings.batch_task_series_limit,
         )
         aggregator = self.vias_list.aggregator(context)
-        listing = Listing(self._last_listing)  # empty until a listing gave data
-        async for items in pages(self.transport, self.vias_list, listing):
-            aggregator.add(items)
-            await asyncio.sleep(0)  # let scrapes in between pages, not after a whole window
+        # The last listing's pages: empty until a listing gave data.
+        listing = await read_listing(
+            self.transport, self.vias_list, aggregator.add, self._last_listing
+        )
         if listing.unchanged and previous is not None:
             data = previous  # the same pages as the last data came from: never parsed
         else:
@@ -188,7 +188,7 @@ class SourcePoller(Generic[ItemT, DataT]):
                 settings.detail_calls_per_poll,
             )
         if self.vias_list.same_listing_same_data:
-            self._last_listing = tuple(listing.pages) if listing.complete else ()
+            self._last_listing = listing.pages
         return data
 
     def _failed(self, reason: str, error: str) -> SourceState[DataT]:
