@@ -201,6 +201,7 @@ class ViasList(Generic[ItemT, DataT]):
     aggregator: Callable[[PollContext[DataT]], Aggregator[ItemT, DataT]]
     # Lists rendered by the same function share its families; each family appears once.
     render: Renderer[DataT]
+    # Further calls per object the data needs (made by exporter/details.py), if any.
     details: Details[DataT, Any] | None = None
     polled_by_default: bool = False  # when a target names no sources
     # Polled every this many target intervals: lists that cost a call per object or change

@@ -279,9 +279,11 @@ def _with_codes(
     for problem in data.problem_tasks:
         key = (problem.task_id, problem.state)
         code = problem.error_code or known.get(key)
-        if code is None:
-            answer = answers.get(problem.task_id)
-            code = "" if answer == GONE else answer.error_code if answer else None
+        answer = answers.get(problem.task_id) if code is None else None
+        if answer == GONE:
+            code = ""  # the job is gone since the listing
+        elif isinstance(answer, Task):
+            code = answer.error_code
         if code is not None:
             codes[key] = code
             problem = replace(problem, error_code=code)
