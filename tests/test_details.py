@@ -11,6 +11,8 @@ Break → failing test (each seen red once):
   test_a_job_without_an_error_code_is_asked_once
 - the cache keyed by job id alone →
   test_a_job_changing_problem_state_is_asked_again
+- a 403 pausing the project rather than the endpoint →
+  test_details_refused_with_403_pause_alone_and_the_listing_goes_on
 """
 
 from __future__ import annotations
@@ -119,3 +121,22 @@ async def test_a_job_changing_problem_state_is_asked_again() -> None:
             project.set_state(failed[0], "FAILED", error_code=CODE)
             await exporter.poll_all_once()
             assert _codes(exporter) == {failed[0]: CODE}
+
+
+async def test_details_refused_with_403_pause_alone_and_the_listing_goes_on() -> None:
+    """No permission for job details: the details endpoint pauses (nothing sent to it at
+    the next poll), the job listing is polled and shown all the same."""
+    world, _, failed = _world(lacking=0, failed=3)
+    sim = make_simulator(world)
+    async with run_simulator(sim) as url:
+        config = make_config([target(url, sources=["infer_tasks"])], max_retries=0)
+        async with Exporter(config) as exporter:
+            sim.faults.add(Fault("server_error_html", match=DETAIL, status=403))
+            await exporter.poll_all_once()
+            assert len(_detail_calls(sim)) == 1  # the refusal pauses the rest
+            sim.requests.clear()
+            world.projects["p1"].set_state(failed[0], "FAILED", error_code=CODE)
+            state = await exporter.pollers[0].poll_once()
+            assert state.up and _detail_calls(sim) == []
+            assert [r.path for r in sim.requests] == ["/v1/p1/infer/tasks"]
+            assert _codes(exporter) == dict.fromkeys(failed, "")
