@@ -58,10 +58,12 @@ system-deps: $(BIN)/vias-exporter
 test: $(VENV)/.test-deps system-deps
 	$(BIN)/python -m pytest
 
+# tests/test_layers.py: the layer contract of docs/architecture.md (imports point down).
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layers.py
 
 # After editing pyproject.toml's dependencies: recompile the locks (PyPI), keeping every pin
 # that still fits; lock-upgrade takes the newest versions allowed.

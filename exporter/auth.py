@@ -62,8 +62,11 @@ class CoolDown:
         """While the pause lasts, raise `ViasAuthCoolDown`: nothing is sent."""
         now = self._clock()
         if self._error is not None and now < self._until:
-            refused = self._error.reason == "auth"
-            what = "credentials refused" if refused else f"login failed ({self._error.reason})"
+            what = f"login failed ({self._error.reason})"
+            if isinstance(self._error, ViasHTTPError) and self._error.status == 403:
+                what = "permission refused"
+            elif self._error.reason == "auth":
+                what = "credentials refused"
             code = f" ({self._error.error_code})" if self._error.error_code else ""
             raise ViasAuthCoolDown(
                 f"skipped: {what}{code} {now - self._refused_at:.0f} s ago, "

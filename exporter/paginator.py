@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import structlog
 
 from exporter.errors import ViasHTTPError
-from exporter.lists.base import ItemT, ViasList
+from exporter.lists.base import Identified, ItemT, ViasList
 from exporter.models import Page, check_json, parse_model
 from exporter.transport import Transport
 
@@ -43,11 +43,19 @@ class PageFacts:
     digest: bytes  # of the body and the page size asked for
     size: int  # items on the page
     count: int | None
-    ids: int  # hash of its items' ids in order: a page the server repeats has the same
+    ids: int  # `_identity`: a page the server repeats has the same
 
 
 def _digest(body: bytes, page_size: int) -> bytes:
     return hashlib.blake2b(body, digest_size=16, salt=page_size.to_bytes(16, "little")).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class ListingEnd:
+    """What a listing read through `read_listing` tells the next one."""
+
+    pages: tuple[PageFacts, ...]  # of a complete listing; () when it was cut short
+    unchanged: bool  # every page byte for byte the last listing's: none was parsed
 
 
 class Listing:
@@ -90,13 +98,30 @@ class Listing:
         self.unchanged = self._held is not None and len(self.pages) == len(self.last)
 
 
+async def read_listing(
+    transport: Transport,
+    vias_list: ViasList[ItemT, Any],
+    add: Callable[[list[ItemT]], None],
+    last: Sequence[PageFacts] = (),
+) -> ListingEnd:
+    """Hand the items of each page of one complete listing to `add`, in order (letting
+    scrapes in between pages); `last` is what the previous listing's end said of its pages,
+    and the end of this one is returned for the next. Items go one way, the page facts the
+    other, each once."""
+    listing = Listing(last)
+    async for items in pages(transport, vias_list, listing):
+        add(items)
+        await asyncio.sleep(0)  # scrapes go on between pages, not only after a whole window
+    return ListingEnd(tuple(listing.pages) if listing.complete else (), listing.unchanged)
+
+
 async def pages(
     transport: Transport, vias_list: ViasList[ItemT, Any], listing: Listing | None = None
 ) -> AsyncIterator[list[ItemT]]:
     """Yield the items of each page of one complete listing, in order. A refusal of the
     first page may be read another way, as the list's paging says (counted): a 400 asks
-    again, once, with the fallback page size; a 404 is an empty listing. `listing`, when
-    given, learns the listing's pages and whether it repeats its last one."""
+    again, once, with the fallback page size; a 404 is an empty listing. `listing` (from
+    `read_listing`) learns the listing's pages and whether it repeats its last one."""
     paging = vias_list.paging
     page_size, started = paging.page_size, False
     while True:
@@ -161,7 +186,7 @@ async def _pages(
                     yield held
                 page = _parse(vias_list, body)
                 items = page.items
-                facts = PageFacts(digest, len(items), page.count, hash(tuple(i.id for i in items)))
+                facts = PageFacts(digest, len(items), page.count, _identity(items, body))
             listing.pages.append(facts)
             # Never a held page: held pages follow the last complete listing's.
             if facts.size and facts.ids == previous_ids:
@@ -197,6 +222,13 @@ async def _pages(
     for held in _parsed(vias_list, listing.release()):
         yield held
     _stopped(transport, vias_list, "page_cap")
+
+
+def _identity(items: Sequence[Identified], body: bytes) -> int:
+    """What a page the server repeats has the same: its items' ids in order, or its body
+    where an item has no id (pages of id-less items are otherwise all alike)."""
+    ids = tuple(item.id for item in items)
+    return hash(body) if None in ids else hash(ids)
 
 
 def _parsed(vias_list: ViasList[ItemT, Any], bodies: list[bytes]) -> Iterator[list[ItemT]]:

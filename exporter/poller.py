@@ -15,11 +15,12 @@ from typing import Generic
 
 import structlog
 
+from exporter.details import with_details
 from exporter.errors import ViasAuthCoolDown, ViasError
 from exporter.lists import REGISTRY
 from exporter.lists.base import DataT, ItemT, PollContext, ViasList
-from exporter.paginator import Listing, PageFacts, pages
-from exporter.snapshot import Snapshot, SnapshotStore, SourceState
+from exporter.paginator import PageFacts, read_listing
+from exporter.snapshot import SnapshotStore, SourceState
 from exporter.telemetry import Telemetry
 from exporter.transport import Transport
 
@@ -147,15 +148,16 @@ class SourcePoller(Generic[ItemT, DataT]):
             )
         self._telemetry.observe_poll(self.project_id, self.source, time.perf_counter() - started)
         self.polls += 1
-        snapshot = self._store.replace(self._state)
+        hidden = self._store.replace(self._state)
+        if hidden:
+            self._telemetry.count_hidden_problems(self.project_id, hidden)
         log.debug(
             "snapshot swapped",
             **self._where(),
             up=self._state.up,
             fresh=self._state.fresh,
-            sources=len(snapshot.sources),
+            sources=len(self._store.current.sources),
         )
-        self._count_hidden_problems(snapshot)
         await self._on_update()
         return self._state
 
@@ -169,20 +171,24 @@ class SourcePoller(Generic[ItemT, DataT]):
             batch_task_series_limit=settings.batch_task_series_limit,
         )
         aggregator = self.vias_list.aggregator(context)
-        listing = Listing(self._last_listing)  # empty until a listing gave data
-        async for items in pages(self.transport, self.vias_list, listing):
-            aggregator.add(items)
-            await asyncio.sleep(0)  # let scrapes in between pages, not after a whole window
+        # The last listing's pages: empty until a listing gave data.
+        listing = await read_listing(
+            self.transport, self.vias_list, aggregator.add, self._last_listing
+        )
         if listing.unchanged and previous is not None:
             data = previous  # the same pages as the last data came from: never parsed
         else:
             data = await aggregator.finish()
-        if self.vias_list.enrich is not None:
-            data = await self.vias_list.enrich(
-                data, previous, self.transport, settings.detail_calls_per_poll
+        if self.vias_list.details is not None:
+            data = await with_details(
+                self.transport,
+                self.vias_list.details,
+                data,
+                previous,
+                settings.detail_calls_per_poll,
             )
         if self.vias_list.same_listing_same_data:
-            self._last_listing = tuple(listing.pages) if listing.complete else ()
+            self._last_listing = listing.pages
         return data
 
     def _failed(self, reason: str, error: str) -> SourceState[DataT]:
@@ -198,16 +204,6 @@ class SourcePoller(Generic[ItemT, DataT]):
         # pages), and jobs already known do not count as new.
         fresh = last_success is not None and self._clock() - last_success <= self._max_age
         return replace(self._state, polled=True, up=False, last_error=error, fresh=fresh)
-
-    def _count_hidden_problems(self, snapshot: Snapshot) -> None:
-        """Add the problem jobs of this poll that the per-project cap leaves unnamed."""
-        data = self._state.data
-        if not self._state.up or data is None:
-            return
-        shown = snapshot.shown_problems.get(self._state.key, ())
-        found = len(data.problem_tasks) + data.problem_tasks_dropped
-        if found > len(shown):
-            self._telemetry.count_hidden_problems(self.project_id, found - len(shown))
 
     def _where(self) -> dict[str, str]:
         return {"project_id": self.project_id, "source": self.source}

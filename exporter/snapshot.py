@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Generic
 
-from exporter.lists.base import DataT, ProblemTask, problem_rank
+from exporter.lists.base import DataT, ListData, ProblemTask, problem_rank
 
 SourceKey = tuple[str, str]  # project_id, source
 
@@ -48,7 +48,9 @@ class SnapshotStore:
         self._limit = problem_tasks_limit
         self.current = Snapshot(MappingProxyType({}), MappingProxyType({}))
 
-    def replace(self, state: SourceState[Any]) -> Snapshot:
+    def replace(self, state: SourceState[Any]) -> int:
+        """Swap in `state`; returns how many of its problem jobs the per-project cap leaves
+        unnamed (for `vias_problem_task_series_dropped_total`: this poll's, when it is up)."""
         sources = dict(self.current.sources)
         known = state.key in sources
         sources[state.key] = state  # a known key keeps its place
@@ -61,7 +63,11 @@ class SnapshotStore:
         }
         shown.update(self._shown_problems(state.project_id, sources.values()))
         self.current = Snapshot(MappingProxyType(sources), MappingProxyType(shown))
-        return self.current
+        data: ListData | None = state.data
+        if not state.up or data is None:
+            return 0
+        found = len(data.problem_tasks) + data.problem_tasks_dropped
+        return max(0, found - len(shown.get(state.key, ())))
 
     def set_problem_tasks_limit(self, limit: int) -> None:
         self._limit = limit  # applied from each project's next poll on

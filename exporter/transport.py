@@ -1,7 +1,8 @@
 """One project's way to VIAS: its session and credentials, the cool-down after refused
-credentials and the request-rate limit (both shared by an account's projects), the bound
-on concurrent requests, and retries with backoff, with parsing inside the retried call so
-that one retry budget covers both.
+credentials and the request-rate limit (both shared by an account's projects), the pause
+of one endpoint after a 403 (a permission missing on it), the bound on concurrent
+requests, and retries with backoff, with parsing inside the retried call so that one retry
+budget covers both.
 """
 
 from __future__ import annotations
@@ -93,7 +94,9 @@ class Transport:
     ) -> None:
         """`limiter` is shared by the targets of one account (see `exporter.accounts`),
         and so is `account_cool_down`, the pause after a 401 to credentials that stand for
-        the whole account (an access key); without them this project has its own."""
+        the whole account (an access key); without them this project has its own. A 403
+        is a permission missing on one endpoint: that endpoint alone pauses, so an opt-in
+        list without its permission never stops the others."""
         self.project_id = project_id
         self.telemetry = telemetry
         self.settings = settings
@@ -103,10 +106,8 @@ class Transport:
         self._timeout = aiohttp.ClientTimeout(total=settings.request_timeout_seconds)
         self._limiter = limiter or AsyncLimiter(settings.rate_limit_per_second, 1.0)
         self._concurrency = asyncio.Semaphore(settings.max_concurrency)
-        self._auth_cool_down = CoolDown.from_settings(settings)
-        self._account_cool_down = account_cool_down or self._auth_cool_down
-        # Each checked and cleared once, when the account's is the project's own too.
-        self._cool_downs = tuple(dict.fromkeys((self._account_cool_down, self._auth_cool_down)))
+        self._account_cool_down = account_cool_down or CoolDown.from_settings(settings)
+        self._endpoint_cool_downs: dict[str, CoolDown] = {}  # by endpoint template, after a 403
         self._exponential = wait_exponential_jitter(
             multiplier=settings.backoff_initial_seconds,
             max=settings.backoff_max_seconds,
@@ -147,8 +148,10 @@ class Transport:
         return float(self._exponential(state))
 
     async def _send_authenticated(self, method: str, endpoint: str, url: URL) -> bytes:
-        for cool_down in self._cool_downs:
-            cool_down.check()
+        self._account_cool_down.check()
+        forbidden = self._endpoint_cool_downs.get(endpoint)
+        if forbidden is not None:
+            forbidden.check()
         headers = await self._auth.headers(method, str(url), b"")
         try:
             try:
@@ -160,19 +163,29 @@ class Transport:
                 headers = await self._auth.headers(method, str(url), b"")
                 body = await self._send(method, endpoint, url, headers)
         except ViasHTTPError as error:
-            if error.status in (401, 403):
-                # A 403 may be this project's permissions alone; a 401 refuses the key.
-                refused = self._account_cool_down if error.status == 401 else self._auth_cool_down
-                pause = refused.failed(error)
+            if error.status == 401:  # the credentials refused: the account pauses
+                pause = self._account_cool_down.failed(error)
                 log.warning(
                     "credentials refused",
                     project_id=self.project_id,
                     endpoint=endpoint,
                     retry_in_seconds=pause,
                 )
+            elif error.status == 403:  # a permission missing on this endpoint alone
+                if forbidden is None:
+                    forbidden = CoolDown.from_settings(self.settings)
+                    self._endpoint_cool_downs[endpoint] = forbidden
+                pause = forbidden.failed(error)
+                log.warning(
+                    "permission refused",
+                    project_id=self.project_id,
+                    endpoint=endpoint,
+                    retry_in_seconds=pause,
+                )
             raise
-        for cool_down in self._cool_downs:
-            cool_down.succeeded()
+        self._account_cool_down.succeeded()
+        if forbidden is not None:
+            forbidden.succeeded()
         return body
 
     async def _send(

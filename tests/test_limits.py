@@ -13,6 +13,7 @@ slow machine makes a limited client slower still, never faster.
 | `account_key`: the project id added for AK/SK | test_a_refused_access_key_pauses_... |
 | transport: a 401 pauses only its project | test_a_refused_access_key_pauses_every_project_... |
 | transport: a 403 pauses the account | test_a_refused_access_key_pauses_every_project_... |
+| transport: a 403 pauses the project | test_a_403_on_an_opt_in_list_pauses_that_list_alone |
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ async def test_one_rate_limit_for_the_projects_of_one_account() -> None:
 async def test_a_refused_access_key_pauses_every_project_of_the_account() -> None:
     """A 401 to a signed request refuses the key itself: the other projects signing with
     it send nothing until the pause ends (Huawei locks a key after 5 refusals in a row).
-    A 403 may be one project's permissions: it pauses that project only."""
+    A 403 is a permission missing on one endpoint: it pauses that endpoint only."""
     world = World.generate(seed=5, project_ids=["p1", "p2", "p3"], tasks_per_project=20)
     sim = make_simulator(world)
     async with run_simulator(sim) as url:
@@ -129,3 +130,21 @@ async def test_a_refused_access_key_pauses_every_project_of_the_account() -> Non
                 state = await poller.poll_once()
                 assert state.last_error is not None and state.last_error.startswith("skipped")
             assert len(sim.requests) == asked + 1
+
+
+async def test_a_403_on_an_opt_in_list_pauses_that_list_alone() -> None:
+    """Enabling `video_sources` without the permission: its endpoint answers 403 and pauses
+    (nothing sent to it until the pause ends), while the jobs go on being polled."""
+    world = World.generate(seed=5, project_ids=["p1"], tasks_per_project=20)
+    sim = make_simulator(world)
+    async with run_simulator(sim) as url:
+        config = make_config([target(url, sources=["tasks", "video_sources"])], max_retries=0)
+        async with Exporter(config) as exporter:
+            sim.faults.add(Fault("server_error_html", match="/source/sources", status=403))
+            tasks, video_sources = sorted(exporter.pollers, key=lambda poller: poller.source)
+            assert "HTTP 403" in ((await video_sources.poll_once()).last_error or "")
+            asked = len(sim.requests)
+            assert (await tasks.poll_once()).up
+            skipped = (await video_sources.poll_once()).last_error or ""
+            assert skipped.startswith("skipped: permission refused"), skipped
+            assert [r.path for r in sim.requests[asked:]] == ["/v2/p1/tasks"]

@@ -129,6 +129,33 @@ async def test_repeated_page_stops_the_listing(
     assert _stops(telemetry, "repeated_page") == 1
 
 
+def _without_ids(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The jobs without `id`, told apart by name only."""
+    return [{**{k: v for k, v in job.items() if k != "id"}, "name": job["id"]} for job in jobs]
+
+
+async def test_pages_of_items_without_ids_are_not_a_repeated_page(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
+    """Two full pages of id-less items are different pages: the listing goes on."""
+    telemetry = Telemetry()
+    serve(mocked, "/v1/p1/infer/tasks", _page_of(_without_ids(job_items(0, 110))))
+    listed = await _listed(_transport(session, telemetry), INFER_TASKS)
+    assert [item.name for items in listed for item in items] == [f"job-{i}" for i in range(110)]
+    assert _stops(telemetry, "repeated_page") == 0
+
+
+async def test_a_repeated_page_of_items_without_ids_stops_the_listing(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
+    telemetry = Telemetry()
+    page = CallbackResult(payload={"tasks": _without_ids(job_items(0, 50))})
+    serve(mocked, "/v1/p1/infer/tasks", lambda url: page)
+    listed = await _listed(_transport(session, telemetry), INFER_TASKS)
+    assert len(_ids(listed)) == 50
+    assert _stops(telemetry, "repeated_page") == 1
+
+
 async def test_page_cap_bounds_a_server_that_never_ends(
     session: aiohttp.ClientSession, mocked: aioresponses
 ) -> None:

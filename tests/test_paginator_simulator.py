@@ -3,7 +3,7 @@ every auth mode, the job detail and the error codes it fills in, every fault rec
 reported as a typed error.
 
 The simulator serves the job detail for the jobs of the task lists and for face-edge jobs;
-a job deleted before its detail call gets a 404, which `fill_error_codes` must take as "no
+a job deleted before its detail call gets a 404, which `exporter.details` must take as "no
 code" without failing the poll.
 
 The timeout cases used to check only the item count, which a listing that never timed out
@@ -34,6 +34,7 @@ import pytest
 from pydantic import SecretStr
 
 from exporter.auth import AkSkAuth, Auth, CoolDown, IamPasswordAuth, TokenAuth
+from exporter.details import with_details
 from exporter.errors import (
     ViasAuthCoolDown,
     ViasError,
@@ -43,7 +44,13 @@ from exporter.errors import (
 )
 from exporter.lists import REGISTRY
 from exporter.lists.base import PollContext, ViasList
-from exporter.lists.jobs import DETAIL_ENDPOINT, JobAggregator, JobData, Task, fill_error_codes
+from exporter.lists.jobs import (
+    DETAIL_ENDPOINT,
+    ERROR_CODE_DETAILS,
+    JobAggregator,
+    JobData,
+    Task,
+)
 from exporter.lists.tasks import TASKS
 from exporter.models import parse_model
 from exporter.paginator import pages
@@ -77,7 +84,7 @@ class Simulated:
         return await self.transport.get(DETAIL_ENDPOINT, {}, PARSE_DETAIL, task_id=task_id)
 
     async def job_data(self, source: str, previous: JobData | None = None) -> JobData:
-        """One poll's aggregate of a job list, before enrichment."""
+        """One poll's aggregate of a job list, before its details."""
         vias_list: ViasList[Any, JobData] = REGISTRY[source]
         aggregator = vias_list.aggregator(PollContext(previous, 200, time.time()))
         async for items in pages(self.transport, vias_list):
@@ -341,7 +348,7 @@ async def test_error_codes_of_infer_problem_jobs_filled_within_the_budget() -> N
         problems = {p.task_id for p in data.problem_tasks}
         assert len(problems) >= 4 and {p.error_code for p in data.problem_tasks} == {""}
 
-        first = await fill_error_codes(data, None, s.transport, 2)
+        first = await with_details(s.transport, ERROR_CODE_DETAILS, data, None, 2)
         assert s.detail_calls() == 2
         assert len(first.detail_codes) == 2
         assert {task_id: code for (task_id, _), code in first.detail_codes.items()} == {
@@ -352,13 +359,17 @@ async def test_error_codes_of_infer_problem_jobs_filled_within_the_budget() -> N
         }
 
         # The next poll asks only for the jobs it has no code of yet.
-        second = await fill_error_codes(await s.job_data("infer_tasks"), first, s.transport, 100)
+        second = await with_details(
+            s.transport, ERROR_CODE_DETAILS, await s.job_data("infer_tasks"), first, 100
+        )
         assert s.detail_calls() == len(problems)
         assert {p.task_id: p.error_code for p in second.problem_tasks} == {
             task_id: truth[task_id] for task_id in problems
         }
         assert any(second.detail_codes.values())
-        third = await fill_error_codes(await s.job_data("infer_tasks"), second, s.transport, 100)
+        third = await with_details(
+            s.transport, ERROR_CODE_DETAILS, await s.job_data("infer_tasks"), second, 100
+        )
         assert s.detail_calls() == len(problems)
         assert third.problem_tasks == second.problem_tasks
 
@@ -374,13 +385,13 @@ async def test_face_edge_codes_from_details_and_a_deleted_job_asked_once() -> No
         assert len(abnormal) >= 3
         gone = abnormal[0]
         del project.face_edge_tasks[gone]  # deleted between the listing and its detail
-        first = await fill_error_codes(data, None, s.transport, 100)
+        first = await with_details(s.transport, ERROR_CODE_DETAILS, data, None, 100)
         # One detail call per problem job, a 404 for the deleted one, never retried.
         assert s.detail_calls() == len(data.problem_tasks)
         codes = {p.task_id: p.error_code for p in first.problem_tasks}
         assert codes[gone] == ""
         assert {codes[task_id] for task_id in abnormal[1:]} == {"VIAS.10010002"}
-        await fill_error_codes(data, first, s.transport, 100)
+        await with_details(s.transport, ERROR_CODE_DETAILS, data, first, 100)
         assert s.detail_calls() == len(data.problem_tasks)
 
 
@@ -389,11 +400,11 @@ async def test_a_detail_that_may_come_back_is_asked_for_again_next_poll() -> Non
     async with simulated(world, settings=SETTINGS.model_copy(update={"max_retries": 0})) as s:
         s.sim.faults.add(Fault(kind="server_error_json", match="/infer/tasks/"))
         data = await s.job_data("infer_tasks")
-        first = await fill_error_codes(data, None, s.transport, 2)
+        first = await with_details(s.transport, ERROR_CODE_DETAILS, data, None, 2)
         assert s.detail_calls() == 2 and first.detail_codes == {}
         assert first.problem_tasks == data.problem_tasks  # the poll goes on without codes
         s.sim.faults.clear()
-        second = await fill_error_codes(data, first, s.transport, 2)
+        second = await with_details(s.transport, ERROR_CODE_DETAILS, data, first, 2)
         assert s.detail_calls() == 4 and len(second.detail_codes) == 2
 
 

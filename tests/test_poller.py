@@ -246,7 +246,7 @@ async def test_a_listing_the_same_as_the_last_keeps_the_last_data_unparsed(
         await exporter.poll_all_once()
         assert parsed == {"batch_tasks": 1}
         assert _state(exporter, "tasks").data is first["tasks"]
-        assert _state(exporter, "infer_tasks").data == first["infer_tasks"]  # enriched anew
+        assert _state(exporter, "infer_tasks").data == first["infer_tasks"]  # details asked anew
         simulator.world.step()
         await exporter.poll_all_once()
         assert parsed["tasks"] == 1 and parsed["infer_tasks"] == 7

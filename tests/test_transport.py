@@ -33,7 +33,7 @@ from tenacity import AsyncRetrying
 from yarl import URL
 
 import exporter.transport
-from exporter.auth import Auth, CoolDown, IamPasswordAuth
+from exporter.auth import Auth, CoolDown, IamPasswordAuth, TokenAuth
 from exporter.errors import (
     ViasAuthCoolDown,
     ViasConnectionError,
@@ -259,6 +259,56 @@ async def test_refused_credentials_pause_the_next_requests(
             str(caught.value),
         )
     assert len(asked) == sent
+
+
+async def test_a_success_ends_the_doubling_of_the_pause(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
+    """Refused, then accepted after the pause, then refused again: the pause starts over at
+    30 s (without the reset on success it would double to 60 s, then 120 s)."""
+    refused = CallbackResult(status=401, payload={"error_code": "APIGW.0301"})
+    serve(mocked, "/v1/p1/infer/tasks", _in_turn(refused, GOOD, refused))
+    now = [0.0]
+    transport = Transport(
+        session=session,
+        base_url=BASE,
+        project_id="p1",
+        auth=TokenAuth(SecretStr("tok")),
+        telemetry=Telemetry(),
+        settings=FAST,
+        account_cool_down=CoolDown(30, 600, clock=lambda: now[0]),
+    )
+    with pytest.raises(ViasHTTPError):
+        await _first_page(transport)
+    now[0] += 31
+    assert len((await _first_page(transport)).items) == 3
+    with pytest.raises(ViasHTTPError):
+        await _first_page(transport)
+    with pytest.raises(ViasAuthCoolDown) as skipped:
+        await _first_page(transport)
+    assert str(skipped.value).endswith("next try in 30 s")
+
+
+async def test_a_403_pauses_its_endpoint_alone(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
+    """A permission missing on one endpoint: the next request to it is skipped (nothing
+    sent), another endpoint's is sent."""
+    forbidden = serve(
+        mocked,
+        "/v1/p1/infer/tasks",
+        lambda url: CallbackResult(status=403, payload={"error_code": "VIAS.00010003"}),
+    )
+    asked = serve(mocked, "/v2/p1/tasks", lambda url: GOOD)
+    transport = _transport(session, Telemetry())
+    with pytest.raises(ViasHTTPError):
+        await _first_page(transport)
+    with pytest.raises(ViasAuthCoolDown) as skipped:
+        await _first_page(transport)
+    assert str(skipped.value).startswith("skipped: permission refused (VIAS.00010003)")
+    page = await transport.get("/v2/{project_id}/tasks", PAGE_1, PARSE_PAGE)
+    assert len(page.items) == 3
+    assert (len(forbidden), len(asked)) == (1, 1)
 
 
 async def test_timeouts_and_connection_errors_are_typed(

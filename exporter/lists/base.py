@@ -3,23 +3,24 @@ paginator, the poller and the collector rely on (the kube-state-metrics store pa
 module per resource, one registry line).
 
 The type parameters tie a list together: the items its page model yields are what its
-aggregator takes, and the data its aggregator makes is what its renderer and enricher take.
-mypy rejects a descriptor whose pieces do not fit, and a missing piece is a missing
+aggregator takes, and the data its aggregator makes is what its renderer and its details
+take. mypy rejects a descriptor whose pieces do not fit, and a missing piece is a missing
 keyword argument.
+
+A list never calls the API: the paginator lists it, and the further calls its data needs
+(one per object: job details, edge-pool details) it declares (`Details`) and
+`exporter/details.py` makes, beside the poller, within `detail_calls_per_poll`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Generic, Literal, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeAlias, TypeVar
 
 from prometheus_client.core import Metric
 
-from exporter.models import Page
-
-if TYPE_CHECKING:
-    from exporter.transport import Transport
+from exporter.models import ApiModel, Page
 
 GroupKey = tuple[str, str, str]  # vendor, algorithm, deployment
 
@@ -165,8 +166,27 @@ class ListView(Generic[DataT]):
 
 
 Renderer = Callable[[Sequence[ListView[DataT]]], Iterable[Metric]]
-# Completes a poll's data with further calls (within `budget` calls), e.g. job details.
-Enricher = Callable[[DataT, "DataT | None", "Transport", int], Awaitable[DataT]]
+
+DetailT = TypeVar("DetailT", bound=ApiModel)
+GONE: Literal["gone"] = "gone"  # a detail answered 404: the object is gone since the listing
+# What one detail call gave: the detail, GONE, or None (failed, refused or skipped: it says
+# nothing of the object). An object not asked (the budget) has no entry.
+DetailAnswer: TypeAlias = DetailT | Literal["gone"] | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Details(Generic[DataT, DetailT]):
+    """The further calls a list's data needs, one per object: which objects, most needed
+    first, and what their answers make of the data. `exporter/details.py` asks for the
+    first `detail_calls_per_poll` of `wanted` after each listing."""
+
+    endpoint: str  # path template with {project_id} and `path_field`
+    path_field: str
+    model: type[DetailT]
+    # (this poll's data, the last good data) -> ids to ask for, most needed first
+    wanted: Callable[[DataT, DataT | None], Iterable[str]]
+    # (this poll's data, the last good data, the answers by id) -> the completed data
+    complete: Callable[[DataT, DataT | None, Mapping[str, DetailAnswer[DetailT]]], DataT]
 
 
 @dataclass(frozen=True, kw_only=True)  # no slots: `ViasList[I, D](...)` sets an attribute
@@ -181,7 +201,8 @@ class ViasList(Generic[ItemT, DataT]):
     aggregator: Callable[[PollContext[DataT]], Aggregator[ItemT, DataT]]
     # Lists rendered by the same function share its families; each family appears once.
     render: Renderer[DataT]
-    enrich: Enricher[DataT] | None = None
+    # Further calls per object the data needs (made by exporter/details.py), if any.
+    details: Details[DataT, Any] | None = None
     polled_by_default: bool = False  # when a target names no sources
     # Polled every this many target intervals: lists that cost a call per object or change
     # slowly are asked less often (a target's `poll_intervals` overrides it).

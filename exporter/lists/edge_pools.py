@@ -23,12 +23,12 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
-import structlog
 from prometheus_client.core import GaugeMetricFamily, Metric
 from pydantic import BeforeValidator, Field
 
-from exporter.errors import ViasError
 from exporter.lists.base import (
+    DetailAnswer,
+    Details,
     ListView,
     NoProblemJobs,
     Paging,
@@ -36,12 +36,7 @@ from exporter.lists.base import (
     ViasList,
     documented_then_seen,
 )
-from exporter.models import ApiModel, Items, OptionalText, Page, Text, parse_model
-
-if TYPE_CHECKING:
-    from exporter.transport import Transport
-
-log = structlog.get_logger(__name__)
+from exporter.models import ApiModel, Items, OptionalText, Page, Text
 
 # The pool states the API documents; node states are undocumented: the same two are
 # exported at zero, any other value is kept as sent.
@@ -183,7 +178,7 @@ class EdgePoolData(NoProblemJobs):
 
 
 class EdgePoolAggregator:
-    """One summary per pool id (a pool listed twice counts once); nodes come from `enrich`."""
+    """One summary per pool id (a pool listed twice counts once); nodes come from its details."""
 
     def __init__(self, context: PollContext[EdgePoolData]) -> None:
         self._context = context
@@ -220,13 +215,9 @@ def _node(node: EdgeNode) -> NodeSummary:
     )
 
 
-async def fill_nodes(
-    data: EdgePoolData, previous: EdgePoolData | None, transport: Transport, budget: int
-) -> EdgePoolData:
-    """The nodes of each pool from its details, at most `budget` calls: the least recently
-    detailed pools first (never detailed first; Abnormal first among equals), so a budget
-    smaller than the pools goes round them all. A failed details call leaves the pool's
-    nodes unknown and never fails the poll (it is counted with the other requests)."""
+def _pools_wanted(data: EdgePoolData, previous: EdgePoolData | None) -> list[str]:
+    """The pools to detail, the least recently detailed first (never detailed first;
+    Abnormal first among equals), so a budget smaller than the pools goes round them all."""
     known = {pool.pool_id: pool for pool in previous.pools} if previous else {}
 
     def urgency(pool: PoolSummary) -> tuple[float, bool, str]:
@@ -235,17 +226,29 @@ async def fill_nodes(
         return (detailed_at, pool.state == HEALTHY_STATE, pool.pool_id)
 
     ranked = sorted((pool for pool in data.pools if pool.pool_id), key=urgency)
-    chosen = {pool.pool_id for pool in ranked[:budget]}
+    return [pool.pool_id for pool in ranked]
+
+
+def _with_nodes(
+    data: EdgePoolData,
+    previous: EdgePoolData | None,
+    answers: Mapping[str, DetailAnswer[EdgePoolDetail]],
+) -> EdgePoolData:
+    """The nodes of each pool from its details this poll, else from its last details; a
+    pool whose details call failed (or that has no id) has unknown nodes (`error`), one
+    never detailed yet and not asked this poll too (`budget`)."""
+    known = {pool.pool_id: pool for pool in previous.pools} if previous else {}
     pools = []
     for pool in data.pools:
         if not pool.pool_id:  # cannot be asked for
             pool = replace(pool, missing="error")
-        elif pool.pool_id in chosen:
-            nodes = await _details(transport, pool.pool_id)
-            if nodes is None:
-                pool = replace(pool, missing="error")
-            else:
+        elif pool.pool_id in answers:
+            detail = answers[pool.pool_id]
+            if isinstance(detail, EdgePoolDetail):
+                nodes = tuple(_node(node) for node in detail.nodes)
                 pool = replace(pool, nodes=nodes, detailed_at=data.polled_at)
+            else:
+                pool = replace(pool, missing="error")
         else:
             before = known.get(pool.pool_id)
             if before is not None and before.nodes is not None:
@@ -254,16 +257,6 @@ async def fill_nodes(
                 pool = replace(pool, missing="budget")
         pools.append(pool)
     return _with_named_problems(replace(data, pools=tuple(pools)))
-
-
-async def _details(transport: Transport, pool_id: str) -> tuple[NodeSummary, ...] | None:
-    parse = partial(parse_model, EdgePoolDetail, endpoint=DETAIL_ENDPOINT)
-    try:
-        detail = await transport.get(DETAIL_ENDPOINT, {}, parse, edge_pool_id=pool_id)
-    except ViasError as error:
-        log.info("edge pool details unavailable", edge_pool_id=pool_id, reason=error.reason)
-        return None
-    return tuple(_node(node) for node in detail.nodes)
 
 
 def _problem_order(state: str, object_id: str) -> tuple[int, str, str]:
@@ -371,7 +364,13 @@ EDGE_POOLS = ViasList[EdgePool, EdgePoolData](
     states=EDGE_STATES,
     aggregator=EdgePoolAggregator,
     render=render_edge_pools,
-    enrich=fill_nodes,
+    details=Details[EdgePoolData, EdgePoolDetail](
+        endpoint=DETAIL_ENDPOINT,
+        path_field="edge_pool_id",
+        model=EdgePoolDetail,
+        wanted=_pools_wanted,
+        complete=_with_nodes,
+    ),
     # One details call per pool: every 5th target interval (5 minutes by default).
     interval_factor=5,
 )

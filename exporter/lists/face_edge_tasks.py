@@ -12,11 +12,11 @@ from pydantic import Field
 
 from exporter.lists.base import Paging, ViasList
 from exporter.lists.jobs import (
+    ERROR_CODE_DETAILS,
     TASK_STATES,
     JobAggregator,
     JobData,
     State,
-    fill_error_codes,
     render_jobs,
 )
 from exporter.models import ApiModel, Items, OptionalText, Page, Text
@@ -55,5 +55,5 @@ FACE_EDGE_TASKS = ViasList[FaceEdgeTask, JobData](
     aggregator=JobAggregator,
     render=render_jobs,
     same_listing_same_data=True,
-    enrich=fill_error_codes,
+    details=ERROR_CODE_DETAILS,
 )

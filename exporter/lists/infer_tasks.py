@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from exporter.lists.base import Paging, ViasList
 from exporter.lists.jobs import (
+    ERROR_CODE_DETAILS,
     TASK_STATES,
     JobAggregator,
     JobData,
     Task,
     TaskPage,
-    fill_error_codes,
     render_jobs,
 )
 
@@ -25,6 +25,6 @@ INFER_TASKS = ViasList[Task, JobData](
     aggregator=JobAggregator,
     render=render_jobs,
     same_listing_same_data=True,
-    enrich=fill_error_codes,
+    details=ERROR_CODE_DETAILS,
     same_items_as="tasks",
 )

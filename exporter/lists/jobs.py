@@ -21,18 +21,18 @@ import asyncio
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, ClassVar, NamedTuple, Protocol
 
-import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pydantic import Field
 
-from exporter.errors import ViasError
 from exporter.lists.base import (
+    GONE,
     PROBLEM_ORDER,
     AlgorithmDirectory,
+    DetailAnswer,
+    Details,
     GroupKey,
     ListView,
     PollContext,
@@ -55,14 +55,8 @@ from exporter.models import (
     OptionalText,
     Page,
     Text,
-    parse_model,
     state_type,
 )
-
-if TYPE_CHECKING:
-    from exporter.transport import Transport
-
-log = structlog.get_logger(__name__)
 
 # The 17 states the /v2/tasks filter documents, in its order.
 TASK_STATES: tuple[str, ...] = (
@@ -263,21 +257,33 @@ class JobAggregator:
 DETAIL_ENDPOINT = "/v1/{project_id}/infer/tasks/{task_id}"
 
 
-async def fill_error_codes(
-    data: JobData, previous: JobData | None, transport: Transport, budget: int
+def _codes_wanted(data: JobData, previous: JobData | None) -> Iterator[str]:
+    """Listings without `error` (v1, c-face-edge): the named problem jobs whose detail has
+    not answered in their present state yet, most urgent first."""
+    known = previous.detail_codes if previous else {}
+    for problem in data.problem_tasks:
+        key = (problem.task_id, problem.state)
+        if problem.task_id and not problem.error_code and key not in known:
+            yield problem.task_id
+
+
+def _with_codes(
+    data: JobData, previous: JobData | None, answers: Mapping[str, DetailAnswer[Task]]
 ) -> JobData:
-    """Listings without `error` (v1, c-face-edge): the codes of the named problem jobs from
-    the job detail endpoint, at most `budget` calls a poll. A failed detail call leaves
-    the code empty and never fails the poll; it is counted with the other requests."""
+    """The codes the details gave, and those of earlier polls. What an answer said (a
+    code, no code, a 404) is kept while the job stays in its state; a failed, refused or
+    skipped call leaves the code empty for now, to be asked again."""
     known = previous.detail_codes if previous else {}
     codes: dict[tuple[str, str], str] = {}
     problems = []
     for problem in data.problem_tasks:
         key = (problem.task_id, problem.state)
         code = problem.error_code or known.get(key)
-        if code is None and problem.task_id and budget > 0:
-            budget -= 1
-            code = await _detail_error_code(transport, problem.task_id)
+        answer = answers.get(problem.task_id) if code is None else None
+        if answer == GONE:
+            code = ""  # the job is gone since the listing
+        elif isinstance(answer, Task):
+            code = answer.error_code
         if code is not None:
             codes[key] = code
             problem = replace(problem, error_code=code)
@@ -285,15 +291,14 @@ async def fill_error_codes(
     return replace(data, problem_tasks=tuple(problems), detail_codes=MappingProxyType(codes))
 
 
-async def _detail_error_code(transport: Transport, task_id: str) -> str | None:
-    parse = partial(parse_model, Task, endpoint=DETAIL_ENDPOINT)
-    try:
-        detail = await transport.get(DETAIL_ENDPOINT, {}, parse, task_id=task_id)
-    except ViasError as error:
-        log.info("job detail unavailable", task_id=task_id, reason=error.reason)
-        # Asking again can help only where the failure may pass (timeouts, 5xx, 429).
-        return None if error.retryable else ""
-    return detail.error_code
+# The error codes of named problem jobs from the job detail endpoint, one call a job.
+ERROR_CODE_DETAILS = Details[JobData, Task](
+    endpoint=DETAIL_ENDPOINT,
+    path_field="task_id",
+    model=Task,
+    wanted=_codes_wanted,
+    complete=_with_codes,
+)
 
 
 GROUP_LABELS = ["project_id", "source", "vendor", "algorithm", "deployment"]

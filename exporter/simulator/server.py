@@ -1,9 +1,9 @@
-"""The VIAS double's HTTP side: the five task APIs, IAM login, auth, faults, admin API."""
+"""The VIAS double's HTTP side: the request pipeline (records, latency, faults, the
+gateway's auth), IAM login, and the API handlers registered in `handlers.py`."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import time
 import uuid
@@ -17,44 +17,32 @@ from aiohttp import web
 
 from exporter.signing import verify_request
 from exporter.simulator import iam, incidents, sources
-from exporter.simulator.admin import admin_routes
 from exporter.simulator.answers import (
     RATE_LIMIT_PER_SECOND,
     ApiError,
     AuthKind,
     auth_kind,
-    batch_task,
     error_answer,
-    face_edge_detail,
-    face_edge_task,
     fault_answer,
     gateway_error,
     iam_error_answer,
     iam_time,
     json_answer,
-    page_bounds,
-    raw_json_answer,
     same_secret,
     stalled,
-    task_v1_detail,
-    task_v1_item,
-    task_v2,
     truncated,
-    vias_error,
 )
 from exporter.simulator.faults import Fault, FaultSet
+from exporter.simulator.handlers import HANDLERS
 from exporter.simulator.resources import Resources
-from exporter.simulator.resources import routes as resource_routes
 from exporter.simulator.world import (
     ProjectData,
-    SimTask,
     World,
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Json = dict[str, Any]
 
-FACE_EDGE_MAX_PAGE_SIZE = 100  # undocumented upstream; our choice
 ANY_SCOPE = object()  # token_valid: a token of any scope will do
 _AUTH_MESSAGES = {
     "missing": "AK/SK signature headers are missing",
@@ -125,9 +113,6 @@ class Simulator:
         self.peak_in_flight = 0  # the most that ever were at once
         self._tokens: dict[str, _IssuedToken] = {}
         self._rate = _RateWindow()
-        # per (project, format): task id -> (the SimTask rendered, its JSON); ProjectData
-        # replaces a SimTask on every change, so identity tells whether the JSON is current
-        self._rendered: dict[tuple[str, str], dict[str, tuple[SimTask, str]]] = {}
 
     def now(self) -> datetime:
         """The simulator's clock: real time shifted by `clock_offset`."""
@@ -142,17 +127,9 @@ class Simulator:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
-        app.router.add_get("/v2/{project_id}/tasks", self._tasks_v2)
-        app.router.add_get("/v2/{project_id}/batch-tasks", self._batch_tasks)
-        app.router.add_get("/v1/{project_id}/infer/tasks", self._tasks_v1)
-        app.router.add_get("/v1/{project_id}/infer/tasks/{task_id}", self._task_v1)
-        app.router.add_get("/v2/{project_id}/services/c-face-edge/tasks", self._face_edge)
         app.router.add_post("/v3/auth/tokens", self._login)
-        app.router.add_routes(admin_routes(self))
-        app.router.add_routes(resource_routes(self))
-        app.router.add_routes(sources.routes(self))
-        app.router.add_routes(incidents.routes(self))
-        app.router.add_routes(iam.routes(self))
+        for routes in HANDLERS:
+            app.router.add_routes(routes(self))
         return app
 
     # --- request pipeline: record, latency, faults, auth, handler ---
@@ -257,95 +234,12 @@ class Simulator:
             problem = "project"
         return problem
 
-    # --- VIAS task APIs ---
-
-    async def _tasks_v2(self, request: web.Request) -> web.Response:
-        return self._task_listing(request, "v2", 1000, task_v2)
-
-    async def _tasks_v1(self, request: web.Request) -> web.Response:
-        return self._task_listing(request, "v1", 50, task_v1_item)
-
-    def _task_listing(
-        self,
-        request: web.Request,
-        fmt: str,
-        max_size: int,
-        render: Callable[[SimTask, str], Json],
-    ) -> web.Response:
-        """/v2/tasks and /v1/infer/tasks: same jobs, `count` = items on this page."""
-        project = self.project(request)
-        page, size = page_bounds(request, "page", max_size)
-        tasks = project.newest_first((page - 1) * size, page * size)
-        items = self._render(project, fmt, tasks, render)
-        return raw_json_answer(
-            f'{{"count":{len(tasks)},"tasks":[{items}],"page":{page},"page_size":{size}}}'
-        )
-
-    async def _task_v1(self, request: web.Request) -> web.Response:
-        """One job's details: a job of either task list, or an edge face-extraction job."""
-        project = self.project(request)
-        task_id = request.match_info["task_id"]
-        face_edge = project.face_edge_tasks.get(task_id)
-        if face_edge is not None:
-            return json_answer(200, face_edge_detail(face_edge, project.project_id))
-        task = project.tasks.get(task_id)
-        if task is None:
-            raise vias_error(
-                404,
-                "VIAS.00010002",
-                "The task does not exist.",
-                f"task {request.match_info['task_id']} not found",
-                ["task_id"],
-            )
-        return json_answer(200, task_v1_detail(task, project.project_id))
-
-    async def _batch_tasks(self, request: web.Request) -> web.Response:
-        project = self.project(request)
-        batches = sorted(
-            project.batch_tasks.values(), key=lambda b: (b.created_at_ms, b.id), reverse=True
-        )
-        page, size = page_bounds(request, "page_num", 200, max_page=10000)
-        if request.query.get("is_paged", "true").lower() != "false":
-            batches = batches[(page - 1) * size : page * size]
-        listing = [batch_task(batch) for batch in batches]
-        return json_answer(200, {"count": len(project.batch_tasks), "batch_task_list": listing})
-
-    async def _face_edge(self, request: web.Request) -> web.Response:
-        project = self.project(request)
-        jobs = list(project.face_edge_tasks.values())
-        if self.face_edge_paging:
-            page, size = page_bounds(request, "page", FACE_EDGE_MAX_PAGE_SIZE, min_size=1)
-            jobs = jobs[(page - 1) * size : page * size]
-        tasks = [face_edge_task(job, project.project_id) for job in jobs]
-        return json_answer(200, {"count": len(project.face_edge_tasks), "tasks": tasks})
-
     def project(self, request: web.Request) -> ProjectData:
         project_id = request.match_info["project_id"]
         project = self.world.projects.get(project_id)
         if project is None:
             raise gateway_error(404, "APIGW.0101", f"The project {project_id} does not exist")
         return project
-
-    def _render(
-        self,
-        project: ProjectData,
-        fmt: str,
-        tasks: list[SimTask],
-        render: Callable[[SimTask, str], Json],
-    ) -> str:
-        """Comma-joined JSON of `tasks`, reusing each job's JSON until the job changes."""
-        cache = self._rendered.setdefault((project.project_id, fmt), {})
-        if len(cache) > 2 * len(project.tasks) + 1000:  # forget deleted jobs now and then
-            for task_id in [i for i in cache if i not in project.tasks]:
-                del cache[task_id]
-        parts = []
-        for task in tasks:
-            hit = cache.get(task.id)
-            if hit is None or hit[0] is not task:
-                hit = (task, json.dumps(render(task, project.project_id), separators=(",", ":")))
-                cache[task.id] = hit
-            parts.append(hit[1])
-        return ",".join(parts)
 
     # --- IAM ---
 

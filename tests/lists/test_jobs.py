@@ -100,6 +100,16 @@ def test_transitions_changed_new_and_deleted_jobs() -> None:
     }
 
 
+async def test_a_job_changing_group_but_not_state_is_no_transition() -> None:
+    """A job whose vendor or algorithm label changes (its listing filled them in, say) has
+    not changed state: no RUNNING -> RUNNING transition."""
+    first = _aggregator(now=100.0)
+    first.add([_task("a", "RUNNING", vendor=""), _task("b", "RUNNING")])
+    second = _aggregator(previous=await first.finish(), now=200.0)
+    second.add([_task("a", "RUNNING", vendor="huawei"), _task("b", "RUNNING", algorithm="x")])
+    assert (await second.finish()).transitions == {}
+
+
 async def test_first_listing_is_a_baseline_and_later_ones_add_up_with_their_first_time() -> None:
     first = _aggregator(now=100.0)
     first.add([_task("a", "RUNNING"), _task("b", "RUNNING")])
