@@ -29,6 +29,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from exporter.lists import DEFAULT_LISTS, REGISTRY
 
 ENV_PREFIX = "VIAS_"
+# The largest answer read: ~25 times the largest page seen (1,000 jobs, ~600 kB).
+DEFAULT_MAX_RESPONSE_BYTES = 16 << 20
 
 
 class ConfigError(Exception):
@@ -189,6 +191,8 @@ class GlobalConfig(BaseModel):
     # Batch tasks per project with series of their own, the most urgent kept (a safety net).
     batch_task_series_limit: int = Field(default=1000, ge=0)
     request_timeout_seconds: float = Field(default=15.0, gt=0)
+    # An answer body longer than this fails the poll (`bad_response`) unread past it.
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=64 << 10)
     max_retries: int = Field(default=3, ge=0, le=10)
     backoff_initial_seconds: float = Field(default=0.5, gt=0)
     backoff_max_seconds: float = Field(default=30.0, gt=0)

@@ -188,6 +188,7 @@ class Transport:
                 project_id=self.project_id,
                 telemetry=self.telemetry,
                 client_timeout=self._timeout,
+                max_body_bytes=self.settings.max_response_bytes,
                 headers=dict(headers),
                 proxy=self.settings.proxy,
             )
