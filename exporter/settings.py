@@ -80,6 +80,28 @@ def _readable_secret_file(path: Path | None) -> Path | None:
 
 SecretFile = Annotated[Path | None, AfterValidator(_readable_secret_file)]
 
+# Huawei Cloud project ids are 32 hex characters; other short ids (the simulator's `p1`,
+# a test double's `demo-project`) are accepted as long as they cannot leave their place in
+# a URL path: letters, digits, `-` and `_`, starting with a letter or digit, at most 64.
+_PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+PROJECT_ID_RULE = (
+    "a project id is 32 hex characters, or up to 64 letters, digits, `-` and `_` "
+    "starting with a letter or digit"
+)
+
+
+def valid_project_id(project_id: str) -> bool:
+    return _PROJECT_ID.fullmatch(project_id) is not None
+
+
+def _project_id(project_id: str) -> str:
+    if not valid_project_id(project_id):
+        raise ValueError(PROJECT_ID_RULE)
+    return project_id
+
+
+ProjectId = Annotated[str, AfterValidator(_project_id)]
+
 
 def _read_secret_files(config: TargetConfig | DiscoveryConfig, *secrets: str) -> None:
     """Each `<secret>_file` read into `<secret>`; a secret is given one way only."""
@@ -107,7 +129,7 @@ class TargetConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    project_id: str = Field(min_length=1)
+    project_id: ProjectId
     region: str | None = None
     endpoint: HttpUrlText = None
     iam_endpoint: HttpUrlText = None
@@ -263,6 +285,10 @@ class DiscoveryConfig(BaseModel):
     include: list[re.Pattern[str]] = Field(default_factory=list)
     exclude: list[re.Pattern[str]] = Field(default_factory=list)
     refresh_interval_seconds: float = Field(default=300.0, gt=0)
+    # An answer listing none of the wanted projects, when the last one listed some, is
+    # believed once answers in a row have said so for this long (two at least): until
+    # then the projects are kept and the refresh fails with reason `empty`.
+    empty_confirmation_seconds: float = Field(default=600.0, ge=0)
     # The targets it makes: the VIAS endpoint (default https://vias.{region}.myhuaweicloud.com;
     # `{region}` is replaced by the project's region), sources and intervals.
     endpoint: Annotated[str | None, BeforeValidator(_endpoint_template)] = None
@@ -321,8 +347,10 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _unique_targets(self) -> Config:
-        keys = [(target.api_url, target.project_id) for target in self.targets]
-        duplicates = sorted({key[1] for key in keys if keys.count(key) > 1})
+        # By id alone: series are keyed by project_id, so the same project at two
+        # spellings of an endpoint (or two endpoints) would write one set of series.
+        ids = [target.project_id for target in self.targets]
+        duplicates = sorted({project_id for project_id in ids if ids.count(project_id) > 1})
         if duplicates:
             raise ValueError(f"project listed twice: {', '.join(duplicates)}")
         return self
@@ -380,8 +408,17 @@ def yaml_problem(error: yaml.YAMLError) -> str:
     message quotes the offending line, which may hold a secret."""
     mark = getattr(error, "problem_mark", None)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    problem = getattr(error, "problem", None) or "not valid YAML"
+    problem = _unquoted(getattr(error, "problem", None) or "not valid YAML")
     return f"malformed YAML{where}: {problem}"
+
+
+def _unquoted(problem: str) -> str:
+    """The parser's problem up to its first quote: what it quotes is text of the file (a
+    tag `!...`, an alias `*...`, a character), which may be a secret."""
+    quotes = [at for at in (problem.find("'"), problem.find('"')) if at >= 0]
+    if not quotes:
+        return problem
+    return problem[: min(quotes)].rstrip() + " (the text itself is not shown)"
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from yarl import URL
 
 from exporter import __version__
 from exporter.auth import Auth, CoolDown
-from exporter.errors import ViasError, ViasHTTPError, http_error
+from exporter.errors import ViasError, ViasHTTPError, ViasResponseError, http_error
 from exporter.exchange import exchange
 from exporter.settings import GlobalConfig
 from exporter.telemetry import Telemetry
@@ -70,6 +70,14 @@ def client_tls(settings: GlobalConfig) -> ssl.SSLContext | bool:
     if settings.ca_file is not None:
         return ssl.create_default_context(cafile=str(settings.ca_file))
     return True
+
+
+def _path_segment(value: str, endpoint: str) -> str:
+    """A path parameter quoted whole (a `/` or `?` in it stays in its segment); an empty or
+    dot segment, which URLs resolve to another path whatever the escaping, is refused."""
+    if value in ("", ".", ".."):
+        raise ViasResponseError(f"{endpoint}: not a usable id: {value!r}", endpoint=endpoint)
+    return quote(value, safe="")
 
 
 def _retryable(error: BaseException) -> bool:
@@ -123,9 +131,13 @@ class Transport:
         """GET `endpoint` (a path template filled with the project and `path_fields`) and
         parse the body, retrying what may succeed when sent again (timeouts, 5xx, 429 after
         its Retry-After, a cut body) within one budget of `max_retries`."""
+        fields = {"project_id": self.project_id, **path_fields}
         path = endpoint.format(
-            project_id=quote(self.project_id),
-            **{name: quote(value, safe="") for name, value in path_fields.items()},
+            **{
+                name: _path_segment(value, endpoint)
+                for name, value in fields.items()
+                if f"{{{name}}}" in endpoint  # IAM's paths name no project
+            }
         )
         url = URL(self._base_url + path).with_query(params)
         retrying = AsyncRetrying(

@@ -21,6 +21,7 @@ from exporter.lists import REGISTRY
 from exporter.service import Exporter
 from exporter.settings import Config, DiscoveryConfig
 from exporter.simulator import Fault, Simulator, World, run_simulator
+from exporter.simulator.iam import IamProject
 from exporter.web import create_app
 from exporter.webconfig import WebConfig
 
@@ -196,6 +197,7 @@ async def exposition_with_every_metric() -> str:
         config.discovery = DiscoveryConfig(  # its metrics; a region without projects here
             iam_endpoint=url, access_key=ACCESS_KEY, secret_key=SECRET_KEY, regions=["eu-west-0"]
         )
+        sim.iam.projects["a/b"] = IamProject("a/b", "eu-west-0")  # an id that is a path
         async with Exporter(config) as exporter:
             await exporter.poll_all_once()
             sim.faults.add(Fault("server_error_json", match="/v3/projects", times=1))

@@ -11,11 +11,35 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
+from pydantic import SecretStr
 
-from tests.reliability.reliability_support import events, fast_config, running_exporter
-from tests.support import RunningSimulator, job_items, serving_app, target
+from exporter.auth import TokenAuth
+from exporter.errors import ViasResponseError
+from exporter.service import Exporter
+from exporter.settings import Config
+from exporter.simulator.iam import IamDirectory, IamProject
+from exporter.telemetry import Telemetry
+from exporter.transport import Transport
+from tests.reliability.reliability_support import (
+    FakeClock,
+    events,
+    fast_config,
+    running_exporter,
+)
+from tests.support import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    RunningSimulator,
+    Samples,
+    job_items,
+    make_config,
+    serving,
+    serving_app,
+    target,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MIB = 1 << 20
@@ -184,3 +208,145 @@ async def test_a_total_below_a_full_page_does_not_end_the_listing(
     assert samples.value("vias_up", project_id="p2", source="batch_tasks") == 1
     assert samples.value("vias_poll_items", project_id="p2", source="batch_tasks") == BATCH_TASKS
     assert events(logs, "listing total below the items listed, paging on", project_id="p2")
+
+
+# --- 3. an empty project list from IAM; 5. project ids that are paths --------------------
+
+
+def discovering(url: str, **discovery: Any) -> Config:
+    """Discovery through the simulator's IAM (AK/SK), every project of cn-north-4."""
+    return Config.model_validate(
+        {
+            "global": {"request_timeout_seconds": 5, "max_retries": 0},
+            "discovery": {
+                "iam_endpoint": url,
+                "endpoint": url,
+                "access_key": ACCESS_KEY,
+                "secret_key": SECRET_KEY,
+                "regions": ["cn-north-4"],
+                "sources": ["tasks"],
+                **discovery,
+            },
+        }
+    )
+
+
+def exported_projects(samples: Any) -> set[str]:
+    return {dict(labels)["project_id"] for labels in samples.series("vias_up")}
+
+
+async def test_an_empty_project_list_is_not_believed_at_once(
+    simulator: RunningSimulator, logs: list[dict[str, Any]]
+) -> None:
+    """IAM answering `{"projects": []}` with 200 after listing p1 and p2: the projects stay
+    polled, the refresh fails (`reason="empty"`, `last_refresh_successful` 0, which
+    VIASDiscoveryFailing watches) until empty answers in a row span
+    `empty_confirmation_seconds`; then they are dropped."""
+    sim = simulator.sim
+    sim.iam = IamDirectory([IamProject("p1", "cn-north-4"), IamProject("p2", "cn-north-4_b")])
+    clock = FakeClock()
+    config = discovering(simulator.url, empty_confirmation_seconds=600)
+    async with Exporter(config, clock=clock) as exporter, serving(exporter) as url:
+        discovery = exporter._discovery
+        assert discovery is not None
+        discovery._clock = clock  # the exporter's clock is not handed to discovery
+        assert await exporter.discover()
+        await exporter.poll_all_once()
+        sim.iam = IamDirectory([])
+        for seconds in (0, 300):  # two empty answers within the confirmation time: kept
+            clock.advance(seconds)
+            assert not await exporter.discover()
+        await exporter.poll_all_once()
+        samples = await _metrics(url)
+        assert exported_projects(samples) == {"p1", "p2"}
+        assert samples.value("vias_discovery_refresh_failures_total", reason="empty") == 2
+        assert samples.value("vias_discovery_last_refresh_successful") == 0
+        assert samples.value("vias_discovery_projects") == 2
+        assert events(logs, "discovery refresh failed", reason="empty")
+
+        clock.advance(300)  # 600 s since the first empty answer: confirmed
+        assert await exporter.discover()
+        samples = await _metrics(url)
+        assert exported_projects(samples) == set()
+        assert samples.value("vias_discovery_last_refresh_successful") == 1
+        assert samples.value("vias_discovery_projects") == 0
+
+
+async def test_a_project_listed_again_ends_the_empty_streak(simulator: RunningSimulator) -> None:
+    """Empty, then the projects again, then empty: the streak starts over."""
+    sim = simulator.sim
+    listed = IamDirectory([IamProject("p1", "cn-north-4")])
+    sim.iam = listed
+    clock = FakeClock()
+    async with Exporter(discovering(simulator.url), clock=clock) as exporter:
+        assert exporter._discovery is not None
+        exporter._discovery._clock = clock
+        assert await exporter.discover()
+        for answer in (IamDirectory([]), listed, IamDirectory([])):
+            sim.iam = answer
+            clock.advance(500)
+            assert await exporter.discover() is (answer is listed)
+        assert [t.project_id for t in exporter.targets] == ["p1"]
+
+
+async def test_a_project_id_that_is_a_path_is_never_polled(
+    simulator: RunningSimulator, logs: list[dict[str, Any]]
+) -> None:
+    """A discovered id like `../../v3/projects?x=` is not made a target (counted, logged);
+    the other projects are polled, and no request leaves the project's own paths."""
+    sim = simulator.sim
+    sim.iam = IamDirectory(
+        [IamProject("p1", "cn-north-4"), IamProject("../../v3/projects?x=", "cn-north-4_x")]
+    )
+    async with Exporter(discovering(simulator.url)) as exporter, serving(exporter) as url:
+        assert await exporter.discover()
+        await exporter.poll_all_once()
+        samples = await _metrics(url)
+    assert [t.project_id for t in exporter.targets] == ["p1"]
+    assert exported_projects(samples) == {"p1"}
+    assert samples.value("vias_discovery_projects_rejected_total", reason="invalid_id") == 1
+    assert events(logs, "discovered projects ignored", projects=1)
+    vias_paths = [r.path for r in sim.requests if not r.path.startswith("/v3/")]
+    assert vias_paths and all(path.startswith("/v2/p1/") for path in vias_paths)
+
+
+async def test_path_parameters_are_quoted_whole(hostile: Any) -> None:
+    """The project id and an id from an answer each go into one path segment: `/` and `?`
+    are escaped, and a dot segment (which no escaping keeps in place) is refused as a bad
+    answer before anything is sent."""
+    seen: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
+        return web.json_response({})
+
+    url = await hostile({"/{tail:.*}": record})
+    settings = make_config([target(url, "p1")]).global_
+    async with aiohttp.ClientSession() as session:
+
+        def transport(project_id: str) -> Transport:
+            auth = TokenAuth(SecretStr("t"))
+            return Transport(
+                session=session,
+                base_url=url,
+                project_id=project_id,
+                auth=auth,
+                telemetry=Telemetry(),
+                settings=settings,
+            )
+
+        endpoint = "/v2/{project_id}/tasks/{task_id}"
+        await transport("../x?").get(endpoint, {}, bytes, task_id="../../v3/projects?x=")
+        assert seen == ["/v2/..%2Fx%3F/tasks/..%2F..%2Fv3%2Fprojects%3Fx="]
+        for dots in (".", ".."):
+            with pytest.raises(ViasResponseError):
+                await transport("p1").get(endpoint, {}, bytes, task_id=dots)
+            with pytest.raises(ViasResponseError):
+                await transport(dots).get(endpoint, {}, bytes, task_id="t")
+    assert len(seen) == 1
+
+
+async def _metrics(url: str) -> Samples:
+    async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as response:
+        assert response.status == 200
+        return Samples.parse(await response.text())
