@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from types import MappingProxyType
 from typing import Any
 
+import structlog
 from prometheus_client import CollectorRegistry
 from prometheus_client import generate_latest as generate_text
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -29,6 +30,7 @@ from exporter.exposition_cache import (
     OPENMETRICS,
     TEXT,
     FamilyText,
+    LabelCap,
     Piece,
     Pieces,
     Rendered,
@@ -43,8 +45,11 @@ from exporter.lists import REGISTRY
 from exporter.lists.base import AlgorithmDirectory, ListView, ProblemTask, Renderer
 from exporter.metric_filter import MetricFilter
 from exporter.self_metrics import SelfMetricPieces, without_created
+from exporter.settings import DEFAULT_LABEL_VALUE_MAX_BYTES
 from exporter.snapshot import Snapshot, SnapshotStore, SourceKey, SourceState
 from exporter.telemetry import Telemetry
+
+log = structlog.get_logger(__name__)
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -152,11 +157,23 @@ class _Exported(Collector):
         self._store = store
         self._allowed = allowed
         self.text_format = True  # which format the render in progress writes
+        self.label_value_max_bytes = DEFAULT_LABEL_VALUE_MAX_BYTES
 
     def collect(self) -> Iterator[Metric]:
         yield from without_created(filter(self._allowed.allows, self._telemetry.registry.collect()))
-        families = filter(self._allowed.allows, snapshot_families(self._store.current))
+        allowed = filter(self._allowed.allows, snapshot_families(self._store.current))
+        families = (_capped(family, self.label_value_max_bytes) for family in allowed)
         yield from _created_apart(families) if self.text_format else families
+
+
+def _capped(family: Metric, max_bytes: int) -> Metric:
+    """The family with its label values cut as the cached exposition cuts them."""
+    cap = LabelCap(max_bytes)
+    family.samples = [
+        sample._replace(labels={name: cap(text) for name, text in sample.labels.items()})
+        for sample in family.samples
+    ]
+    return family
 
 
 class Exposition:
@@ -196,6 +213,11 @@ class Exposition:
     def ready(self) -> bool:
         """True once the served bytes show every source's first poll, successful or not."""
         return all(state.polled for state in self.rendered_snapshot.sources.values())
+
+    def cap_label_values(self, max_bytes: int) -> None:
+        """Cut the lists' label values at `max_bytes` (`label_value_max_bytes`) from the
+        next render of each source on."""
+        self._reference.label_value_max_bytes = max_bytes
 
     def render(self) -> None:
         """Bring the cached lines up to the current snapshot, synchronously (start-up,
@@ -312,15 +334,29 @@ class Exposition:
         if state.data is None:
             return ({}, {})
         families = REGISTRY[state.source].render([_view(state, shown, algorithms)])
-        return self._pieces(families, after=_LAST_HEALTH_FAMILY)
+        cap = LabelCap(self._reference.label_value_max_bytes)
+        pieces = self._pieces(families, after=_LAST_HEALTH_FAMILY, cap=cap)
+        if cap.cut:  # counted once per format: each writes every value
+            values = cap.cut // len(FORMATS)
+            self._telemetry.count_label_values_truncated(state.project_id, state.source, values)
+            log.warning(
+                "label values truncated",
+                project_id=state.project_id,
+                source=state.source,
+                values=values,
+                label_value_max_bytes=cap.max_bytes,
+            )
+        return pieces
 
-    def _pieces(self, families: Iterable[Metric], *, after: str) -> Pieces:
+    def _pieces(
+        self, families: Iterable[Metric], *, after: str, cap: LabelCap | None = None
+    ) -> Pieces:
         pieces: Pieces = ({}, {})
         previous = [after, after]  # by format: the family written last, for `_ensure_slot`
         for family in filter(self._allowed.allows, families):
             for fmt, written, samples in _written(family):
                 header = self._header(written, fmt)
-                lines = sample_lines(samples)
+                lines = sample_lines(samples, cap)
                 if lines:
                     pieces[fmt][header.name] = Piece(lines)
                 self._ensure_slot(fmt, header.name, header.header, after=previous[fmt])

@@ -11,10 +11,12 @@ back-reference crosses it, as pigz does): a piece is compressed once, when first
 
 from __future__ import annotations
 
+import hashlib
 import re
+import sys
 import threading
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import generate_latest as render_text
@@ -50,19 +52,53 @@ def render(families: Iterable[Metric], fmt: int) -> bytes:
     return rendered.removesuffix(EOF)
 
 
-def sample_lines(samples: Iterable[Sample]) -> bytes:
+class LabelCap:
+    """Label values longer than `max_bytes` (UTF-8, as Prometheus's
+    `label_value_length_limit` counts) cut to it, ending in `…` and 8 hex characters of a
+    hash of the whole value, so two long values sharing a beginning stay two series;
+    `cut` counts the values cut."""
+
+    __slots__ = ("cut", "max_bytes")
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.cut = 0
+
+    def fits(self, text: str) -> bool:
+        """Cheap for the usual value: a character is at most 4 bytes."""
+        return len(text) * 4 <= self.max_bytes or len(text.encode()) <= self.max_bytes
+
+    def __call__(self, text: str) -> str:
+        if self.fits(text):
+            return text
+        self.cut += 1
+        return capped_label_value(text, self.max_bytes)
+
+
+def capped_label_value(text: str, max_bytes: int) -> str:
+    whole = text.encode("utf-8", "surrogatepass")
+    mark = "…" + hashlib.blake2b(whole, digest_size=4).hexdigest()
+    room = max_bytes - len(mark.encode())
+    return whole[:room].decode("utf-8", "ignore") + mark  # "ignore": a character cut in two
+
+
+def sample_lines(samples: Iterable[Sample], cap: LabelCap | None = None) -> bytes:
     """The sample lines prometheus-client writes for these samples, in either format, at a
-    fraction of its cost (it checks and escapes every label name of every sample).
+    fraction of its cost (it checks and escapes every label name of every sample); label
+    values over `cap` cut (see `LabelCap`).
 
     Holds for what the list renderers make: legacy metric and label names, no timestamps,
     exemplars or native histograms; tests/test_collector.py checks every body against
     prometheus-client's own render."""
     lines = []
+    fit = cap.max_bytes // 4 if cap is not None else sys.maxsize  # this long always fits
+    cut: Callable[[str], str] = cap if cap is not None else str
     for sample in samples:
         value: str = floatToGoString(sample.value)  # type: ignore[no-untyped-call]
         if sample.labels:
             labels = ",".join(
-                f'{name}="{_escape_value(text)}"' for name, text in sorted(sample.labels.items())
+                f'{name}="{_escape_value(text if len(text) <= fit else cut(text))}"'
+                for name, text in sorted(sample.labels.items())
             )
             lines.append(f"{sample.name}{{{labels}}} {value}\n")
         else:

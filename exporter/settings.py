@@ -31,6 +31,9 @@ from exporter.lists import DEFAULT_LISTS, REGISTRY
 ENV_PREFIX = "VIAS_"
 # The largest answer read: ~25 times the largest page seen (1,000 jobs, ~600 kB).
 DEFAULT_MAX_RESPONSE_BYTES = 16 << 20
+# Label values from the API are cut to this many bytes (UTF-8): a Prometheus with
+# `label_value_length_limit` rejects a whole scrape for one longer value.
+DEFAULT_LABEL_VALUE_MAX_BYTES = 1024
 
 
 class ConfigError(Exception):
@@ -212,6 +215,8 @@ class GlobalConfig(BaseModel):
     problem_tasks_limit: int = Field(default=200, ge=0)
     # Batch tasks per project with series of their own, the most urgent kept (a safety net).
     batch_task_series_limit: int = Field(default=1000, ge=0)
+    # Longer label values from the API are cut to this (ending in … and a hash), counted.
+    label_value_max_bytes: int = Field(default=DEFAULT_LABEL_VALUE_MAX_BYTES, ge=64)
     request_timeout_seconds: float = Field(default=15.0, gt=0)
     # An answer body longer than this fails the poll (`bad_response`) unread past it.
     max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=64 << 10)

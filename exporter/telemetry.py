@@ -90,6 +90,13 @@ class ProjectTelemetry:
             ["project_id"],
             registry=r,
         )
+        self.label_values_truncated = Counter(
+            "vias_label_values_truncated",
+            "Label values from the API cut to label_value_max_bytes, counted at each render "
+            "of the source's series (after a poll that changed them).",
+            ["project_id", "source"],
+            registry=r,
+        )
 
 
 class _ProjectFamilies(Collector):
@@ -215,6 +222,9 @@ class Telemetry:
 
     def count_paging_fallback(self, project_id: str, source: str, reason: str) -> None:
         self._count(project_id, lambda m: m.paging_fallbacks, source, reason)
+
+    def count_label_values_truncated(self, project_id: str, source: str, values: int) -> None:
+        self._count(project_id, lambda m: m.label_values_truncated, source, amount=values)
 
     def count_hidden_problems(self, project_id: str, hidden: int) -> None:
         self._count(project_id, lambda m: m.problem_tasks_dropped, amount=hidden)

@@ -181,6 +181,7 @@ async def exposition_with_every_metric() -> str:
         face_edge_tasks_per_project=5,
         scenario="demo",
     )
+    world.projects["p2"].add_task(state="S" * 2000)  # a label value over the cap
     sim = make_simulator(world)
     sim.resources.edge_pool_max_page_size = 200  # our first page of 1000 is refused
     async with run_simulator(sim) as url:

@@ -53,6 +53,7 @@ def test_every_global_setting_loads_from_its_variable(env, tmp_path: Path) -> No
         "VIAS_MAX_AGE_INTERVALS": ("5", 5.0),
         "VIAS_PROBLEM_TASKS_LIMIT": ("17", 17),
         "VIAS_BATCH_TASK_SERIES_LIMIT": ("40", 40),
+        "VIAS_LABEL_VALUE_MAX_BYTES": ("256", 256),
         "VIAS_REQUEST_TIMEOUT_SECONDS": ("7.5", 7.5),
         "VIAS_MAX_RESPONSE_BYTES": ("1048576", 1048576),
         "VIAS_MAX_RETRIES": ("6", 6),

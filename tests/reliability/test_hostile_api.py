@@ -8,6 +8,7 @@ counted and logged, and the other project keeps its data. docs/reliability.md li
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -350,3 +351,55 @@ async def _metrics(url: str) -> Samples:
     async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as response:
         assert response.status == 200
         return Samples.parse(await response.text())
+
+
+# --- 4. label values are capped ---------------------------------------------------------
+
+CUT = re.compile(r"…[0-9a-f]{8}$")
+
+
+async def test_label_values_over_the_cap_are_cut_and_counted(
+    simulator: RunningSimulator, hostile: Any, logs: list[dict[str, Any]]
+) -> None:
+    """A 100 kB job name and a 5,000-character state: every label value on /metrics fits
+    `label_value_max_bytes` (a Prometheus with `label_value_length_limit` keeps the scrape),
+    cut ones end in `…` and a hash (two names sharing a beginning stay two series), and
+    the cut values are counted and logged. The cached and the reference render agree."""
+    long_name = "n" * 100_000
+    jobs = [
+        {"id": "j1", "name": long_name + "1", "state": "FAILED"},
+        {"id": "j2", "name": long_name + "2", "state": "FAILED"},
+        {"id": "j3", "name": "short", "state": "S" * 5_000},
+    ]
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response({"count": len(jobs), "tasks": jobs})
+
+    bad = await hostile({"/v2/{project_id}/tasks": handler})
+    config = fast_config(healthy_and_bad(simulator.url, bad), label_value_max_bytes=1024)
+    async with running_exporter(config) as running:
+        await running.exporter.poll_all_once()
+        samples = await running.scrape()
+        exposition = running.exporter.exposition
+        for openmetrics in (False, True):
+            cached = exposition.body(openmetrics=openmetrics, gzipped=False)
+            assert cached == exposition.render_uncached(openmetrics=openmetrics)
+    values = [value for (_, labels) in samples for _, value in labels]
+    assert max(len(value.encode()) for value in values) <= 1024
+    cut = {
+        (name, label, value)
+        for (name, labels) in samples
+        if ("project_id", "p2") in labels
+        for label, value in labels
+        if CUT.search(value)
+    }
+    names = {dict(labels)["task_name"] for labels in samples.series("vias_problem_task_info")}
+    assert {len(name.encode()) for name in names if CUT.search(name)} == {1024}
+    assert len([name for name in names if name.startswith("nnnn")]) == 2  # still two series
+    assert {label for _, label, _ in cut} == {"task_name", "state"}
+    counted = samples.value("vias_label_values_truncated_total", project_id="p2", source="tasks")
+    assert counted == len(cut)
+    assert samples.value("vias_up", project_id="p2", source="tasks") == 1
+    assert samples.value("vias_up", project_id="p1", source="tasks") == 1
+    (logged,) = events(logs, "label values truncated", project_id="p2", source="tasks")
+    assert logged["values"] == len(cut)
