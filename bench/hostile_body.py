@@ -29,7 +29,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bench.fixtures import free_port
-from exporter.settings import DEFAULT_MAX_RESPONSE_BYTES
+from exporter.config_rules import DEFAULT_MAX_RESPONSE_BYTES
 
 PAGE_BYTES = 200 * 1000 * 1000
 CHUNK = 1 << 20

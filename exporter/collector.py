@@ -17,7 +17,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from types import MappingProxyType
 from typing import Any
 
-import structlog
 from prometheus_client import CollectorRegistry
 from prometheus_client import generate_latest as generate_text
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -25,12 +24,12 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from exporter.config_rules import DEFAULT_LABEL_VALUE_MAX_BYTES
 from exporter.exposition_cache import (
     FORMATS,
     OPENMETRICS,
     TEXT,
     FamilyText,
-    LabelCap,
     Piece,
     Pieces,
     Rendered,
@@ -41,15 +40,13 @@ from exporter.exposition_cache import (
     sample_lines,
     split_families,
 )
+from exporter.label_values import LabelCap, capped_family, report_cut
 from exporter.lists import REGISTRY
 from exporter.lists.base import AlgorithmDirectory, ListView, ProblemTask, Renderer
 from exporter.metric_filter import MetricFilter
 from exporter.self_metrics import SelfMetricPieces, without_created
-from exporter.settings import DEFAULT_LABEL_VALUE_MAX_BYTES
 from exporter.snapshot import Snapshot, SnapshotStore, SourceKey, SourceState
 from exporter.telemetry import Telemetry
-
-log = structlog.get_logger(__name__)
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -162,18 +159,8 @@ class _Exported(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from without_created(filter(self._allowed.allows, self._telemetry.registry.collect()))
         allowed = filter(self._allowed.allows, snapshot_families(self._store.current))
-        families = (_capped(family, self.label_value_max_bytes) for family in allowed)
+        families = (capped_family(family, self.label_value_max_bytes) for family in allowed)
         yield from _created_apart(families) if self.text_format else families
-
-
-def _capped(family: Metric, max_bytes: int) -> Metric:
-    """The family with its label values cut as the cached exposition cuts them."""
-    cap = LabelCap(max_bytes)
-    family.samples = [
-        sample._replace(labels={name: cap(text) for name, text in sample.labels.items()})
-        for sample in family.samples
-    ]
-    return family
 
 
 class Exposition:
@@ -336,16 +323,7 @@ class Exposition:
         families = REGISTRY[state.source].render([_view(state, shown, algorithms)])
         cap = LabelCap(self._reference.label_value_max_bytes)
         pieces = self._pieces(families, after=_LAST_HEALTH_FAMILY, cap=cap)
-        if cap.cut:  # counted once per format: each writes every value
-            values = cap.cut // len(FORMATS)
-            self._telemetry.count_label_values_truncated(state.project_id, state.source, values)
-            log.warning(
-                "label values truncated",
-                project_id=state.project_id,
-                source=state.source,
-                values=values,
-                label_value_max_bytes=cap.max_bytes,
-            )
+        report_cut(cap, self._telemetry, state.project_id, state.source, writes=len(FORMATS))
         return pieces
 
     def _pieces(

@@ -32,15 +32,10 @@ import structlog
 from pydantic import Field
 
 from exporter.auth import AkSkAuth, Auth, CoolDown, IamPasswordAuth
+from exporter.config_rules import PROJECT_ID_RULE, valid_project_id
 from exporter.errors import ViasError, ViasResponseError
 from exporter.models import ApiModel, parse_model
-from exporter.settings import (
-    PROJECT_ID_RULE,
-    DiscoveryConfig,
-    GlobalConfig,
-    TargetConfig,
-    valid_project_id,
-)
+from exporter.settings import DiscoveryConfig, GlobalConfig, TargetConfig
 from exporter.telemetry import Telemetry
 from exporter.transport import Transport, client_session, client_tls
 

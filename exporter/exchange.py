@@ -13,13 +13,13 @@ import aiohttp
 import structlog
 from multidict import CIMultiDictProxy
 
+from exporter.config_rules import DEFAULT_MAX_RESPONSE_BYTES
 from exporter.errors import (
     ViasCertificateError,
     ViasConnectionError,
     ViasResponseError,
     ViasTimeoutError,
 )
-from exporter.settings import DEFAULT_MAX_RESPONSE_BYTES
 from exporter.telemetry import Telemetry
 
 log = structlog.get_logger(__name__)

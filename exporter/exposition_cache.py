@@ -11,7 +11,6 @@ back-reference crosses it, as pigz does): a piece is compressed once, when first
 
 from __future__ import annotations
 
-import hashlib
 import re
 import sys
 import threading
@@ -24,6 +23,8 @@ from prometheus_client.core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as render_openmetrics
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
+
+from exporter.label_values import LabelCap
 
 TEXT = 0
 OPENMETRICS = 1
@@ -50,36 +51,6 @@ def render(families: Iterable[Metric], fmt: int) -> bytes:
         return render_text(_Families(families))
     rendered: bytes = render_openmetrics(_Families(families))  # type: ignore[no-untyped-call]
     return rendered.removesuffix(EOF)
-
-
-class LabelCap:
-    """Label values longer than `max_bytes` (UTF-8, as Prometheus's
-    `label_value_length_limit` counts) cut to it, ending in `…` and 8 hex characters of a
-    hash of the whole value, so two long values sharing a beginning stay two series;
-    `cut` counts the values cut."""
-
-    __slots__ = ("cut", "max_bytes")
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.cut = 0
-
-    def fits(self, text: str) -> bool:
-        """Cheap for the usual value: a character is at most 4 bytes."""
-        return len(text) * 4 <= self.max_bytes or len(text.encode()) <= self.max_bytes
-
-    def __call__(self, text: str) -> str:
-        if self.fits(text):
-            return text
-        self.cut += 1
-        return capped_label_value(text, self.max_bytes)
-
-
-def capped_label_value(text: str, max_bytes: int) -> str:
-    whole = text.encode("utf-8", "surrogatepass")
-    mark = "…" + hashlib.blake2b(whole, digest_size=4).hexdigest()
-    room = max_bytes - len(mark.encode())
-    return whole[:room].decode("utf-8", "ignore") + mark  # "ignore": a character cut in two
 
 
 def sample_lines(samples: Iterable[Sample], cap: LabelCap | None = None) -> bytes:

@@ -26,14 +26,15 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from exporter.config_rules import (
+    DEFAULT_LABEL_VALUE_MAX_BYTES,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    project_id,
+)
+from exporter.config_rules import yaml_problem as yaml_problem  # webconfig's import
 from exporter.lists import DEFAULT_LISTS, REGISTRY
 
 ENV_PREFIX = "VIAS_"
-# The largest answer read: ~25 times the largest page seen (1,000 jobs, ~600 kB).
-DEFAULT_MAX_RESPONSE_BYTES = 16 << 20
-# Label values from the API are cut to this many bytes (UTF-8): a Prometheus with
-# `label_value_length_limit` rejects a whole scrape for one longer value.
-DEFAULT_LABEL_VALUE_MAX_BYTES = 1024
 
 
 class ConfigError(Exception):
@@ -83,27 +84,7 @@ def _readable_secret_file(path: Path | None) -> Path | None:
 
 SecretFile = Annotated[Path | None, AfterValidator(_readable_secret_file)]
 
-# Huawei Cloud project ids are 32 hex characters; other short ids (the simulator's `p1`,
-# a test double's `demo-project`) are accepted as long as they cannot leave their place in
-# a URL path: letters, digits, `-` and `_`, starting with a letter or digit, at most 64.
-_PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-PROJECT_ID_RULE = (
-    "a project id is 32 hex characters, or up to 64 letters, digits, `-` and `_` "
-    "starting with a letter or digit"
-)
-
-
-def valid_project_id(project_id: str) -> bool:
-    return _PROJECT_ID.fullmatch(project_id) is not None
-
-
-def _project_id(project_id: str) -> str:
-    if not valid_project_id(project_id):
-        raise ValueError(PROJECT_ID_RULE)
-    return project_id
-
-
-ProjectId = Annotated[str, AfterValidator(_project_id)]
+ProjectId = Annotated[str, AfterValidator(project_id)]
 
 
 def _read_secret_files(config: TargetConfig | DiscoveryConfig, *secrets: str) -> None:
@@ -290,9 +271,8 @@ class DiscoveryConfig(BaseModel):
     include: list[re.Pattern[str]] = Field(default_factory=list)
     exclude: list[re.Pattern[str]] = Field(default_factory=list)
     refresh_interval_seconds: float = Field(default=300.0, gt=0)
-    # An answer listing none of the wanted projects, when the last one listed some, is
-    # believed once answers in a row have said so for this long (two at least): until
-    # then the projects are kept and the refresh fails with reason `empty`.
+    # No wanted project listed, after some were: believed once answers in a row have said
+    # so this long (two at least); until then they are kept, the refresh fails (`empty`).
     empty_confirmation_seconds: float = Field(default=600.0, ge=0)
     # The targets it makes: the VIAS endpoint (default https://vias.{region}.myhuaweicloud.com;
     # `{region}` is replaced by the project's region), sources and intervals.
@@ -352,8 +332,7 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _unique_targets(self) -> Config:
-        # By id alone: series are keyed by project_id, so the same project at two
-        # spellings of an endpoint (or two endpoints) would write one set of series.
+        # By id alone: series are keyed by it (two spellings of an endpoint: one set).
         ids = [target.project_id for target in self.targets]
         duplicates = sorted({project_id for project_id in ids if ids.count(project_id) > 1})
         if duplicates:
@@ -406,24 +385,6 @@ def load_config(config_file: Path | None = None) -> Config:
         raise ConfigError(_describe(error, env=True)) from None
     # Already validated: construct without validating (and reading secret files) twice.
     return Config.model_construct(global_=global_config, targets=[target])
-
-
-def yaml_problem(error: yaml.YAMLError) -> str:
-    """Where and what is wrong with a YAML file, never an excerpt of it: the parser's own
-    message quotes the offending line, which may hold a secret."""
-    mark = getattr(error, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    problem = _unquoted(getattr(error, "problem", None) or "not valid YAML")
-    return f"malformed YAML{where}: {problem}"
-
-
-def _unquoted(problem: str) -> str:
-    """The parser's problem up to its first quote: what it quotes is text of the file (a
-    tag `!...`, an alias `*...`, a character), which may be a secret."""
-    quotes = [at for at in (problem.find("'"), problem.find('"')) if at >= 0]
-    if not quotes:
-        return problem
-    return problem[: min(quotes)].rstrip() + " (the text itself is not shown)"
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
