@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -403,3 +404,35 @@ async def test_label_values_over_the_cap_are_cut_and_counted(
     assert samples.value("vias_up", project_id="p1", source="tasks") == 1
     (logged,) = events(logs, "label values truncated", project_id="p2", source="tasks")
     assert logged["values"] == len(cut)
+
+
+# --- 6. caps hide no totals ---------------------------------------------------------------
+
+
+async def test_the_batch_task_cap_hides_no_totals(simulator: RunningSimulator) -> None:
+    """With more batch tasks than `batch_task_series_limit`, the per-batch-task series are
+    capped, but `vias_project_batch_task_tasks` sums every batch task's tasks by state:
+    a dashboard's `sum` is the truth, not the part the budget kept."""
+    project = simulator.world.projects["p1"]
+    truth: Counter[str] = Counter()
+    for batch in project.batch_tasks.values():
+        truth.update({state.upper(): n for state, n in batch.status_counts().items()})
+    assert len(project.batch_tasks) == 4 and sum(truth.values()) > 0
+    config = fast_config([target(simulator.url, "p1", sources=["batch_tasks"])])
+    config.global_ = config.global_.model_copy(update={"batch_task_series_limit": 2})
+    async with running_exporter(config) as running:
+        await running.exporter.poll_all_once()
+        samples = await running.scrape()
+    capped: Counter[str] = Counter()
+    for labels, value in samples.series("vias_batch_task_tasks", project_id="p1").items():
+        capped[dict(labels)["state"]] += int(value)
+    totals = {
+        dict(labels)["state"]: value
+        for labels, value in samples.series(
+            "vias_project_batch_task_tasks", project_id="p1"
+        ).items()
+    }
+    assert {state: n for state, n in totals.items() if n} == dict(truth)
+    assert sum(capped.values()) < sum(truth.values())  # the cap did cut the per-task series
+    assert totals["FAILED"] == truth["FAILED"]  # documented states present, 0 when none
+    assert samples.value("vias_batch_task_series_dropped_total", project_id="p1") == 2
