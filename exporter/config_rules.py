@@ -5,8 +5,10 @@ the file (it holds secrets)."""
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
 import yaml
+from pydantic import AfterValidator
 
 # The largest answer read: ~25 times the largest page seen (1,000 jobs, ~600 kB).
 DEFAULT_MAX_RESPONSE_BYTES = 16 << 20
@@ -33,6 +35,19 @@ def project_id(value: str) -> str:
     if not valid_project_id(value):
         raise ValueError(PROJECT_ID_RULE)
     return value
+
+
+ProjectId = Annotated[str, AfterValidator(project_id)]
+
+_SETTINGS_FIELD = re.compile(r'field "(\w+)"')
+
+
+def env_value_problem(error: Exception, prefix: str) -> str:
+    """A VIAS_* variable pydantic-settings could not decode (JSON for a mapping such as
+    `VIAS_POLL_INTERVALS`), named without its value."""
+    field = _SETTINGS_FIELD.search(str(error))
+    variable = prefix + field.group(1).upper() if field else f"a {prefix}* variable"
+    return f'{variable}: not valid JSON (expected an object such as {{"video_groups": 600}})'
 
 
 def yaml_problem(error: yaml.YAMLError) -> str:

@@ -24,12 +24,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from exporter.config_rules import (
     DEFAULT_LABEL_VALUE_MAX_BYTES,
     DEFAULT_MAX_RESPONSE_BYTES,
-    project_id,
+    ProjectId,
+    env_value_problem,
 )
 from exporter.config_rules import yaml_problem as yaml_problem  # webconfig's import
 from exporter.lists import DEFAULT_LISTS, REGISTRY
@@ -83,8 +84,6 @@ def _readable_secret_file(path: Path | None) -> Path | None:
 
 
 SecretFile = Annotated[Path | None, AfterValidator(_readable_secret_file)]
-
-ProjectId = Annotated[str, AfterValidator(project_id)]
 
 
 def _read_secret_files(config: TargetConfig | DiscoveryConfig, *secrets: str) -> None:
@@ -383,6 +382,8 @@ def load_config(config_file: Path | None = None) -> Config:
         global_config = _EnvGlobal()
     except ValidationError as error:
         raise ConfigError(_describe(error, env=True)) from None
+    except SettingsError as error:  # a variable that is not the JSON its field needs
+        raise ConfigError(env_value_problem(error, ENV_PREFIX)) from None
     # Already validated: construct without validating (and reading secret files) twice.
     return Config.model_construct(global_=global_config, targets=[target])
 

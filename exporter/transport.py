@@ -11,6 +11,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import TypeVar
 from urllib.parse import quote
 
@@ -145,7 +146,7 @@ class Transport:
             wait=self._backoff,
             retry=retry_if_exception(_retryable),
             reraise=True,
-            before_sleep=_log_retry,
+            before_sleep=partial(_log_retry, self.project_id, endpoint),
         )
         async for attempt in retrying:
             with attempt:
@@ -215,10 +216,12 @@ class Transport:
         return answer.body
 
 
-def _log_retry(state: RetryCallState) -> None:
+def _log_retry(project_id: str, endpoint: str, state: RetryCallState) -> None:
     error = state.outcome.exception() if state.outcome else None
     log.info(
         "retrying request",
+        project_id=project_id,
+        endpoint=endpoint,  # the list's path template: which source
         attempt=state.attempt_number,
         error=str(error),
         wait_seconds=round(state.upcoming_sleep, 3),

@@ -120,3 +120,32 @@ async def test_a_yaml_tag_is_not_on_stderr(tmp_path: Path) -> None:
     code, out, err = await run("--check-config", "--config.file", str(config_file))
     assert code == 2
     assert "malformed YAML" in err and SECRET not in err + out
+
+
+TARGET_ENV = {"VIAS_PROJECT_ID": "p1", "VIAS_REGION": "cn-north-4", "VIAS_AUTH_TOKEN": "t0ken"}
+
+
+async def test_bad_json_in_vias_poll_intervals_is_a_configuration_error() -> None:
+    """Documented: exit 2 naming the variable; not a traceback and exit 1."""
+    code, out, err = await run(
+        "--check-config", **TARGET_ENV, VIAS_POLL_INTERVALS='{"tasks": 30, s3cr3t'
+    )
+    assert code == 2
+    assert "VIAS_POLL_INTERVALS: not valid JSON" in err
+    assert "Traceback" not in err and "s3cr3t" not in err + out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--total-shards", "0"], "--total-shards: expected 1 or more replicas, got 0"),
+        (["--shard", "x"], "--shard: expected a number from 0 to 0 or auto, got 'x'"),
+        (["--shard", "-1", "--total-shards", "2"], "expected a number from 0 to 1 or auto"),
+        (["--shard", "2", "--total-shards", "2"], "--shard 2: expected below --total-shards 2"),
+    ],
+)
+async def test_bad_shard_flags_name_the_flag(args: list[str], message: str) -> None:
+    code, _, err = await run("--check-config", *args, **TARGET_ENV)
+    assert code == 2
+    assert message in err
+    assert "invalid literal" not in err and "is not one of 0" not in err

@@ -436,3 +436,23 @@ async def test_the_batch_task_cap_hides_no_totals(simulator: RunningSimulator) -
     assert sum(capped.values()) < sum(truth.values())  # the cap did cut the per-task series
     assert totals["FAILED"] == truth["FAILED"]  # documented states present, 0 when none
     assert samples.value("vias_batch_task_series_dropped_total", project_id="p1") == 2
+
+
+# --- smaller: the retry log line ---------------------------------------------------------
+
+
+async def test_the_retry_log_line_names_the_project_and_endpoint(
+    hostile: Any, logs: list[dict[str, Any]]
+) -> None:
+    answers = [web.json_response({"error_code": "VIAS.0001"}, status=500)]
+
+    async def handler(request: web.Request) -> web.Response:
+        return answers.pop() if answers else web.Response(body=tasks_page(2))
+
+    bad = await hostile({"/v2/{project_id}/tasks": handler})
+    config = fast_config([target(bad, "p2", sources=["tasks"])])
+    async with running_exporter(config) as running:
+        await running.exporter.poll_all_once()
+    (retry,) = events(logs, "retrying request")
+    assert retry["project_id"] == "p2"
+    assert retry["endpoint"] == "/v2/{project_id}/tasks"
