@@ -216,7 +216,9 @@ class Exporter:
     def _new_discovery(self) -> None:
         discovery = self.config.discovery
         self._discovery = (
-            None if discovery is None else Discovery(discovery, self.config.global_, self.telemetry)
+            None
+            if discovery is None
+            else Discovery(discovery, self.config.global_, self.telemetry, clock=self._clock)
         )
 
     def _start_discovery(self) -> None:

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -18,11 +19,11 @@ GENERATOR = ROOT / "deploy" / "kubernetes" / "generate_prometheusrule.py"
 HOSTED = "https://git.example.com/ops/vias-exporter/blob/main/docs/runbook.md"
 
 
-def _runbook_urls(groups: list[dict[str, object]]) -> dict[str, str]:
+def _runbook_urls(groups: list[dict[str, Any]]) -> dict[str, str]:
     return {
-        rule["alert"]: rule["annotations"]["runbook_url"]  # type: ignore[index]
+        rule["alert"]: rule["annotations"]["runbook_url"]
         for group in groups
-        for rule in group["rules"]  # type: ignore[attr-defined]
+        for rule in group["rules"]
         if "alert" in rule
     }
 

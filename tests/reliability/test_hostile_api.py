@@ -249,9 +249,6 @@ async def test_an_empty_project_list_is_not_believed_at_once(
     clock = FakeClock()
     config = discovering(simulator.url, empty_confirmation_seconds=600)
     async with Exporter(config, clock=clock) as exporter, serving(exporter) as url:
-        discovery = exporter._discovery
-        assert discovery is not None
-        discovery._clock = clock  # the exporter's clock is not handed to discovery
         assert await exporter.discover()
         await exporter.poll_all_once()
         sim.iam = IamDirectory([])
@@ -281,8 +278,6 @@ async def test_a_project_listed_again_ends_the_empty_streak(simulator: RunningSi
     sim.iam = listed
     clock = FakeClock()
     async with Exporter(discovering(simulator.url), clock=clock) as exporter:
-        assert exporter._discovery is not None
-        exporter._discovery._clock = clock
         assert await exporter.discover()
         for answer in (IamDirectory([]), listed, IamDirectory([])):
             sim.iam = answer
