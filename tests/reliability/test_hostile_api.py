@@ -7,6 +7,7 @@ counted and logged, and the other project keeps its data. docs/reliability.md li
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections import Counter
@@ -47,22 +48,21 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MIB = 1 << 20
 
 
+Start = Callable[[dict[str, Handler]], Awaitable[str]]
+
+
 @pytest.fixture
-async def hostile() -> AsyncIterator[Callable[[dict[str, Handler]], Any]]:
-    """Start an aiohttp app with these routes (path -> GET handler) on loopback."""
-    stack: list[Any] = []
+async def hostile() -> AsyncIterator[Start]:
+    """Start an aiohttp app with these routes (path -> GET handler) on loopback; its URL."""
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def start(routes: dict[str, Handler]) -> str:
-        app = web.Application()
-        for path, handler in routes.items():
-            app.router.add_get(path, handler)
-        context = serving_app(app)
-        stack.append(context)
-        return await context.__aenter__()
+        async def start(routes: dict[str, Handler]) -> str:
+            app = web.Application()
+            for path, handler in routes.items():
+                app.router.add_get(path, handler)
+            return await stack.enter_async_context(serving_app(app))
 
-    yield start
-    for context in reversed(stack):
-        await context.__aexit__(None, None, None)
+        yield start
 
 
 def tasks_page(count: int) -> bytes:
@@ -110,7 +110,7 @@ async def announced_huge(request: web.Request) -> web.Response:
 
 @pytest.mark.parametrize("handler", [never_ending, announced_huge], ids=["endless", "announced"])
 async def test_an_answer_over_max_response_bytes_is_a_bad_response(
-    simulator: RunningSimulator, hostile: Any, logs: list[dict[str, Any]], handler: Handler
+    simulator: RunningSimulator, hostile: Start, logs: list[dict[str, Any]], handler: Handler
 ) -> None:
     """A never-ending or oversized body fails that poll as `bad_response` once read past
     `max_response_bytes` (not a timeout after gigabytes), is not retried, and leaves the
@@ -138,7 +138,7 @@ async def test_an_answer_over_max_response_bytes_is_a_bad_response(
 
 
 async def test_an_answer_just_under_max_response_bytes_is_read(
-    simulator: RunningSimulator, hostile: Any
+    simulator: RunningSimulator, hostile: Start
 ) -> None:
     """The bound is on the body, not below it: a page of exactly the bound is fine."""
     page = tasks_page(3)
@@ -181,7 +181,7 @@ def batch_pages(count: int) -> Handler:
 
 
 async def test_a_negative_count_is_a_bad_response(
-    simulator: RunningSimulator, hostile: Any
+    simulator: RunningSimulator, hostile: Start
 ) -> None:
     """`count: -1` with a full first page: not a listing of 200 with `vias_up 1`, but a
     failed poll (`bad_response`), the other project untouched."""
@@ -198,7 +198,7 @@ async def test_a_negative_count_is_a_bad_response(
 
 @pytest.mark.parametrize("count", [0, 150])
 async def test_a_total_below_a_full_page_does_not_end_the_listing(
-    hostile: Any, logs: list[dict[str, Any]], count: int
+    hostile: Start, logs: list[dict[str, Any]], count: int
 ) -> None:
     """A total smaller than the items of the full pages already listed is not believed:
     paging goes on to the short page, every batch task is listed, and it is logged."""
@@ -307,7 +307,7 @@ async def test_a_project_id_that_is_a_path_is_never_polled(
     assert vias_paths and all(path.startswith("/v2/p1/") for path in vias_paths)
 
 
-async def test_path_parameters_are_quoted_whole(hostile: Any) -> None:
+async def test_path_parameters_are_quoted_whole(hostile: Start) -> None:
     """The project id and an id from an answer each go into one path segment: `/` and `?`
     are escaped, and a dot segment (which no escaping keeps in place) is refused as a bad
     answer before anything is sent."""
@@ -355,7 +355,7 @@ CUT = re.compile(r"…[0-9a-f]{8}$")
 
 
 async def test_label_values_over_the_cap_are_cut_and_counted(
-    simulator: RunningSimulator, hostile: Any, logs: list[dict[str, Any]]
+    simulator: RunningSimulator, hostile: Start, logs: list[dict[str, Any]]
 ) -> None:
     """A 100 kB job name and a 5,000-character state: every label value on /metrics fits
     `label_value_max_bytes` (a Prometheus with `label_value_length_limit` keeps the scrape),
@@ -437,7 +437,7 @@ async def test_the_batch_task_cap_hides_no_totals(simulator: RunningSimulator) -
 
 
 async def test_the_retry_log_line_names_the_project_and_endpoint(
-    hostile: Any, logs: list[dict[str, Any]]
+    hostile: Start, logs: list[dict[str, Any]]
 ) -> None:
     answers = [web.json_response({"error_code": "VIAS.0001"}, status=500)]
 
