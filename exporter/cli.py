@@ -161,10 +161,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _sharding(shard: str, total: int) -> Sharding:
+    if total < 1:
+        raise ConfigError(f"--total-shards: expected 1 or more replicas, got {total}")
+    if shard != "auto" and not shard.isdigit():
+        expected = f"a number from 0 to {total - 1} or auto"
+        raise ConfigError(f"--shard: expected {expected}, got {shard!r}")
     try:
-        return Sharding(shard_ordinal(shard, socket.gethostname()), total)
+        ordinal = shard_ordinal(shard, socket.gethostname())
     except ValueError as error:
-        raise ConfigError(f"--shard/--total-shards: {error}") from None
+        raise ConfigError(str(error)) from None
+    if ordinal >= total:
+        raise ConfigError(f"--shard {ordinal}: expected below --total-shards {total}")
+    return Sharding(ordinal, total)
 
 
 def _metric_filter(allowlist: str | None, denylist: str | None) -> MetricFilter:

@@ -24,6 +24,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from exporter.config_rules import DEFAULT_LABEL_VALUE_MAX_BYTES
 from exporter.exposition_cache import (
     FORMATS,
     OPENMETRICS,
@@ -39,6 +40,7 @@ from exporter.exposition_cache import (
     sample_lines,
     split_families,
 )
+from exporter.label_values import LabelCap, capped_family, report_cut
 from exporter.lists import REGISTRY
 from exporter.lists.base import AlgorithmDirectory, ListView, ProblemTask, Renderer
 from exporter.metric_filter import MetricFilter
@@ -152,10 +154,12 @@ class _Exported(Collector):
         self._store = store
         self._allowed = allowed
         self.text_format = True  # which format the render in progress writes
+        self.label_value_max_bytes = DEFAULT_LABEL_VALUE_MAX_BYTES
 
     def collect(self) -> Iterator[Metric]:
         yield from without_created(filter(self._allowed.allows, self._telemetry.registry.collect()))
-        families = filter(self._allowed.allows, snapshot_families(self._store.current))
+        allowed = filter(self._allowed.allows, snapshot_families(self._store.current))
+        families = (capped_family(family, self.label_value_max_bytes) for family in allowed)
         yield from _created_apart(families) if self.text_format else families
 
 
@@ -196,6 +200,11 @@ class Exposition:
     def ready(self) -> bool:
         """True once the served bytes show every source's first poll, successful or not."""
         return all(state.polled for state in self.rendered_snapshot.sources.values())
+
+    def cap_label_values(self, max_bytes: int) -> None:
+        """Cut the lists' label values at `max_bytes` (`label_value_max_bytes`) from the
+        next render of each source on."""
+        self._reference.label_value_max_bytes = max_bytes
 
     def render(self) -> None:
         """Bring the cached lines up to the current snapshot, synchronously (start-up,
@@ -312,15 +321,20 @@ class Exposition:
         if state.data is None:
             return ({}, {})
         families = REGISTRY[state.source].render([_view(state, shown, algorithms)])
-        return self._pieces(families, after=_LAST_HEALTH_FAMILY)
+        cap = LabelCap(self._reference.label_value_max_bytes)
+        pieces = self._pieces(families, after=_LAST_HEALTH_FAMILY, cap=cap)
+        report_cut(cap, self._telemetry, state.project_id, state.source, writes=len(FORMATS))
+        return pieces
 
-    def _pieces(self, families: Iterable[Metric], *, after: str) -> Pieces:
+    def _pieces(
+        self, families: Iterable[Metric], *, after: str, cap: LabelCap | None = None
+    ) -> Pieces:
         pieces: Pieces = ({}, {})
         previous = [after, after]  # by format: the family written last, for `_ensure_slot`
         for family in filter(self._allowed.allows, families):
             for fmt, written, samples in _written(family):
                 header = self._header(written, fmt)
-                lines = sample_lines(samples)
+                lines = sample_lines(samples, cap)
                 if lines:
                     pieces[fmt][header.name] = Piece(lines)
                 self._ensure_slot(fmt, header.name, header.header, after=previous[fmt])

@@ -12,6 +12,11 @@ project, as a configured one does.
 A failed refresh (IAM down, refused, a listing that does not add up) keeps the previous
 targets: it is logged, counted in `vias_discovery_refresh_failures_total`, and tried again
 sooner than the refresh interval. It never drops a project: only a complete listing does.
+Losing every project at once is not believed at first: an answer with none of the wanted
+projects, after one with some, fails the refresh (reason `empty`) until answers in a row
+have said so for `empty_confirmation_seconds`. A project whose id could leave its place in
+a URL path is never made a target (logged, counted in
+`vias_discovery_projects_rejected_total`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import structlog
 from pydantic import Field
 
 from exporter.auth import AkSkAuth, Auth, CoolDown, IamPasswordAuth
+from exporter.config_rules import PROJECT_ID_RULE, valid_project_id
 from exporter.errors import ViasError, ViasResponseError
 from exporter.models import ApiModel, parse_model
 from exporter.settings import DiscoveryConfig, GlobalConfig, TargetConfig
@@ -43,6 +49,13 @@ RETRY_FIRST_SECONDS = 15.0  # after a failed refresh, retry this soon, doubling 
 ACCOUNT = ""
 
 OnTargets = Callable[[list[TargetConfig]], Awaitable[None]]
+
+
+class EmptyListing(ViasError):
+    """IAM listed none of the wanted projects, when it listed some before: not believed
+    until confirmed (`empty_confirmation_seconds`)."""
+
+    reason = "empty"
 
 
 class IamProject(ApiModel):
@@ -151,6 +164,7 @@ class Discovery:
         self._session: aiohttp.ClientSession | None = None
         self._transport: Transport | None = None
         self.targets: list[TargetConfig] | None = None  # the last good refresh's
+        self._empty_since: float | None = None  # first of the empty answers in a row
         # Set once the first refresh has been handed to `run`'s caller (or has failed).
         self.settled = asyncio.Event()
 
@@ -228,10 +242,43 @@ class Discovery:
     async def refresh(self) -> list[TargetConfig]:
         """The targets of the account's wanted projects, by project id; raises on failure
         (`ViasError`), leaving the previous targets and metrics' projects as they were."""
-        targets = targets_of(await self.projects(), self.config)
+        targets = targets_of(self._usable(await self.projects()), self.config)
+        self._check_not_lost(targets)
         self.targets = targets
         self._metrics.refreshed(len(targets), self._clock())
         return targets
+
+    def _usable(self, projects: list[IamProject]) -> list[IamProject]:
+        """The projects whose id may go into a URL path (see `valid_project_id`)."""
+        usable = [project for project in projects if valid_project_id(project.id)]
+        if rejected := len(projects) - len(usable):
+            self._metrics.projects_rejected_by("invalid_id", rejected)
+            log.warning("discovered projects ignored", projects=rejected, because=PROJECT_ID_RULE)
+        return usable
+
+    def _check_not_lost(self, targets: list[TargetConfig]) -> None:
+        """Raise `EmptyListing` while an answer without any wanted project, after one with
+        some, is not confirmed: two answers in a row at least, the first at least
+        `empty_confirmation_seconds` ago."""
+        if targets or not self.targets:
+            self._empty_since = None
+            return
+        now, wait = self._clock(), self.config.empty_confirmation_seconds
+        if self._empty_since is None:
+            self._empty_since = now
+        elif now - self._empty_since >= wait:
+            self._empty_since = None
+            log.warning(
+                "discovery confirmed no wanted projects: every discovered project dropped",
+                projects=len(self.targets),
+                empty_for_seconds=wait,
+            )
+            return
+        raise EmptyListing(
+            f"IAM listed none of the {len(self.targets)} wanted projects it listed before; "
+            f"kept until answers say so for {wait:g}s",
+            endpoint=PROJECTS if self.config.auth_mode == "aksk" else AUTH_PROJECTS,
+        )
 
     async def refresh_or_keep(self) -> list[TargetConfig] | None:
         """`refresh()`, or None after a failure: logged and counted, never raised."""
@@ -259,6 +306,8 @@ class Discovery:
         whenever it differs from `current` (what the caller has). After a failure the next
         try comes sooner: 15 s, doubling up to the interval."""
         have, failures = list(current), 0
+        if self.targets is None and have:  # a new discovery (a reload): what is polled
+            self.targets = list(have)
         interval = self.config.refresh_interval_seconds
         while True:
             targets = await self.refresh_or_keep()

@@ -12,9 +12,10 @@ back-reference crosses it, as pigz does): a piece is compressed once, when first
 from __future__ import annotations
 
 import re
+import sys
 import threading
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import generate_latest as render_text
@@ -22,6 +23,8 @@ from prometheus_client.core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as render_openmetrics
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
+
+from exporter.label_values import LabelCap
 
 TEXT = 0
 OPENMETRICS = 1
@@ -50,19 +53,23 @@ def render(families: Iterable[Metric], fmt: int) -> bytes:
     return rendered.removesuffix(EOF)
 
 
-def sample_lines(samples: Iterable[Sample]) -> bytes:
+def sample_lines(samples: Iterable[Sample], cap: LabelCap | None = None) -> bytes:
     """The sample lines prometheus-client writes for these samples, in either format, at a
-    fraction of its cost (it checks and escapes every label name of every sample).
+    fraction of its cost (it checks and escapes every label name of every sample); label
+    values over `cap` cut (see `LabelCap`).
 
     Holds for what the list renderers make: legacy metric and label names, no timestamps,
     exemplars or native histograms; tests/test_collector.py checks every body against
     prometheus-client's own render."""
     lines = []
+    fit = cap.max_bytes // 4 if cap is not None else sys.maxsize  # this long always fits
+    cut: Callable[[str], str] = cap if cap is not None else str
     for sample in samples:
         value: str = floatToGoString(sample.value)  # type: ignore[no-untyped-call]
         if sample.labels:
             labels = ",".join(
-                f'{name}="{_escape_value(text)}"' for name, text in sorted(sample.labels.items())
+                f'{name}="{_escape_value(text if len(text) <= fit else cut(text))}"'
+                for name, text in sorted(sample.labels.items())
             )
             lines.append(f"{sample.name}{{{labels}}} {value}\n")
         else:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from exporter.errors import ViasHTTPError
+from exporter.errors import ViasHTTPError, ViasResponseError
 from exporter.lists.base import Identified, ItemT, ViasList
 from exporter.models import Page, check_json, parse_model
 from exporter.transport import Transport
@@ -199,8 +199,9 @@ async def _pages(
             # A page longer than asked for means the server ignores paging.
             because = f"a page of {facts.size} items" if facts.size != page_size else ""
             if not because and paging.end == "total" and facts.count is not None:
-                total = facts.count
-                because = f"the total of {total} reached" if listed >= total else ""
+                total = _total(transport, vias_list, facts.count, listed)
+                reached = total is not None and listed >= total
+                because = f"the total of {total} reached" if reached else ""
             if because:
                 listing.end()
                 if not listing.unchanged:
@@ -229,6 +230,28 @@ def _identity(items: Sequence[Identified], body: bytes) -> int:
     where an item has no id (pages of id-less items are otherwise all alike)."""
     ids = tuple(item.id for item in items)
     return hash(body) if None in ids else hash(ids)
+
+
+def _total(
+    transport: Transport, vias_list: ViasList[Any, Any], count: int, listed: int
+) -> int | None:
+    """The listing's total as `count` says, checked: a negative one is a bad answer; one
+    below the items of a full page already listed is not believed (the listing goes on
+    to a short page) rather than ending it early with what the pages so far held."""
+    if count < 0:
+        raise ViasResponseError(
+            f"impossible count {count} from {vias_list.endpoint}", endpoint=vias_list.endpoint
+        )
+    if count < listed:
+        log.warning(
+            "listing total below the items listed, paging on",
+            project_id=transport.project_id,
+            source=vias_list.name,
+            count=count,
+            listed=listed,
+        )
+        return None
+    return count
 
 
 def _parsed(vias_list: ViasList[ItemT, Any], bodies: list[bytes]) -> Iterator[list[ItemT]]:

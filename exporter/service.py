@@ -109,6 +109,7 @@ class Exporter:
         self.telemetry.set_shard(self.sharding.shard, self.sharding.total)
         self.store = SnapshotStore(config.global_.problem_tasks_limit)
         self.exposition = Exposition(self.store, self.telemetry, metric_filter=metric_filter)
+        self.exposition.cap_label_values(config.global_.label_value_max_bytes)
         self._accounts = Accounts(config.global_)
         self._tls = client_tls(config.global_)  # one for all targets: a CA file is read once
         self._targets: dict[TargetKey, _RunningTarget] = {}
@@ -175,6 +176,7 @@ class Exporter:
                 for key in list(self._targets):
                     await self._drop(key)
                 self.store.set_problem_tasks_limit(config.global_.problem_tasks_limit)
+                self.exposition.cap_label_values(config.global_.label_value_max_bytes)
                 self._accounts = Accounts(config.global_)
                 self._tls = tls
             rediscover = (config.discovery, config.global_) != (
@@ -214,7 +216,9 @@ class Exporter:
     def _new_discovery(self) -> None:
         discovery = self.config.discovery
         self._discovery = (
-            None if discovery is None else Discovery(discovery, self.config.global_, self.telemetry)
+            None
+            if discovery is None
+            else Discovery(discovery, self.config.global_, self.telemetry, clock=self._clock)
         )
 
     def _start_discovery(self) -> None:

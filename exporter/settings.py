@@ -24,8 +24,15 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from exporter.config_rules import (
+    DEFAULT_LABEL_VALUE_MAX_BYTES,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    ProjectId,
+    env_value_problem,
+)
+from exporter.config_rules import yaml_problem as yaml_problem  # webconfig's import
 from exporter.lists import DEFAULT_LISTS, REGISTRY
 
 ENV_PREFIX = "VIAS_"
@@ -105,7 +112,7 @@ class TargetConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    project_id: str = Field(min_length=1)
+    project_id: ProjectId
     region: str | None = None
     endpoint: HttpUrlText = None
     iam_endpoint: HttpUrlText = None
@@ -188,7 +195,11 @@ class GlobalConfig(BaseModel):
     problem_tasks_limit: int = Field(default=200, ge=0)
     # Batch tasks per project with series of their own, the most urgent kept (a safety net).
     batch_task_series_limit: int = Field(default=1000, ge=0)
+    # Longer label values from the API are cut to this (ending in … and a hash), counted.
+    label_value_max_bytes: int = Field(default=DEFAULT_LABEL_VALUE_MAX_BYTES, ge=64)
     request_timeout_seconds: float = Field(default=15.0, gt=0)
+    # An answer body longer than this fails the poll (`bad_response`) unread past it.
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=64 << 10)
     max_retries: int = Field(default=3, ge=0, le=10)
     backoff_initial_seconds: float = Field(default=0.5, gt=0)
     backoff_max_seconds: float = Field(default=30.0, gt=0)
@@ -259,6 +270,9 @@ class DiscoveryConfig(BaseModel):
     include: list[re.Pattern[str]] = Field(default_factory=list)
     exclude: list[re.Pattern[str]] = Field(default_factory=list)
     refresh_interval_seconds: float = Field(default=300.0, gt=0)
+    # No wanted project listed, after some were: believed once answers in a row have said
+    # so this long (two at least); until then they are kept, the refresh fails (`empty`).
+    empty_confirmation_seconds: float = Field(default=600.0, ge=0)
     # The targets it makes: the VIAS endpoint (default https://vias.{region}.myhuaweicloud.com;
     # `{region}` is replaced by the project's region), sources and intervals.
     endpoint: Annotated[str | None, BeforeValidator(_endpoint_template)] = None
@@ -317,8 +331,9 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _unique_targets(self) -> Config:
-        keys = [(target.api_url, target.project_id) for target in self.targets]
-        duplicates = sorted({key[1] for key in keys if keys.count(key) > 1})
+        # By id alone: series are keyed by it (two spellings of an endpoint: one set).
+        ids = [target.project_id for target in self.targets]
+        duplicates = sorted({project_id for project_id in ids if ids.count(project_id) > 1})
         if duplicates:
             raise ValueError(f"project listed twice: {', '.join(duplicates)}")
         return self
@@ -367,17 +382,10 @@ def load_config(config_file: Path | None = None) -> Config:
         global_config = _EnvGlobal()
     except ValidationError as error:
         raise ConfigError(_describe(error, env=True)) from None
+    except SettingsError as error:  # a variable that is not the JSON its field needs
+        raise ConfigError(env_value_problem(error, ENV_PREFIX)) from None
     # Already validated: construct without validating (and reading secret files) twice.
     return Config.model_construct(global_=global_config, targets=[target])
-
-
-def yaml_problem(error: yaml.YAMLError) -> str:
-    """Where and what is wrong with a YAML file, never an excerpt of it: the parser's own
-    message quotes the offending line, which may hold a secret."""
-    mark = getattr(error, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    problem = getattr(error, "problem", None) or "not valid YAML"
-    return f"malformed YAML{where}: {problem}"
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

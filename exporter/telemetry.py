@@ -90,6 +90,13 @@ class ProjectTelemetry:
             ["project_id"],
             registry=r,
         )
+        self.label_values_truncated = Counter(
+            "vias_label_values_truncated",
+            "Label values from the API cut to label_value_max_bytes, counted at each render "
+            "of the source's series (after a poll that changed them).",
+            ["project_id", "source"],
+            registry=r,
+        )
 
 
 class _ProjectFamilies(Collector):
@@ -216,6 +223,9 @@ class Telemetry:
     def count_paging_fallback(self, project_id: str, source: str, reason: str) -> None:
         self._count(project_id, lambda m: m.paging_fallbacks, source, reason)
 
+    def count_label_values_truncated(self, project_id: str, source: str, values: int) -> None:
+        self._count(project_id, lambda m: m.label_values_truncated, source, amount=values)
+
     def count_hidden_problems(self, project_id: str, hidden: int) -> None:
         self._count(project_id, lambda m: m.problem_tasks_dropped, amount=hidden)
 
@@ -272,7 +282,15 @@ class DiscoveryTelemetry:
         self.refresh_failures = Counter(
             "vias_discovery_refresh_failures",
             "Failed discovery refreshes by reason (as vias_poll_errors_total, plus "
-            "auth_cooldown: not tried, the credentials were refused moments ago).",
+            "auth_cooldown: not tried, the credentials were refused moments ago; empty: "
+            "none of the wanted projects listed, not yet confirmed).",
+            ["reason"],
+            registry=r,
+        )
+        self.projects_rejected = Counter(
+            "vias_discovery_projects_rejected",
+            "Projects IAM listed that were not made targets, by reason (invalid_id: an id "
+            "that could leave its place in a URL path).",
             ["reason"],
             registry=r,
         )
@@ -281,6 +299,7 @@ class DiscoveryTelemetry:
             self.last_refresh_successful,
             self.last_refresh_success_time,
             self.refresh_failures,
+            self.projects_rejected,
         )
         telemetry.changes += 1  # new families to show
 
@@ -288,6 +307,10 @@ class DiscoveryTelemetry:
         self.projects.set(projects)
         self.last_refresh_successful.set(1)
         self.last_refresh_success_time.set(at)
+        self._telemetry.changes += 1
+
+    def projects_rejected_by(self, reason: str, projects: int) -> None:
+        self.projects_rejected.labels(reason).inc(projects)
         self._telemetry.changes += 1
 
     def refresh_failed(self, reason: str) -> None:

@@ -12,6 +12,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import TypeVar
 from urllib.parse import quote
 
@@ -29,7 +30,7 @@ from yarl import URL
 
 from exporter import __version__
 from exporter.auth import Auth, CoolDown
-from exporter.errors import ViasError, ViasHTTPError, http_error
+from exporter.errors import ViasError, ViasHTTPError, ViasResponseError, http_error
 from exporter.exchange import exchange
 from exporter.settings import GlobalConfig
 from exporter.telemetry import Telemetry
@@ -71,6 +72,14 @@ def client_tls(settings: GlobalConfig) -> ssl.SSLContext | bool:
     if settings.ca_file is not None:
         return ssl.create_default_context(cafile=str(settings.ca_file))
     return True
+
+
+def _path_segment(value: str, endpoint: str) -> str:
+    """A path parameter quoted whole (a `/` or `?` in it stays in its segment); an empty or
+    dot segment, which URLs resolve to another path whatever the escaping, is refused."""
+    if value in ("", ".", ".."):
+        raise ViasResponseError(f"{endpoint}: not a usable id: {value!r}", endpoint=endpoint)
+    return quote(value, safe="")
 
 
 def _retryable(error: BaseException) -> bool:
@@ -124,9 +133,13 @@ class Transport:
         """GET `endpoint` (a path template filled with the project and `path_fields`) and
         parse the body, retrying what may succeed when sent again (timeouts, 5xx, 429 after
         its Retry-After, a cut body) within one budget of `max_retries`."""
+        fields = {"project_id": self.project_id, **path_fields}
         path = endpoint.format(
-            project_id=quote(self.project_id),
-            **{name: quote(value, safe="") for name, value in path_fields.items()},
+            **{
+                name: _path_segment(value, endpoint)
+                for name, value in fields.items()
+                if f"{{{name}}}" in endpoint  # IAM's paths name no project
+            }
         )
         url = URL(self._base_url + path).with_query(params)
         retrying = AsyncRetrying(
@@ -134,7 +147,7 @@ class Transport:
             wait=self._backoff,
             retry=retry_if_exception(_retryable),
             reraise=True,
-            before_sleep=_log_retry,
+            before_sleep=partial(_log_retry, self.project_id, endpoint),
         )
         async for attempt in retrying:
             with attempt:
@@ -201,6 +214,7 @@ class Transport:
                 project_id=self.project_id,
                 telemetry=self.telemetry,
                 client_timeout=self._timeout,
+                max_body_bytes=self.settings.max_response_bytes,
                 headers=dict(headers),
                 proxy=self.settings.proxy,
             )
@@ -215,10 +229,12 @@ class Transport:
         return answer.body
 
 
-def _log_retry(state: RetryCallState) -> None:
+def _log_retry(project_id: str, endpoint: str, state: RetryCallState) -> None:
     error = state.outcome.exception() if state.outcome else None
     log.info(
         "retrying request",
+        project_id=project_id,
+        endpoint=endpoint,  # the list's path template: which source
         attempt=state.attempt_number,
         error=str(error),
         wait_seconds=round(state.upcoming_sleep, 3),

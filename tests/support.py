@@ -21,6 +21,7 @@ from exporter.lists import REGISTRY
 from exporter.service import Exporter
 from exporter.settings import Config, DiscoveryConfig
 from exporter.simulator import Fault, Simulator, World, run_simulator
+from exporter.simulator.iam import IamProject
 from exporter.web import create_app
 from exporter.webconfig import WebConfig
 
@@ -180,6 +181,7 @@ async def exposition_with_every_metric() -> str:
         face_edge_tasks_per_project=5,
         scenario="demo",
     )
+    world.projects["p2"].add_task(state="S" * 2000)  # a label value over the cap
     sim = make_simulator(world)
     sim.resources.edge_pool_max_page_size = 200  # our first page of 1000 is refused
     async with run_simulator(sim) as url:
@@ -196,6 +198,7 @@ async def exposition_with_every_metric() -> str:
         config.discovery = DiscoveryConfig(  # its metrics; a region without projects here
             iam_endpoint=url, access_key=ACCESS_KEY, secret_key=SECRET_KEY, regions=["eu-west-0"]
         )
+        sim.iam.projects["a/b"] = IamProject("a/b", "eu-west-0")  # an id that is a path
         async with Exporter(config) as exporter:
             await exporter.poll_all_once()
             sim.faults.add(Fault("server_error_json", match="/v3/projects", times=1))

@@ -42,11 +42,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ),
     ("exporter.details", "exporter.paginator", "exporter.self_metrics", "exporter.snapshot"),
     ("exporter.transport", "exporter.exposition_cache", "exporter.metric_filter"),
-    ("exporter.auth",),
+    ("exporter.auth", "exporter.label_values"),
     ("exporter.exchange", "exporter.settings", "exporter.signing"),
     ("exporter.telemetry", "exporter.logs"),
     ("exporter.lists",),
-    ("exporter.models",),
+    ("exporter.models", "exporter.config_rules"),
     ("exporter.errors",),
     ("exporter",),  # the package: __version__
 )

@@ -104,4 +104,4 @@ async def test_check_config_says_which_projects_this_shard_polls(tmp_path: Path)
     code, _, err = await run(
         "--check-config", "--shard", "3", "--total-shards", "3", env=env_for("http://x:9")
     )
-    assert code == 2 and "--shard/--total-shards: shard 3 is not one of 3 shard(s)" in err
+    assert code == 2 and "--shard 3: expected below --total-shards 3" in err

@@ -8,7 +8,9 @@ The cardinality budget: a batch task exports the states it has jobs in, and the 
 states always (0 when none, so that alerts on them keep a series); at most
 `batch_task_series_limit` batch tasks per project have series, the most urgent first (jobs
 in a problem state, the most urgent state first, then the most such jobs), the rest
-counted in `vias_batch_task_series_dropped_total`.
+counted in `vias_batch_task_series_dropped_total`. The cap is a budget of series, not a
+loss of totals: `vias_project_batch_task_tasks` sums every batch task's tasks by state,
+uncapped, as `vias_tasks` stands beside `vias_problem_task_info`.
 """
 
 from __future__ import annotations
@@ -77,6 +79,13 @@ class BatchData(NoProblemJobs):
     @property
     def item_count(self) -> int:
         return len(self.batch_tasks)
+
+    def state_totals(self) -> Counter[str]:
+        """Tasks by state over every batch task, the ones the cap leaves out too."""
+        totals: Counter[str] = Counter()
+        for batch in self.batch_tasks:
+            totals.update(batch.state_counts)
+        return totals
 
 
 def _urgency(batch: BatchTaskSummary) -> tuple[int, int, str, str]:
@@ -152,6 +161,12 @@ def render_batch_tasks(views: Sequence[ListView[BatchData]]) -> Iterator[Metric]
         "1 per batch task; labels for joins.",
         labels=[*keys, "vendor", "algorithm", "deployment", "video_group"],
     )
+    totals = GaugeMetricFamily(
+        "vias_project_batch_task_tasks",
+        "Tasks of all the project's batch tasks by state, whatever batch_task_series_limit "
+        "leaves out: every documented state (0 when none) and any other seen.",
+        labels=["project_id", "state"],
+    )
     dropped = CounterMetricFamily(
         "vias_batch_task_series_dropped",
         "Batch tasks left without series by the per-project cap (batch_task_series_limit), "
@@ -170,7 +185,11 @@ def render_batch_tasks(views: Sequence[ListView[BatchData]]) -> Iterator[Metric]
                 if count or batch_state in PROBLEM_STATES:
                     tasks.add_metric([*ids, batch_state], count)
         dropped.add_metric([view.project_id], view.data.series_dropped_total)
-    yield from (tasks, info, dropped)
+        if view.fresh:  # a sum over the batch tasks as last listed, like vias_tasks
+            state_totals = view.data.state_totals()
+            for batch_state in documented_then_seen(BATCH_TASK_STATES, state_totals):
+                totals.add_metric([view.project_id, batch_state], state_totals[batch_state])
+    yield from (tasks, info, totals, dropped)
 
 
 BATCH_TASKS = ViasList[BatchTask, BatchData](

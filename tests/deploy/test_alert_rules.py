@@ -13,7 +13,7 @@ import yaml
 from tests.deploy.stack import ALERTMANAGER_CONFIG, ROOT, RULES_FILE, RUNBOOK
 
 RULE_TESTS = sorted((ROOT / "deploy" / "prometheus" / "tests").glob("*.yml"))
-RUNBOOK_BASE = "https://github.com/vias-exporter/vias-exporter/blob/main/docs/runbook.md#"
+RUNBOOK_BASE = "docs/runbook.md#"
 JOB_ALERT_LABELS = ("project_id", "vendor", "algorithm")
 # Job alerts that keep their last known state while a source is down or not scraped
 # (VIASJobFailed counts transitions and needs no such thing).

@@ -258,7 +258,11 @@ async def test_hostile_job_names_survive_the_whole_pipeline(simulator: RunningSi
             algorithm="算法-" + name[:50],
             error_code="VIAS.10030001",
         )
-    config = fast_config([target(simulator.url, "p1", sources=["tasks"])], problem_tasks_limit=1000)
+    config = fast_config(
+        [target(simulator.url, "p1", sources=["tasks"])],
+        problem_tasks_limit=1000,
+        label_value_max_bytes=100_000,  # the 10 kB name whole (the cap: test_hostile_api.py)
+    )
     async with running_exporter(config) as running:
         await running.exporter.poll_all_once()
         _, text = await running.text("/metrics")
