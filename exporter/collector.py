@@ -109,6 +109,7 @@ class Exposition:
     ) -> None:
         self.store, self.telemetry = store, telemetry
         self.allowed = metric_filter or MetricFilter()
+        # A renderer yields the same families whatever its views: these, given none.
         families = [*health_families(()), *(f for render in renderers() for f in render([]))]
         self._layout = Layout(filter(self.allowed.allows, families))
         self._own_layout = Layout(filter(self.allowed.allows, telemetry.project_families))

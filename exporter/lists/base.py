@@ -164,6 +164,8 @@ class ListView(Generic[DataT]):
     algorithms: AlgorithmDirectory = field(default_factory=dict)
 
 
+# Yields the same families in the same order whatever its views: the exposition lays them
+# out from a call with none (tests/test_collector.py checks against a whole render).
 Renderer = Callable[[Sequence[ListView[DataT]]], Iterable[Metric]]
 # Completes a poll's data with further calls (within `budget` calls), e.g. job details.
 Enricher = Callable[[DataT, "DataT | None", "Transport", int], Awaitable[DataT]]
