@@ -26,6 +26,7 @@ from exporter.collector import TEXT_CONTENT_TYPE
 from exporter.logs import configure_logging
 from exporter.service import Exporter, freeze_startup_heap
 from exporter.web import create_app
+from tests.exposition_reference import whole_registry
 
 try:  # prometheus-client >= 0.21
     from prometheus_client.aiohttp import make_aiohttp_handler
@@ -61,11 +62,11 @@ def _scrape_app(variant: str, series: int) -> tuple[web.Application, bytes]:
     if variant == "baseline":
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
         if make_aiohttp_handler is not None:
-            handler = make_aiohttp_handler(exporter.exposition.registry)
+            handler = make_aiohttp_handler(whole_registry(exporter.exposition))
         else:  # pragma: no cover - older prometheus-client
             from prometheus_client import generate_latest
 
-            registry = exporter.exposition.registry
+            registry = whole_registry(exporter.exposition)
 
             async def handler(request: web.Request) -> web.StreamResponse:
                 return web.Response(

@@ -1,11 +1,10 @@
-"""Renders the snapshot and the exporter's own metrics into an exposition.
+"""The exposition of the snapshot and of the exporter's own metrics (`exposition_cache`).
 
-The snapshot's part is kept as pre-rendered lines per source and family
-(`exposition_cache`): after a poll only the sources whose inputs changed are rendered
-again (in a worker thread, so the event loop keeps serving), and a scrape joins cached
-bytes. The self-metrics change with every request and poll; they are rendered once per
-body asked for, never after a poll. Each list's families come from its descriptor; lists
-sharing a renderer share its families.
+After a poll, only the sources whose inputs changed are rendered again (in a worker
+thread, so the event loop keeps serving). The self-metrics change with every request and
+poll: they are rendered when a body is asked for, each project's again only when its
+metrics changed. Each list's families come from its descriptor; lists sharing a renderer
+share its families.
 """
 
 from __future__ import annotations
@@ -14,88 +13,48 @@ import asyncio
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-from prometheus_client import generate_latest as generate_text
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
-from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
 
 from exporter.config_rules import DEFAULT_LABEL_VALUE_MAX_BYTES
-from exporter.exposition_cache import (
-    FORMATS,
-    OPENMETRICS,
-    TEXT,
-    FamilyText,
-    Piece,
-    Pieces,
-    Rendered,
-    Slot,
-    SourceLines,
-    body,
-    render,
-    sample_lines,
-    split_families,
-)
-from exporter.label_values import LabelCap, capped_family, report_cut
+from exporter.exposition_cache import EOF, OPENMETRICS, TEXT, Layout, Piece, Pieces, body, pieces
+from exporter.label_values import LabelCap, report_cut
 from exporter.lists import REGISTRY
-from exporter.lists.base import AlgorithmDirectory, ListView, ProblemTask, Renderer
+from exporter.lists.base import AlgorithmDirectory, ListView, Renderer
 from exporter.metric_filter import MetricFilter
-from exporter.self_metrics import SelfMetricPieces, without_created
 from exporter.snapshot import Snapshot, SnapshotStore, SourceKey, SourceState
 from exporter.telemetry import Telemetry
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-_NO_ALGORITHMS: AlgorithmDirectory = MappingProxyType({})
 KEPT_BODY_BYTES = 16 << 20  # a bigger body is joined per scrape: a copy would cost more
-_LAST_HEALTH_FAMILY = "vias_poll_items"  # where a list family new to the layout goes after
+_NO_ALGORITHMS: AlgorithmDirectory = MappingProxyType({})
+_EOF = Piece(EOF)
 
 
-def _renderers() -> list[Renderer[Any]]:
+def renderers() -> list[Renderer[Any]]:
     """Each list renderer once, in registry order (lists may share one)."""
     return list(dict.fromkeys(vias_list.render for vias_list in REGISTRY.values()))
 
 
-def _directory(states: Iterable[SourceState[Any]]) -> AlgorithmDirectory:
-    """A project's algorithm services from the lists that give them (`ViasList.algorithms`),
+def directories(sources: Iterable[SourceState[Any]]) -> dict[str, AlgorithmDirectory]:
+    """Each project's algorithm services from the lists that give them (`ViasList.algorithms`),
     from their last good data even while stale: a service's vendor and name outlive an
     outage of its list, and job series should not change labels twice per outage."""
-    merged: dict[str, Any] = {}
-    for state in states:
+    giving: dict[str, list[AlgorithmDirectory]] = {}
+    for state in sources:
         directory = REGISTRY[state.source].algorithms
         if directory is not None and state.data is not None:
-            merged.update(directory(state.data))
-    return MappingProxyType(merged)
-
-
-def _view(
-    state: SourceState[Any], shown: Sequence[ProblemTask], algorithms: AlgorithmDirectory
-) -> ListView[Any]:
-    return ListView(state.project_id, state.source, state.data, state.fresh, shown, algorithms)
-
-
-def snapshot_families(snapshot: Snapshot) -> Iterator[Metric]:
-    """The metric families of one snapshot in one go: source health, then each renderer's
-    families over every polled source of its lists, in registry order. What the cached
-    exposition must equal (the reference in tests and the bench's baseline)."""
-    yield from health_families(snapshot.sources.values())
-    by_project: dict[str, list[SourceState[Any]]] = {}
-    for state in snapshot.sources.values():
-        by_project.setdefault(state.project_id, []).append(state)
-    directories = {project: _directory(states) for project, states in by_project.items()}
-    views: dict[Renderer[Any], list[ListView[Any]]] = {render: [] for render in _renderers()}
-    for state in snapshot.sources.values():
-        if state.data is not None:
-            shown = snapshot.shown_problems.get(state.key, ())
-            views[REGISTRY[state.source].render].append(
-                _view(state, shown, directories[state.project_id])
-            )
-    for render_views, rendered_views in views.items():
-        yield from render_views(rendered_views)
+            giving.setdefault(state.project_id, []).append(directory(state.data))
+    merged: dict[str, AlgorithmDirectory] = {}
+    for project, found in giving.items():  # one list's as it is: the same while its data is
+        merged[project] = found[0]
+        if len(found) > 1:
+            merged[project] = MappingProxyType({k: v for d in found for k, v in d.items()})
+    return merged
 
 
 def health_families(states: Iterable[SourceState[Any]]) -> Iterator[Metric]:
@@ -123,44 +82,20 @@ def health_families(states: Iterable[SourceState[Any]]) -> Iterator[Metric]:
     yield from (up, last, items)
 
 
-def _created_family(counter: Metric) -> GaugeMetricFamily:
-    return GaugeMetricFamily(
-        f"{counter.name}_created",
-        f"Unix time each series of {counter.name}_total was first counted.",
-    )
-
-
-def _created_apart(families: Iterable[Metric]) -> Iterator[Metric]:
-    """For the text format: a counter's `_created` samples as a gauge family of their own,
-    whose HELP says what they are (prometheus-client would repeat the counter's)."""
+def without_created(families: Iterable[Metric]) -> Iterator[Metric]:
+    """The self-metrics without their `_created` series: they would double the
+    exposition, and nothing reads them."""
     for family in families:
-        created = [s for s in family.samples if s.name.endswith("_created")]
-        if family.type != "counter" or not created:
-            yield family
-            continue
         family.samples = [s for s in family.samples if not s.name.endswith("_created")]
         yield family
-        gauge = _created_family(family)
-        gauge.samples = created
-        yield gauge
 
 
-class _Exported(Collector):
-    """The whole exposition through prometheus-client in one go, uncached: the reference
-    the cached exposition is checked against, and the bench's baseline."""
-
-    def __init__(self, telemetry: Telemetry, store: SnapshotStore, allowed: MetricFilter) -> None:
-        self._telemetry = telemetry
-        self._store = store
-        self._allowed = allowed
-        self.text_format = True  # which format the render in progress writes
-        self.label_value_max_bytes = DEFAULT_LABEL_VALUE_MAX_BYTES
-
-    def collect(self) -> Iterator[Metric]:
-        yield from without_created(filter(self._allowed.allows, self._telemetry.registry.collect()))
-        allowed = filter(self._allowed.allows, snapshot_families(self._store.current))
-        families = (capped_family(family, self.label_value_max_bytes) for family in allowed)
-        yield from _created_apart(families) if self.text_format else families
+@dataclass(frozen=True, slots=True)
+class _Source:
+    state: SourceState[Any]  # what its health lines show: made again at every poll
+    view: tuple[object, ...]  # what its list's lines were made from
+    listed: Pieces  # made again only when the view changed: most polls list what the last did
+    pieces: Pieces  # both
 
 
 class Exposition:
@@ -174,27 +109,24 @@ class Exposition:
         *,
         metric_filter: MetricFilter | None = None,
     ) -> None:
-        self._allowed = metric_filter or MetricFilter()
-        self._telemetry = telemetry
-        self._store = store
-        self.registry = CollectorRegistry(auto_describe=False)
-        self._reference = _Exported(telemetry, store, self._allowed)
-        self.registry.register(self._reference)
-        self._layout = self._template()
-        self._placed: set[tuple[int, str]] = set()  # (format, family) known to have a slot
-        self._lines: dict[SourceKey, SourceLines] = {}
-        self._headers: dict[tuple[str, str, str, str, int], FamilyText] = {}
-        self._header_pieces: dict[tuple[str, int], Piece] = {}
-        self._self_metrics = SelfMetricPieces(telemetry, self._allowed, self._header_piece)
-        self._directories: dict[str, tuple[tuple[Any, ...], AlgorithmDirectory]] = {}
-        self._rendered = Rendered(self._layout, ())
+        self.store, self.telemetry = store, telemetry
+        self.allowed = metric_filter or MetricFilter()
+        self.label_value_max_bytes = DEFAULT_LABEL_VALUE_MAX_BYTES
+        # A renderer yields the same families whatever its views: these, given none.
+        families = [*health_families(()), *(f for render in renderers() for f in render([]))]
+        self._layout = Layout(filter(self.allowed.allows, families))
+        self._own_layout = Layout(filter(self.allowed.allows, telemetry.project_families))
+        self._sources: dict[SourceKey, _Source] = {}
+        self._rendered: Sequence[Pieces] = ()  # one snapshot's, swapped in whole
         self.rendered_snapshot = store.current
-        # Renders of each source's lines since it appeared: what a poll costs.
+        # Renders of each source's list lines since it appeared: what a poll costs.
         self.source_renders: Counter[SourceKey] = Counter()
+        self._projects: dict[str, tuple[int, Pieces]] = {}  # by the version they show
         self._dirty = False
         self._lock = asyncio.Lock()
         self._rendering = threading.Lock()
-        self._last_body: tuple[Rendered, tuple[object, ...], bytes] | None = None
+        self._own_lock = threading.Lock()  # scrapes run in worker threads
+        self._last_body: tuple[Sequence[Pieces], tuple[object, ...], bytes] | None = None
 
     @property
     def ready(self) -> bool:
@@ -204,15 +136,15 @@ class Exposition:
     def cap_label_values(self, max_bytes: int) -> None:
         """Cut the lists' label values at `max_bytes` (`label_value_max_bytes`) from the
         next render of each source on."""
-        self._reference.label_value_max_bytes = max_bytes
+        self.label_value_max_bytes = max_bytes
 
     def render(self) -> None:
-        """Bring the cached lines up to the current snapshot, synchronously (start-up,
-        one-shot mode); only the sources whose inputs changed are rendered."""
+        """Bring the lines up to the current snapshot, synchronously (start-up, one-shot
+        mode); only the sources whose inputs changed are rendered."""
         # Taken before rendering: the render holds at least this snapshot's polls, so
         # readiness never claims a poll the served bytes do not show yet.
         with self._rendering:  # a direct call may meet a refresh's thread
-            snapshot = self._store.current
+            snapshot = self.store.current
             self._rendered = self._update(snapshot)
             self.rendered_snapshot = snapshot
 
@@ -227,165 +159,81 @@ class Exposition:
                 await asyncio.to_thread(self.render)
 
     def body(self, *, openmetrics: bool, gzipped: bool) -> bytes:
-        """The self-metrics (`self_metrics`), then the snapshot's cached lines."""
-        fmt = OPENMETRICS if openmetrics else TEXT
-        rendered = self._rendered  # one snapshot's lines, even if a refresh swaps them
-        return body(self._self_metrics.pieces(fmt), rendered.tail(fmt), gzipped=gzipped)
-
-    def render_uncached(self, *, openmetrics: bool) -> bytes:
-        """The current snapshot and self-metrics through prometheus-client in one go, as
-        the exposition was made before it was cached: what `body` must equal."""
-        self._reference.text_format = not openmetrics
-        if openmetrics:
-            rendered: bytes = generate_openmetrics(self.registry)  # type: ignore[no-untyped-call]
-            return rendered
-        return generate_text(self.registry)
+        """The self-metrics, then the snapshot's families (health first, then each
+        renderer's in registry order), sources in snapshot order."""
+        return self._body(self._rendered, openmetrics, gzipped)
 
     async def serve(self, *, openmetrics: bool, gzipped: bool) -> bytes:
         """`body` in a worker thread (a scrape does not hold up the event loop), or the last
         body again when nothing it shows has changed since (a small one: a copy is kept)."""
         rendered = self._rendered
-        shows = (self._telemetry.changes, openmetrics, gzipped)
+        shows = (self.telemetry.changes, openmetrics, gzipped)
         last = self._last_body
         if last is not None and last[0] is rendered and last[1] == shows:
             return last[2]
-        served = await asyncio.to_thread(self.body, openmetrics=openmetrics, gzipped=gzipped)
+        served = await asyncio.to_thread(self._body, rendered, openmetrics, gzipped)
         # What it shows was taken first: what changed meanwhile makes the next scrape render.
         self._last_body = (rendered, shows, served) if len(served) <= KEPT_BODY_BYTES else None
         return served
 
-    def _template(self) -> tuple[list[Slot], list[Slot]]:
-        """Every family's header in exposition order; a text-format counter's `_created`
-        gauge right after it, written when some source has such samples."""
-        layout: tuple[list[Slot], list[Slot]] = ([], [])
-        empty: list[Metric] = [*health_families(())]
-        for render_views in _renderers():
-            empty.extend(render_views([]))
-        for family in filter(self._allowed.allows, empty):
-            for fmt in FORMATS:
-                for text in split_families(render([family], fmt)):
-                    layout[fmt].append(Slot(text.name, Piece(text.header)))
-            if family.type == "counter":
-                for text in split_families(render([_created_family(family)], TEXT)):
-                    layout[TEXT].append(Slot(text.name, Piece(text.header), optional=True))
-        return layout
+    def _body(self, rendered: Sequence[Pieces], openmetrics: bool, gzipped: bool) -> bytes:
+        fmt = OPENMETRICS if openmetrics else TEXT
+        process = list(without_created(self.telemetry.process_registry.collect()))
+        process_layout = Layout(filter(self.allowed.allows, process))  # discovery comes and goes
+        parts = [
+            *self._own_layout.join(self._project_pieces(), fmt),
+            *process_layout.join([pieces(process)], fmt),
+            *self._layout.join(rendered, fmt),
+        ]
+        return body([*parts, _EOF] if openmetrics else parts, gzipped=gzipped)
 
-    def _update(self, snapshot: Snapshot) -> Rendered:
-        directories = self._project_directories(snapshot)
-        lines: dict[SourceKey, SourceLines] = {}
+    def _project_pieces(self) -> list[Pieces]:
+        """Each project's self-metric lines, rendered again when its version moved."""
+        with self._own_lock:
+            known, self._projects = self._projects, {}
+            for project_id, metrics in self.telemetry.projects():
+                version = metrics.version  # read first: a change meanwhile renders again
+                lines = known.get(project_id)
+                if lines is None or lines[0] != version:
+                    lines = (version, pieces(without_created(metrics.registry.collect())))
+                self._projects[project_id] = lines
+            return [lines for _, lines in self._projects.values()]
+
+    def _update(self, snapshot: Snapshot) -> tuple[Pieces, ...]:
+        algorithms = directories(snapshot.sources.values())
+        sources: dict[SourceKey, _Source] = {}
         for key, state in snapshot.sources.items():
             shown = snapshot.shown_problems.get(key, ())
-            view = (state.data, state.fresh, shown, directories.get(key[0], _NO_ALGORITHMS))
-            known = self._lines.get(key)
+            view = (state.data, state.fresh, shown, algorithms.get(key[0], _NO_ALGORITHMS))
+            known = self._sources.get(key)
             # Tuples compare item by item, each `is` first, then `==`: the list's data by
             # value (each list's data compares what it shows).
             if known is None or known.view != view:
-                listed = self._render_list(state, shown, view[3])
+                listed = self._list_pieces(state, view)
                 self.source_renders[key] += 1
             elif known.state is state:
-                lines[key] = known
+                sources[key] = known
                 continue
             else:
                 listed = known.listed
-            health = self._pieces(health_families([state]), after="")
-            lines[key] = SourceLines(state, view, health, listed)
-        for gone in self._lines.keys() - lines.keys():
+            health = self._allowed_pieces(health_families([state]))
+            both = ({**health[0], **listed[0]}, {**health[1], **listed[1]})
+            sources[key] = _Source(state, view, listed, both)
+        for gone in self._sources.keys() - sources.keys():
             del self.source_renders[gone]
-        self._lines = lines
-        return Rendered(self._layout, tuple(lines.values()))
+        self._sources = sources
+        return tuple(source.pieces for source in sources.values())
 
-    def _project_directories(self, snapshot: Snapshot) -> dict[str, AlgorithmDirectory]:
-        """Each project's algorithm directory, made again only when the data of a list
-        giving one changed (a failed poll keeps its data object)."""
-        giving: dict[str, list[SourceState[Any]]] = {}
-        for state in snapshot.sources.values():
-            if REGISTRY[state.source].algorithms is not None and state.data is not None:
-                giving.setdefault(state.project_id, []).append(state)
-        directories: dict[str, tuple[tuple[Any, ...], AlgorithmDirectory]] = {}
-        for project, states in giving.items():
-            data = tuple(state.data for state in states)
-            known = self._directories.get(project)
-            if known is not None and _same_objects(known[0], data):
-                directories[project] = known
-            else:
-                directories[project] = (data, _directory(states))
-        self._directories = directories
-        return {project: directory for project, (_, directory) in directories.items()}
+    def _allowed_pieces(self, families: Iterable[Metric]) -> Pieces:
+        return pieces(filter(self.allowed.allows, families))
 
-    def _render_list(
-        self,
-        state: SourceState[Any],
-        shown: Sequence[ProblemTask],
-        algorithms: AlgorithmDirectory,
-    ) -> Pieces:
+    def _list_pieces(self, state: SourceState[Any], view: tuple[Any, ...]) -> Pieces:
         if state.data is None:
             return ({}, {})
-        families = REGISTRY[state.source].render([_view(state, shown, algorithms)])
-        cap = LabelCap(self._reference.label_value_max_bytes)
-        pieces = self._pieces(families, after=_LAST_HEALTH_FAMILY, cap=cap)
-        report_cut(cap, self._telemetry, state.project_id, state.source, writes=len(FORMATS))
-        return pieces
-
-    def _pieces(
-        self, families: Iterable[Metric], *, after: str, cap: LabelCap | None = None
-    ) -> Pieces:
-        pieces: Pieces = ({}, {})
-        previous = [after, after]  # by format: the family written last, for `_ensure_slot`
-        for family in filter(self._allowed.allows, families):
-            for fmt, written, samples in _written(family):
-                header = self._header(written, fmt)
-                lines = sample_lines(samples, cap)
-                if lines:
-                    pieces[fmt][header.name] = Piece(lines)
-                self._ensure_slot(fmt, header.name, header.header, after=previous[fmt])
-                previous[fmt] = header.name
-        return pieces
-
-    def _header(self, family: Metric, fmt: int) -> FamilyText:
-        """A family's name and HELP/TYPE lines as prometheus-client writes them in `fmt`
-        (the text format renames counters), made once per family."""
-        key = (family.name, family.type, family.documentation, family.unit, fmt)
-        header = self._headers.get(key)
-        if header is None:
-            empty = Metric(family.name, family.documentation, family.type, family.unit)
-            (header,) = split_families(render([empty], fmt))
-            self._headers[key] = header
-        return header
-
-    def _header_piece(self, family: Metric, fmt: int) -> Piece:
-        key = (family.name, fmt)  # a self-metric's type and help never change
-        piece = self._header_pieces.get(key)
-        if piece is None:
-            piece = self._header_pieces[key] = Piece(self._header(family, fmt).header)
-        return piece
-
-    def _ensure_slot(self, fmt: int, name: str, header: bytes, *, after: str) -> None:
-        """A family the renderers did not write when given no sources: placed after the
-        family before it, written when some source has lines for it."""
-        if (fmt, name) in self._placed:  # every family but a source's first render
-            return
-        self._placed.add((fmt, name))
-        slots = self._layout[fmt]
-        names = [slot.name for slot in slots]
-        if name in names:
-            return
-        at = names.index(after) + 1 if after in names else len(slots)
-        layout = list(self._layout)
-        layout[fmt] = [*slots[:at], Slot(name, Piece(header), optional=True), *slots[at:]]
-        self._layout = (layout[0], layout[1])
-
-
-def _written(family: Metric) -> Iterator[tuple[int, Metric, list[Sample]]]:
-    """Which family each format writes a family's samples under: OpenMetrics all under
-    it; the text format a counter's `_created` samples apart, as a gauge of their own."""
-    yield OPENMETRICS, family, family.samples
-    created = [s for s in family.samples if s.name.endswith("_created")]
-    if family.type != "counter" or not created:
-        yield TEXT, family, family.samples
-        return
-    yield TEXT, family, [s for s in family.samples if not s.name.endswith("_created")]
-    yield TEXT, _created_family(family), created
-
-
-def _same_objects(known: tuple[object, ...], now: tuple[object, ...]) -> bool:
-    return len(known) == len(now) and all(a is b for a, b in zip(known, now, strict=True))
+        data, fresh, shown, algorithms = view
+        list_view = ListView(state.project_id, state.source, data, fresh, shown, algorithms)
+        families = filter(self.allowed.allows, REGISTRY[state.source].render([list_view]))
+        cap = LabelCap(self.label_value_max_bytes)
+        listed = pieces(families, cap)
+        report_cut(cap, self.telemetry, state.project_id, state.source)
+        return listed

@@ -57,14 +57,11 @@ def capped_family(family: Metric, max_bytes: int) -> Metric:
     return family
 
 
-def report_cut(
-    cap: LabelCap, telemetry: Telemetry, project_id: str, source: str, *, writes: int
-) -> None:
-    """Count and log what `cap` cut in one render of a source, which wrote each value
-    `writes` times (once per format)."""
+def report_cut(cap: LabelCap, telemetry: Telemetry, project_id: str, source: str) -> None:
+    """Count and log what `cap` cut in one render of a source."""
     if not cap.cut:
         return
-    values = cap.cut // writes
+    values = cap.cut
     telemetry.count_label_values_truncated(project_id, source, values)
     log.warning(
         "label values truncated",

@@ -4,7 +4,7 @@ rendered with the job metrics by the collector."""
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from copy import copy
 from functools import cached_property
 
@@ -128,7 +128,7 @@ class Telemetry:
         self.process_registry = r = CollectorRegistry(auto_describe=True)
         self.registry = CollectorRegistry()
         self.registry.register(_ProjectFamilies(self))
-        self.registry.register(_Registered(r))
+        self.registry.register(r)  # a registry is a collector too
         self.shard_ordinal = Gauge(
             "vias_exporter_shard_ordinal",
             "This replica's shard (--shard): it polls the projects that hash to it.",
@@ -317,13 +317,3 @@ class DiscoveryTelemetry:
         self.refresh_failures.labels(reason).inc()
         self.last_refresh_successful.set(0)
         self._telemetry.changes += 1
-
-
-class _Registered(Collector):
-    """Another registry's metrics, as one collector of this one."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self._registry = registry
-
-    def collect(self) -> Iterable[Metric]:
-        return self._registry.collect()

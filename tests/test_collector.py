@@ -1,9 +1,9 @@
 """The cached exposition (exporter/collector.py, exporter/exposition_cache.py): per source and
 family pre-rendered lines, re-rendered only for the sources whose inputs changed, equal byte
-for byte to a render of the whole snapshot through prometheus-client, in both formats and
-gzipped; the self-metrics rendered when a body is asked for, only for the projects whose
-metrics changed since, never after a poll. Real polls of the
-simulator over HTTP, the real web app scraped over loopback.
+for byte to a render of the whole snapshot through prometheus-client
+(tests/exposition_reference.py), in both formats and gzipped; the self-metrics rendered
+when a body is asked for, only for the projects whose metrics changed since, never after a
+poll. Real polls of the simulator over HTTP, the real web app scraped over loopback.
 
 | change to the code (tried, seen red) | failing test |
 |---|---|
@@ -12,18 +12,17 @@ simulator over HTTP, the real web app scraped over loopback.
 | health lines kept with the list's (no `known.state is state`) | ..._only_its_own_source |
 | the view leaves out the shown problem jobs | ..._moves_the_cap_renders_the_sibling |
 | the view leaves out the algorithm directory | ..._new_algorithm_service_... |
-| `_project_directories` keyed by project only | ..._new_algorithm_service_... |
 | `_update` keeps sources gone from the snapshot | test_a_removed_project_... |
 | `render()` collects the self-metrics too | ..._only_the_projects_whose_self... |
-| `_project_lines` ignores the version | ..._only_the_projects_whose_self... |
+| `_project_pieces` ignores the version | ..._only_the_projects_whose_self... |
 | `serve` keys the kept body without `Telemetry.changes` | ..._served_again_until... |
 | `config_reload_failed` or `refreshed` do not move `changes` | ..._served_again_until... |
-| `_project_lines` renders every project at every body | ..._only_the_projects_whose_self... |
+| `_project_pieces` renders every project at every body | ..._only_the_projects_whose_self... |
 | text `_created` slots not optional (empty headers) | ..._equals_a_whole_render... |
-| OpenMetrics tail without `# EOF` | ..._equals_a_whole_render..., test_both_formats_parse... |
-| gzip CRC of the tail alone | test_gzip_bodies..., test_both_formats_parse... |
-| `Deflater` flushes with Z_SYNC_FLUSH | test_gzip_bodies_... |
-| `crc32_combine` with `k = 0` (bits, not bytes) | test_crc32_combine_matches_zlib |
+| OpenMetrics body without `# EOF` | ..._equals_a_whole_render..., test_both_formats_parse... |
+| `header`: text counter without `_total`, quotes unescaped | ..._whole_render..., test_headers... |
+| gzip CRC or size of part of the body only | test_gzip_bodies..., test_both_formats_parse... |
+| pieces deflated with Z_SYNC_FLUSH | test_gzip_bodies_... |
 | `sample_lines`: label values not escaped, or not sorted | test_sample_lines_are_what_... |
 """
 
@@ -31,26 +30,26 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import random
 import zlib
 from collections import Counter
 from typing import Any
 
 import pytest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from exporter.collector import Exposition
-from exporter.exposition_cache import crc32_combine, render, sample_lines
+from exporter.exposition_cache import header, sample_lines
 from exporter.lists import REGISTRY
 from exporter.lists.jobs import PROBLEM_STATES
 from exporter.poller import SourcePoller
 from exporter.service import Exporter
 from exporter.simulator import Fault
 from exporter.snapshot import SourceKey
+from tests.exposition_reference import render_families, render_whole
 from tests.support import RunningExporter, RunningSimulator, StartExporter, make_config, target
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
@@ -59,7 +58,7 @@ OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 def assert_equals_whole_render(exposition: Exposition) -> None:
     for openmetrics in (False, True):
         cached = exposition.body(openmetrics=openmetrics, gzipped=False)
-        assert cached == exposition.render_uncached(openmetrics=openmetrics)
+        assert cached == render_whole(exposition, openmetrics=openmetrics)
 
 
 def grown(renders: Counter[SourceKey], before: dict[SourceKey, int]) -> Counter[SourceKey]:
@@ -151,13 +150,6 @@ async def test_gzip_bodies_inflate_to_the_plain_body(simulator: RunningSimulator
         await exporter.poll_all_once()
         plain = exposition.body(openmetrics=False, gzipped=False)
         assert gzip.decompress(exposition.body(openmetrics=False, gzipped=True)) == plain
-
-
-def test_crc32_combine_matches_zlib() -> None:
-    rng = random.Random(5)
-    for size_a, size_b in [(0, 0), (1, 0), (0, 7), (13, 1), (1000, 77_777), (5, 1 << 20)]:
-        a, b = rng.randbytes(size_a), rng.randbytes(size_b)
-        assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
 
 
 async def test_a_poll_renders_only_its_own_source(simulator: RunningSimulator) -> None:
@@ -335,6 +327,21 @@ def test_sample_lines_are_what_prometheus_client_writes(fmt: int) -> None:
     for number, (text, value) in enumerate(zip(texts * 2, values + values[:4], strict=False)):
         family.add_metric([text, str(number)], value)
     family.samples.append(family.samples[0]._replace(labels={}))
-    rendered = render([family], fmt)
-    assert rendered.endswith(sample_lines(family.samples))
-    assert rendered.count(b"\n") == len(family.samples) + 2
+    rendered = render_families([family], openmetrics=fmt == 1)
+    assert rendered.endswith(sample_lines(family.samples) + (b"# EOF\n" if fmt else b""))
+    assert rendered.count(b"\n") == len(family.samples) + 2 + fmt
+
+
+@pytest.mark.parametrize("fmt", [0, 1])
+def test_headers_are_what_prometheus_client_writes(fmt: int) -> None:
+    """HELP texts with what each format escapes (backslashes, newlines, OpenMetrics quotes),
+    every family type the exporter writes, and a unit."""
+    help_text = 'Say "no" to C:\\path\nand 摄像头.'
+    families = [
+        GaugeMetricFamily("vias_probe", help_text),
+        CounterMetricFamily("vias_probe_events", help_text),
+        HistogramMetricFamily("vias_probe_seconds", help_text, unit="seconds"),
+    ]
+    for family in families:
+        rendered = render_families([family], openmetrics=fmt == 1).removesuffix(b"# EOF\n")
+        assert rendered == header(family, fmt)

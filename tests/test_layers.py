@@ -40,7 +40,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "exporter.sharding",
         "exporter.simulator",
     ),
-    ("exporter.details", "exporter.paginator", "exporter.self_metrics", "exporter.snapshot"),
+    ("exporter.details", "exporter.paginator", "exporter.snapshot"),
     ("exporter.transport", "exporter.exposition_cache", "exporter.metric_filter"),
     ("exporter.auth", "exporter.label_values"),
     ("exporter.exchange", "exporter.settings", "exporter.signing"),

@@ -165,6 +165,8 @@ class ListView(Generic[DataT]):
     algorithms: AlgorithmDirectory = field(default_factory=dict)
 
 
+# Yields the same families in the same order whatever its views: the exposition lays them
+# out from a call with none (tests/test_collector.py checks against a whole render).
 Renderer = Callable[[Sequence[ListView[DataT]]], Iterable[Metric]]
 
 DetailT = TypeVar("DetailT", bound=ApiModel)
