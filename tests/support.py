@@ -23,6 +23,7 @@ from exporter.settings import Config, DiscoveryConfig
 from exporter.simulator import Fault, Simulator, World, run_simulator
 from exporter.web import create_app
 from exporter.webconfig import WebConfig
+from exporter.webserver import WebLimits, start_site
 
 TOKEN = "sim-token-s3cr3t"
 DOMAIN, USER, PASSWORD = "acme", "ops", "pa55-s3cr3t"
@@ -138,8 +139,12 @@ async def serving(exporter: Exporter, web_config: WebConfig | None = None) -> As
     """The exporter's real web app on a free loopback port, as the CLI serves it."""
     tls = web_config.tls_server_config if web_config else None
     app = create_app(exporter, web_config=web_config)
-    async with serving_app(app, tls.ssl_context() if tls else None) as url:
-        yield url
+    context = tls.ssl_context() if tls else None
+    runner, site = await start_site(app, "127.0.0.1", 0, WebLimits(), context)
+    try:
+        yield f"{'https' if context else 'http'}://127.0.0.1:{site.port}"
+    finally:
+        await runner.cleanup()
 
 
 StartExporter = Callable[[Config], contextlib.AbstractAsyncContextManager[RunningExporter]]

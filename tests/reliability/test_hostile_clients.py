@@ -1,0 +1,221 @@
+"""Hostile or careless clients of the exporter's own web server, over real sockets on
+loopback: idle and slowloris connections, more of them than descriptors.
+
+| change to the code (tried, seen red) | failing test |
+|---|---|
+| no header deadline (`_header_deadline` returns at once) | test_a_slowloris_is_closed_... |
+| `keepalive_timeout` left at aiohttp's 3,630 s | test_an_idle_kept_alive_... |
+| no cap (`ConnectionGuard.admit` never full) | the three test_..._cap_... and ..._files_limit_... |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from exporter.service import Exporter
+from exporter.web import create_app
+from exporter.webserver import (
+    ACCEPT_OUT_OF_RESOURCES,
+    GuardedSite,
+    WebLimits,
+    quiet_accept_errors,
+    start_site,
+)
+from tests.reliability.reliability_support import clean_env, events
+from tests.support import TOKEN, free_port, make_config
+
+EXPORTER = Path(sys.executable).parent / "vias-exporter"
+HANG = 10.0  # seconds: what a test waits before calling it a hang (never reached when green)
+PARTIAL_REQUEST = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+
+
+@pytest.fixture
+async def idle_exporter() -> AsyncIterator[Exporter]:
+    target = {"project_id": "p1", "endpoint": "http://127.0.0.1:9", "auth_token": "t"}
+    config = make_config([target])
+    async with Exporter(config) as exporter:
+        yield exporter
+
+
+@contextlib.asynccontextmanager
+async def served(exporter: Exporter, limits: WebLimits) -> AsyncIterator[GuardedSite]:
+    runner, site = await start_site(create_app(exporter), "127.0.0.1", 0, limits)
+    try:
+        yield site
+    finally:
+        await runner.cleanup()
+
+
+async def closed_by_server(reader: asyncio.StreamReader) -> bool:
+    """True when the server closes the connection (EOF) before the hang limit."""
+    try:
+        await asyncio.wait_for(reader.read(), HANG)
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+    return True
+
+
+async def status(url: str) -> int:
+    timeout = aiohttp.ClientTimeout(total=HANG)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.get(url) as response,
+    ):
+        await response.read()
+        return response.status
+
+
+async def test_a_slowloris_is_closed_at_the_header_deadline(idle_exporter) -> None:
+    limits = WebLimits(read_header_timeout_seconds=0.2)
+    async with served(idle_exporter, limits) as site:
+        reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
+        writer.write(PARTIAL_REQUEST)  # and never the rest
+        await writer.drain()
+        assert await closed_by_server(reader)
+        writer.close()
+        assert site.guard.header_timeouts.total == 1
+        assert site.guard.open_connections == 0
+
+
+async def test_an_idle_kept_alive_connection_is_closed(idle_exporter) -> None:
+    limits = WebLimits(idle_timeout_seconds=0.2)
+    async with served(idle_exporter, limits) as site:
+        reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
+        writer.write(b"GET /-/healthy HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HANG)
+        assert head.startswith(b"HTTP/1.1 200")
+        assert await asyncio.wait_for(reader.readexactly(3), HANG) == b"OK\n"
+        assert await closed_by_server(reader)  # kept alive, then idle past the timeout
+        writer.close()
+
+
+async def test_idle_sockets_beyond_the_cap_make_room_for_new_ones(idle_exporter) -> None:
+    limits = WebLimits(max_connections=16)
+    async with served(idle_exporter, limits) as site:
+        idle = [await asyncio.open_connection("127.0.0.1", site.port) for _ in range(48)]
+        # The oldest idle ones were closed to admit the newer: the cap holds.
+        closed = await asyncio.gather(*(closed_by_server(reader) for reader, _ in idle[:32]))
+        assert all(closed)
+        base = f"http://127.0.0.1:{site.port}"
+        assert await status(base + "/-/healthy") == 200
+        assert await status(base + "/metrics") == 200
+        assert site.guard.open_connections <= 16
+        assert site.guard.evicted.total >= 32
+        for _, writer in idle:
+            writer.close()
+
+
+async def test_a_connection_past_the_cap_with_every_slot_busy_is_told_503(
+    idle_exporter,
+) -> None:
+    limits = WebLimits(max_connections=1)
+    async with served(idle_exporter, limits) as site:
+        # The one slot is busy: a request whose body is still coming (not idle).
+        busy_reader, busy = await asyncio.open_connection("127.0.0.1", site.port)
+        busy.write(b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+        await busy.drain()
+        assert (await asyncio.wait_for(busy_reader.readline(), HANG)).startswith(b"HTTP/1.1")
+        reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
+        answer = await asyncio.wait_for(reader.read(), HANG)
+        assert answer.startswith(b"HTTP/1.1 503 ") and answer.endswith(b"open connections")
+        assert site.guard.refused.total == 1
+        busy.close()
+        writer.close()
+
+
+@contextlib.asynccontextmanager
+async def exporter_process(
+    *args: str, open_files: int
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    def limit_open_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
+    process = await asyncio.create_subprocess_exec(
+        str(EXPORTER),
+        *args,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=limit_open_files,
+        env=clean_env(),
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        await process.wait()
+
+
+async def until_listening(port: int, process: asyncio.subprocess.Process) -> None:
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            assert process.returncode is None, "the exporter exited"
+            assert asyncio.get_running_loop().time() < deadline, "the exporter never listened"
+            await asyncio.sleep(0.05)
+        else:
+            writer.close()
+            return
+
+
+async def test_idle_sockets_beyond_the_open_files_limit_leave_health_answering(
+    tmp_path, simulator
+) -> None:
+    """The issue's case, scaled down: 400 idle sockets against a process allowed 200 open
+    files. Before, accept() failed for want of descriptors (a traceback a second) and the
+    probes waited in the backlog for ever."""
+    config = tmp_path / "config.yml"
+    config.write_text(
+        f"targets:\n  - {{project_id: p1, endpoint: '{simulator.url}', auth_token: {TOKEN},"
+        " sources: [tasks]}\n",
+        encoding="utf-8",
+    )
+    port = free_port()
+    args = ["--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}"]
+    async with exporter_process(*args, open_files=200) as process:
+        await until_listening(port, process)
+
+        async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            return await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), HANG)
+
+        idle = [await connect() for _ in range(400)]
+        base = f"http://127.0.0.1:{port}"
+        assert await status(base + "/-/healthy") == 200
+        assert await status(base + "/metrics") == 200
+        for _, writer in idle:
+            writer.close()
+        process.terminate()
+        stderr = await asyncio.wait_for(process.stderr.read(), HANG)  # type: ignore[union-attr]
+    assert b"--web.max-connections lowered to fit the open files limit" in stderr
+    assert b"max_connections=136" in stderr  # 200 - 64 descriptors kept for the rest
+    assert b"Traceback" not in stderr
+
+
+async def test_descriptor_exhaustion_is_one_counted_line_a_minute(logs) -> None:
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    try:
+        failures = quiet_accept_errors(loop)
+        error = OSError(24, "Too many open files")
+        context: dict[str, Any] = {"message": ACCEPT_OUT_OF_RESOURCES, "exception": error}
+        for _ in range(1000):
+            loop.call_exception_handler(context)
+    finally:
+        loop.set_exception_handler(previous)
+    assert failures.total == 1000
+    lines = events(logs, "cannot accept connections: out of file descriptors")
+    assert len(lines) == 1 and lines[0]["count"] == 1
