@@ -18,6 +18,7 @@ from exporter.webconfig import BasicAuth, WebConfig
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
 TELEMETRY_PATH_KEY = web.AppKey("telemetry_path", str)
 RELOADER_KEY = web.AppKey("reloader", Reloader)
+WRITE_SLICE_BYTES = 256 << 10
 
 
 def _weights(header: str) -> dict[str, float]:
@@ -52,12 +53,12 @@ def _wants_gzip(accept_encoding: str) -> bool:
     return weights.get("gzip", weights.get("*", 0.0)) > 0
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def metrics(request: web.Request) -> web.StreamResponse:
     exporter = request.app[EXPORTER_KEY]
     openmetrics = _wants_openmetrics(request.headers.get("Accept", ""))
     gzipped = _wants_gzip(request.headers.get("Accept-Encoding", ""))
-    response = web.Response(
-        body=await exporter.exposition.serve(openmetrics=openmetrics, gzipped=gzipped),
+    body = await exporter.exposition.serve(openmetrics=openmetrics, gzipped=gzipped)
+    response = web.StreamResponse(
         headers={
             "Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE,
             # Caches keep one answer per format and encoding.
@@ -66,6 +67,14 @@ async def metrics(request: web.Request) -> web.Response:
     )
     if gzipped:
         response.headers["Content-Encoding"] = "gzip"
+    response.content_length = len(body)
+    await response.prepare(request)
+    # The shared body in slices, each sent before the next: a slow reader holds a slice
+    # in its socket's buffer, not a copy of the whole body (asyncio copies what it buffers).
+    whole = memoryview(body)
+    for start in range(0, len(body), WRITE_SLICE_BYTES):
+        await response.write(whole[start : start + WRITE_SLICE_BYTES])
+    await response.write_eof()
     return response
 
 

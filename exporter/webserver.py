@@ -85,6 +85,9 @@ class ConnectionGuard:
     def open_connections(self) -> int:
         return len(self._open)
 
+    def handlers(self) -> list[GuardedRequestHandler]:
+        return list(self._open)
+
     def admit(self, handler: GuardedRequestHandler) -> bool:
         if len(self._open) >= self.limits.max_connections:
             idle = next((open_ for open_ in self._open if open_.idle), None)

@@ -1,10 +1,12 @@
 """Hostile or careless clients of the exporter's own web server, over real sockets on
-loopback: idle and slowloris connections, more of them than descriptors.
+loopback: idle and slowloris connections, more of them than descriptors, slow readers.
 
 | change to the code (tried, seen red) | failing test |
 |---|---|
 | no header deadline (`_header_deadline` returns at once) | test_a_slowloris_is_closed_... |
 | `keepalive_timeout` left at aiohttp's 3,630 s | test_an_idle_kept_alive_... |
+| the body written whole (`WRITE_SLICE_BYTES` 1 GiB) | test_slow_readers_share_one_body_... |
+| `SharedBodies.get` joining for every scrape | test_slow_readers_share_one_body_... |
 | no cap (`ConnectionGuard.admit` never full) | the three test_..._cap_... and ..._files_limit_... |
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import resource
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,16 +24,18 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bench.fixtures import snapshot_exporter
 from exporter.service import Exporter
 from exporter.web import create_app
 from exporter.webserver import (
     ACCEPT_OUT_OF_RESOURCES,
+    GuardedRequestHandler,
     GuardedSite,
     WebLimits,
     quiet_accept_errors,
     start_site,
 )
-from tests.reliability.reliability_support import clean_env, events
+from tests.reliability.reliability_support import clean_env, events, wait_until
 from tests.support import TOKEN, free_port, make_config
 
 EXPORTER = Path(sys.executable).parent / "vias-exporter"
@@ -219,3 +224,62 @@ async def test_descriptor_exhaustion_is_one_counted_line_a_minute(logs) -> None:
     assert failures.total == 1000
     lines = events(logs, "cannot accept connections: out of file descriptors")
     assert len(lines) == 1 and lines[0]["count"] == 1
+
+
+async def test_slow_readers_share_one_body_and_each_buffers_a_slice() -> None:
+    """Item 8 of issue 21: each slow scraper of a big body held a copy of it (joined per
+    scrape, then buffered whole by asyncio). Now one join serves them all and each
+    connection buffers at most a slice; bench/slow_readers.py measures the RSS."""
+    exporter = snapshot_exporter(60_000)  # an 8 MiB text body: far above socket buffers
+    joins = 0
+    join = exporter.exposition.body
+
+    def counted_join(*, openmetrics: bool, gzipped: bool) -> bytes:
+        nonlocal joins
+        joins += 1
+        return join(openmetrics=openmetrics, gzipped=gzipped)
+
+    exporter.exposition.body = counted_join  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    async with served(exporter, WebLimits()) as site:
+        readers = []
+        for _ in range(20):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            await loop.sock_connect(sock, ("127.0.0.1", site.port))
+            await loop.sock_sendall(sock, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            readers.append(sock)  # and never read: a stalled scraper
+
+        def all_stalled() -> bool:
+            handlers = site.guard.handlers()
+            return len(handlers) == 20 and all(buffered(h) > 0 for h in handlers)
+
+        await wait_until(all_stalled, deadline=HANG, what="every reader stalled")
+        assert joins == 1
+        # A slice (256 KiB) plus asyncio's high-water mark (64 KiB) at most, not the body.
+        assert max(buffered(h) for h in site.guard.handlers()) <= 1 << 20
+        # The first reader reads on: the whole body, as joined.
+        body = exporter.exposition.body(openmetrics=False, gzipped=False)
+
+        async def receive() -> bytes:
+            chunk = await asyncio.wait_for(loop.sock_recv(readers[0], 1 << 20), HANG)
+            assert chunk, "closed before the whole body"
+            return chunk
+
+        received = bytearray()
+        while b"\r\n\r\n" not in received:
+            received += await receive()
+        head, _, content = bytes(received).partition(b"\r\n\r\n")
+        received = bytearray(content)
+        while len(received) < len(body):
+            received += await receive()
+        assert f"Content-Length: {len(body)}".encode() in head
+        assert received == body
+        for sock in readers:
+            sock.close()
+
+
+def buffered(handler: GuardedRequestHandler) -> int:
+    transport = handler.transport
+    return 0 if transport is None else transport.get_write_buffer_size()
