@@ -72,8 +72,11 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     # The shared body in slices, each sent before the next: a slow reader holds a slice
     # in its socket's buffer, not a copy of the whole body (asyncio copies what it buffers).
     whole = memoryview(body)
-    for start in range(0, len(body), WRITE_SLICE_BYTES):
-        await response.write(whole[start : start + WRITE_SLICE_BYTES])
+    try:
+        for start in range(0, len(body), WRITE_SLICE_BYTES):
+            await response.write(whole[start : start + WRITE_SLICE_BYTES])
+    except ConnectionError:  # the scraper left: aiohttp ends the response quietly
+        return response
     await response.write_eof()
     return response
 

@@ -14,19 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import resource
 import socket
+import struct
 import sys
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import bcrypt
 import pytest
 
 from bench.fixtures import snapshot_exporter
 from exporter.service import Exporter
 from exporter.web import create_app
+from exporter.webconfig import MAX_PENDING_CHECKS, WebConfig
 from exporter.webserver import (
     ACCEPT_OUT_OF_RESOURCES,
     GuardedRequestHandler,
@@ -36,7 +41,7 @@ from exporter.webserver import (
     start_site,
 )
 from tests.reliability.reliability_support import clean_env, events, wait_until
-from tests.support import TOKEN, free_port, make_config
+from tests.support import TOKEN, free_port, make_config, serving
 
 EXPORTER = Path(sys.executable).parent / "vias-exporter"
 HANG = 10.0  # seconds: what a test waits before calling it a hang (never reached when green)
@@ -226,7 +231,9 @@ async def test_descriptor_exhaustion_is_one_counted_line_a_minute(logs) -> None:
     assert len(lines) == 1 and lines[0]["count"] == 1
 
 
-async def test_slow_readers_share_one_body_and_each_buffers_a_slice() -> None:
+async def test_slow_readers_share_one_body_and_each_buffers_a_slice(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """Item 8 of issue 21: each slow scraper of a big body held a copy of it (joined per
     scrape, then buffered whole by asyncio). Now one join serves them all and each
     connection buffers at most a slice; bench/slow_readers.py measures the RSS."""
@@ -276,10 +283,100 @@ async def test_slow_readers_share_one_body_and_each_buffers_a_slice() -> None:
             received += await receive()
         assert f"Content-Length: {len(body)}".encode() in head
         assert received == body
+        # The others abort (RST) halfway: their connections go, quietly.
         for sock in readers:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()
+        await wait_until(lambda: site.guard.open_connections == 0, HANG, "connections gone")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 def buffered(handler: GuardedRequestHandler) -> int:
     transport = handler.transport
     return 0 if transport is None else transport.get_write_buffer_size()
+
+
+PASSWORD = "scrape-pa55"
+
+
+class GatedBcrypt:
+    """The real bcrypt check, held at a gate the test opens: a flood of wrong passwords
+    that keeps the checking threads busy for as long as the test needs."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.held = 0
+        self.costs: list[int] = []
+        self._check = bcrypt.checkpw
+
+    def __call__(self, password: bytes, hashed: bytes) -> bool:
+        self.costs.append(int(hashed[4:6]))
+        if password != PASSWORD.encode():
+            self.held += 1
+            self.gate.wait(3 * HANG)  # longer than a client waits
+        return self._check(password, hashed)
+
+
+@pytest.fixture
+def gated_bcrypt(monkeypatch: pytest.MonkeyPatch) -> Iterator[GatedBcrypt]:
+    gated = GatedBcrypt()
+    monkeypatch.setattr(bcrypt, "checkpw", gated)
+    yield gated
+    gated.gate.set()
+
+
+def users() -> WebConfig:
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()
+    return WebConfig(basic_auth_users={"prometheus": hashed})
+
+
+async def test_a_flood_of_wrong_passwords_leaves_scrapes_and_health_answering(
+    idle_exporter, gated_bcrypt
+) -> None:
+    """Item 9 of issue 21: bcrypt checks of wrong passwords ran on the threads that join
+    /metrics bodies; a flood made an authenticated scrape wait 49 s."""
+    right = aiohttp.BasicAuth("prometheus", PASSWORD)
+    runner, site = await start_site(
+        create_app(idle_exporter, web_config=users()), "127.0.0.1", 0, WebLimits()
+    )
+    base = f"http://127.0.0.1:{site.port}"
+    timeout = aiohttp.ClientTimeout(total=HANG)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+
+            async def get(path: str, auth: aiohttp.BasicAuth | None = None) -> int:
+                async with session.get(base + path, auth=auth) as response:
+                    await response.read()
+                    return response.status
+
+            assert await get("/metrics", right) == 200  # verified once, remembered
+            flood = [
+                asyncio.create_task(get("/metrics", aiohttp.BasicAuth("prometheus", f"guess{n}")))
+                for n in range(40)
+            ]
+            # The checks past the bound are told 429 at once; the others wait at the gate.
+            beyond = len(flood) - MAX_PENDING_CHECKS
+            await wait_until(lambda: sum(t.done() for t in flood) >= beyond, HANG, "429s")
+            # A new body must be joined (something it shows changed): a worker thread.
+            idle_exporter.telemetry.count_poll_overruns("p1", "tasks", 1)
+            assert await get("/metrics", right) == 200
+            assert await get("/-/healthy") == 200
+            gated_bcrypt.gate.set()
+            statuses = await asyncio.gather(*flood)
+    finally:
+        await runner.cleanup()
+    assert set(statuses) == {401, 429}  # refused, or told to come back: never let in
+    assert statuses.count(401) <= 1 + MAX_PENDING_CHECKS
+
+
+async def test_unknown_users_cost_a_bcrypt_check_like_known_ones(
+    idle_exporter, gated_bcrypt
+) -> None:
+    """An unknown user was refused without a bcrypt check (0.4 ms against 55 ms): the
+    time told which users exist. Now both cost one check of the same cost."""
+    gated_bcrypt.gate.set()
+    async with serving(idle_exporter, users()) as url, aiohttp.ClientSession() as session:
+        for auth in (aiohttp.BasicAuth("eve", "guess"), aiohttp.BasicAuth("prometheus", "guess")):
+            async with session.get(url + "/metrics", auth=auth) as response:
+                assert response.status == 401
+    assert gated_bcrypt.costs == [5, 5]

@@ -1,0 +1,174 @@
+"""Peak RSS of the exporter's web server under slow scrapers of a big body (issue 21, item 8).
+
+    python -m bench.slow_readers [--series 150000] [--readers 150] [--waves 3]
+    python -m bench.slow_readers --exporter-tree /tmp/old   # another version's exporter/
+
+A server process serves /metrics of a snapshot of about `--series` series (the real web
+app and server). `--readers` slow scrapers each read 16 KiB every 100 ms for
+`--wave-seconds`, then all abort (RST), `--waves` times; the server's RSS is sampled every
+250 ms. `--exporter-tree DIR` runs the server on the `exporter/` package in DIR, e.g. the
+version before the fix: `git archive <commit> exporter | tar -x -C DIR`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.fixtures import HOST
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUEST = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/plain\r\n\r\n"
+READ_BYTES = 16 << 10
+READ_EVERY_SECONDS = 0.1
+SAMPLE_EVERY_SECONDS = 0.25
+
+
+async def _serve(series: int) -> None:
+    """The server process: the exporter's app on a free port, until stdin closes."""
+    from aiohttp import web
+
+    from bench.fixtures import snapshot_exporter
+    from exporter.web import create_app
+
+    exporter = snapshot_exporter(series)
+    body = exporter.exposition.body(openmetrics=False, gzipped=False)
+    app = create_app(exporter)
+    try:
+        from exporter.webserver import WebLimits, start_site
+    except ImportError:  # a version before the web server limits
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, HOST, 0).start()
+        port = int(runner.addresses[0][1])
+    else:
+        runner, site = await start_site(app, HOST, 0, WebLimits(max_connections=4096))
+        port = site.port
+    print(json.dumps({"port": port, "bytes": len(body)}), flush=True)
+    await asyncio.to_thread(sys.stdin.read)
+    await runner.cleanup()
+
+
+def _rss_bytes(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process, in bytes."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return (int(fields["VmRSS"].split()[0]) << 10, int(fields["VmHWM"].split()[0]) << 10)
+
+
+async def _slow_reader(port: int, until: float) -> int:
+    """Reads slowly until `until`, then aborts (RST); returns the bytes read."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, READ_BYTES)
+    sock.setblocking(False)
+    read = 0
+    try:
+        await loop.sock_connect(sock, (HOST, port))
+        await loop.sock_sendall(sock, REQUEST)
+        while loop.time() < until:
+            try:
+                chunk = await asyncio.wait_for(
+                    loop.sock_recv(sock, READ_BYTES), until - loop.time()
+                )
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            read += len(chunk)
+            await asyncio.sleep(READ_EVERY_SECONDS)
+    finally:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    return read
+
+
+async def _sample(pid: int, stop: asyncio.Event, samples: list[int]) -> None:
+    while not stop.is_set():
+        samples.append(_rss_bytes(pid)[0])
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), SAMPLE_EVERY_SECONDS)
+
+
+async def _fast_scrape(port: int) -> None:
+    reader, writer = await asyncio.open_connection(HOST, port)
+    writer.write(REQUEST.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+    await reader.read()
+    writer.close()
+
+
+async def _measure(pid: int, port: int, args: argparse.Namespace) -> dict[str, float]:
+    await _fast_scrape(port)  # the body joined once, as after the first scrape
+    idle = _rss_bytes(pid)[0]
+    samples: list[int] = []
+    stop = asyncio.Event()
+    sampler = asyncio.create_task(_sample(pid, stop, samples))
+    loop = asyncio.get_running_loop()
+    read = 0
+    for _ in range(args.waves):
+        until = loop.time() + args.wave_seconds
+        wave = [_slow_reader(port, until) for _ in range(args.readers)]
+        read += sum(await asyncio.gather(*wave))
+    stop.set()
+    await sampler
+    await asyncio.sleep(args.settle_seconds)  # what the aborted scrapes left behind
+    await _fast_scrape(port)
+    after, high_water = _rss_bytes(pid)
+    return {
+        "idle": idle,
+        "peak": max([*samples, high_water]),
+        "after": after,
+        "read": read,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.slow_readers")
+    parser.add_argument("--series", type=int, default=150_000)
+    parser.add_argument("--readers", type=int, default=150)
+    parser.add_argument("--waves", type=int, default=3)
+    parser.add_argument("--wave-seconds", type=float, default=10.0)
+    parser.add_argument("--settle-seconds", type=float, default=3.0)
+    parser.add_argument("--exporter-tree", type=Path, help="a directory holding exporter/")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        asyncio.run(_serve(args.series))
+        return 0
+    path = [str(args.exporter_tree.resolve())] if args.exporter_tree else []
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*path, str(ROOT)])}
+    command = [sys.executable, "-m", "bench.slow_readers", "--serve", "--series", str(args.series)]
+    started = time.monotonic()
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd="/"
+    ) as server:
+        assert server.stdout is not None and server.stdin is not None
+        hello = json.loads(server.stdout.readline())
+        figures = asyncio.run(_measure(server.pid, int(hello["port"]), args))
+        server.stdin.close()
+        server.wait(timeout=60)
+    mib = 1 << 20
+    version = str(args.exporter_tree) if args.exporter_tree else "this tree"
+    print(f"exporter: {version}; {time.monotonic() - started:.0f} s")
+    print("| body | readers x waves | RSS idle | peak RSS | RSS after the aborts | read |")
+    print("|---|---|---|---|---|---|")
+    print(
+        f"| {hello['bytes'] / mib:.1f} MiB | {args.readers} x {args.waves} "
+        f"| {figures['idle'] / mib:.0f} MiB | {figures['peak'] / mib:.0f} MiB "
+        f"| {figures['after'] / mib:.0f} MiB | {figures['read'] / mib:.0f} MiB |"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
