@@ -17,6 +17,7 @@ import structlog
 
 from exporter import __version__
 from exporter.discovery import describe_discovery
+from exporter.healthcheck import probe, running_web_args
 from exporter.lists import DISTINCT_LISTS
 from exporter.logs import LEVELS, configure_logging
 from exporter.metric_filter import MetricFilter, MetricFilterError
@@ -146,6 +147,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     mode.add_argument(
         "--once", action="store_true", help="poll every source once, print the metrics, exit"
     )
+    mode.add_argument(
+        "--healthcheck",
+        nargs="?",
+        const="/-/healthy",
+        metavar="PATH",
+        help="ask the running exporter's /-/healthy (or PATH) over HTTP or HTTPS as it serves, "
+        "exit 0 when it answers 200 (for HEALTHCHECK and exec probes); without --web.* flags, "
+        "those of PID 1",
+    )
     parser.add_argument("--version", action="version", version=f"vias-exporter {__version__}")
     return parser.parse_args(argv)
 
@@ -180,6 +190,8 @@ def parse_listen_address(address: str) -> tuple[str | None, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.healthcheck is not None:
+        return _healthcheck(list(sys.argv[1:] if argv is None else argv))
     configure_logging(args.log_level, args.log_format)
     try:
         if args.demo and args.config_file is not None:
@@ -207,6 +219,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers are in place
         print("vias-exporter: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    return 0
+
+
+def _healthcheck(argv: list[str]) -> int:
+    """Exit 0 when the exporter answers 200, 1 otherwise (Docker's "unhealthy")."""
+    given = any(
+        word.partition("=")[0] in ("--web.listen-address", "--web.config.file") for word in argv
+    )
+    args = parse_args(argv if given else [*running_web_args(), *argv])
+    try:
+        host, port = parse_listen_address(args.listen_address)
+        web_config = load_web_config(args.web_config_file) if args.web_config_file else None
+    except ConfigError as error:
+        print(f"vias-exporter: healthcheck: {error}", file=sys.stderr)
+        return 1
+    problem = probe(host, port, web_config, args.healthcheck)
+    if problem is not None:
+        print(f"vias-exporter: healthcheck: {problem}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -16,12 +16,15 @@ from pathlib import Path
 from typing import Literal
 
 import bcrypt
+import structlog
 import yaml
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, FilePath, ValidationError, model_validator
 
 from exporter.settings import ConfigError, yaml_problem
 from exporter.webserver import Tally
+
+log = structlog.get_logger(__name__)
 
 ClientAuthType = Literal[
     "NoClientCert",
@@ -58,12 +61,27 @@ class TLSServerConfig(BaseModel):
     min_version: Literal["TLS10", "TLS11", "TLS12", "TLS13"] = "TLS12"
 
     @model_validator(mode="after")
-    def _ca_when_verifying(self) -> TLSServerConfig:
+    def _client_auth(self) -> TLSServerConfig:
+        if self.client_auth_type == "RequireAnyClientCert":
+            # Go accepts any certificate here, unverified; Python's TLS verifies every
+            # client certificate it accepts, so this would refuse every client.
+            raise ValueError(
+                "client_auth_type RequireAnyClientCert is not supported (a client certificate "
+                "cannot be required without verifying it): use RequireAndVerifyClientCert "
+                "with client_ca_file"
+            )
         if "Verify" in self.client_auth_type and self.client_ca_file is None:
             raise ValueError(f"client_auth_type {self.client_auth_type} needs client_ca_file")
         return self
 
     def ssl_context(self) -> ssl.SSLContext:
+        """The server's context; at each handshake the certificate and key are read again
+        if their files changed (`_Rotation`), as exporter-toolkit reads them per handshake."""
+        context = self._context()
+        context.sni_callback = _Rotation(self, context).on_handshake
+        return context
+
+    def _context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.minimum_version = _TLS_VERSIONS[self.min_version]
         context.load_cert_chain(self.cert_file, self.key_file)
@@ -71,6 +89,40 @@ class TLSServerConfig(BaseModel):
         if self.client_ca_file is not None:
             context.load_verify_locations(cafile=str(self.client_ca_file))
         return context
+
+    def files_stamp(self) -> tuple[tuple[int, int, int], ...]:
+        """What changes when the certificate or key file is replaced or rewritten."""
+        stats = (self.cert_file.stat(), self.key_file.stat())
+        return tuple((stat.st_ino, stat.st_size, stat.st_mtime_ns) for stat in stats)
+
+
+class _Rotation:
+    """Swaps a handshake onto a context with the certificate now in the files, made once
+    per change of the files (a stat of both per handshake). Until a change loads (a
+    half-written pair, say), the last good certificate is served."""
+
+    def __init__(self, config: TLSServerConfig, context: ssl.SSLContext) -> None:
+        self._config = config
+        self._current = context
+        self._stamp = config.files_stamp()
+        self._failed = Tally("TLS certificate not reloaded: the old one is served")
+
+    def on_handshake(
+        self, connection: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext
+    ) -> None:
+        try:
+            stamp = self._config.files_stamp()
+        except OSError:
+            stamp = self._stamp  # being replaced: the next handshake looks again
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self._current = self._config._context()
+                log.info("TLS certificate reloaded", cert_file=str(self._config.cert_file))
+            except (OSError, ssl.SSLError) as error:
+                self._failed.hit(error=str(error))
+        if self._current is not context:
+            connection.context = self._current
 
 
 class WebConfig(BaseModel):
