@@ -51,7 +51,7 @@ async def _serve(series: int) -> None:
         await web.TCPSite(runner, HOST, 0).start()
         port = int(runner.addresses[0][1])
     else:
-        runner, site = await start_site(app, HOST, 0, WebLimits(max_connections=4096))
+        runner, site = await start_site(app, HOST, 0, WebLimits())  # the defaults
         port = site.port
     print(json.dumps({"port": port, "bytes": len(body)}), flush=True)
     await asyncio.to_thread(sys.stdin.read)
@@ -100,19 +100,51 @@ async def _sample(pid: int, stop: asyncio.Event, samples: list[int]) -> None:
             await asyncio.wait_for(stop.wait(), SAMPLE_EVERY_SECONDS)
 
 
-async def _fast_scrape(port: int) -> None:
+async def _fast_scrape(port: int, path: str = "/metrics") -> bytes:
     reader, writer = await asyncio.open_connection(HOST, port)
-    writer.write(REQUEST.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
-    await reader.read()
+    request = REQUEST.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    writer.write(request.replace(b"/metrics", path.encode()))
+    answer = await reader.read()
     writer.close()
+    return answer
+
+
+async def _probe_health(port: int, stop: asyncio.Event, seconds: list[float]) -> None:
+    """/-/healthy on a new connection every 500 ms, as a probe: its latency (a failure
+    counts as infinite)."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        started = loop.time()
+        try:
+            answer = await asyncio.wait_for(_fast_scrape(port, "/-/healthy"), 30)
+            ok = answer.startswith(b"HTTP/1.1 200")
+        except (OSError, TimeoutError):
+            ok = False
+        seconds.append(loop.time() - started if ok else float("inf"))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+
+
+async def _storm(port: int, scrapes: int) -> int:
+    """`scrapes` scrapes at once, each read whole; returns how many got a 200."""
+
+    async def one() -> bool:
+        try:
+            return (await asyncio.wait_for(_fast_scrape(port), 120)).startswith(b"HTTP/1.1 200")
+        except (OSError, TimeoutError):
+            return False
+
+    return sum(await asyncio.gather(*(one() for _ in range(scrapes))))
 
 
 async def _measure(pid: int, port: int, args: argparse.Namespace) -> dict[str, float]:
     await _fast_scrape(port)  # the body joined once, as after the first scrape
     idle = _rss_bytes(pid)[0]
     samples: list[int] = []
+    health: list[float] = []
     stop = asyncio.Event()
     sampler = asyncio.create_task(_sample(pid, stop, samples))
+    prober = asyncio.create_task(_probe_health(port, stop, health))
     loop = asyncio.get_running_loop()
     read = 0
     for _ in range(args.waves):
@@ -120,7 +152,15 @@ async def _measure(pid: int, port: int, args: argparse.Namespace) -> dict[str, f
         wave = [_slow_reader(port, until) for _ in range(args.readers)]
         read += sum(await asyncio.gather(*wave))
     stop.set()
-    await sampler
+    await asyncio.gather(sampler, prober)
+    storm_health: list[float] = []
+    answered = 0
+    if args.storm:
+        stop = asyncio.Event()
+        prober = asyncio.create_task(_probe_health(port, stop, storm_health))
+        answered = await _storm(port, args.storm)
+        stop.set()
+        await prober
     await asyncio.sleep(args.settle_seconds)  # what the aborted scrapes left behind
     await _fast_scrape(port)
     after, high_water = _rss_bytes(pid)
@@ -129,6 +169,9 @@ async def _measure(pid: int, port: int, args: argparse.Namespace) -> dict[str, f
         "peak": max([*samples, high_water]),
         "after": after,
         "read": read,
+        "health_max": max(health, default=float("nan")),
+        "storm_health_max": max(storm_health, default=float("nan")),
+        "storm_answered": answered,
     }
 
 
@@ -139,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--waves", type=int, default=3)
     parser.add_argument("--wave-seconds", type=float, default=10.0)
     parser.add_argument("--settle-seconds", type=float, default=3.0)
+    parser.add_argument("--storm", type=int, default=0, help="then this many scrapes at once")
     parser.add_argument("--exporter-tree", type=Path, help="a directory holding exporter/")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -160,13 +204,22 @@ def main(argv: list[str] | None = None) -> int:
     mib = 1 << 20
     version = str(args.exporter_tree) if args.exporter_tree else "this tree"
     print(f"exporter: {version}; {time.monotonic() - started:.0f} s")
-    print("| body | readers x waves | RSS idle | peak RSS | RSS after the aborts | read |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| body | readers x waves | RSS idle | peak RSS | RSS after the aborts | read "
+        "| slowest /-/healthy |"
+    )
+    print("|---|---|---|---|---|---|---|")
     print(
         f"| {hello['bytes'] / mib:.1f} MiB | {args.readers} x {args.waves} "
         f"| {figures['idle'] / mib:.0f} MiB | {figures['peak'] / mib:.0f} MiB "
-        f"| {figures['after'] / mib:.0f} MiB | {figures['read'] / mib:.0f} MiB |"
+        f"| {figures['after'] / mib:.0f} MiB | {figures['read'] / mib:.0f} MiB "
+        f"| {figures['health_max'] * 1000:.0f} ms |"
     )
+    if args.storm:
+        print(
+            f"\n{args.storm} scrapes at once: {figures['storm_answered']:.0f} answered 200; "
+            f"slowest /-/healthy meanwhile {figures['storm_health_max'] * 1000:.0f} ms"
+        )
     return 0
 
 

@@ -13,7 +13,7 @@ import asyncio
 import resource
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,7 +23,9 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
 
 log = structlog.get_logger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+PROBE_PATHS = frozenset({"/-/healthy", "/-/ready"})
 RESERVED_DESCRIPTORS = 64  # for the API sessions, the config and log files, the loop
 ACCEPT_OUT_OF_RESOURCES = "socket.accept() out of system resource"  # asyncio's message
 # What a connection refused at the cap is told before it is closed.
@@ -40,6 +42,7 @@ class WebLimits:
     max_connections: int = 512
     read_header_timeout_seconds: float = 10.0
     idle_timeout_seconds: float = 120.0
+    probe_slots: int = 8  # connections past the cap, for health and readiness only
 
 
 DEFAULT_WEB_LIMITS = WebLimits()
@@ -89,14 +92,19 @@ class ConnectionGuard:
         return list(self._open)
 
     def admit(self, handler: GuardedRequestHandler) -> bool:
+        """Room for the new connection: an idle one closed at the cap, or one of
+        `probe_slots` beyond it (health and readiness only) when all are busy."""
         if len(self._open) >= self.limits.max_connections:
             idle = next((open_ for open_ in self._open if open_.idle), None)
-            if idle is None:
+            if idle is not None:
+                self.evicted.hit(limit=self.limits.max_connections)
+                self.release(idle)
+                idle.force_close()
+            elif len(self._open) < self.limits.max_connections + self.limits.probe_slots:
+                handler.probes_only = True
+            else:
                 self.refused.hit(limit=self.limits.max_connections)
                 return False
-            self.evicted.hit(limit=self.limits.max_connections)
-            self.release(idle)
-            idle.force_close()
         self._open[handler] = None
         return True
 
@@ -116,6 +124,7 @@ class GuardedRequestHandler(RequestHandler):
             access_log=None,  # type: ignore[arg-type]  # aiohttp takes None for "no log"
         )
         self._guard = guard
+        self.probes_only = False  # admitted past the cap: health and readiness only
         self._admitted = False
         self._deadline: asyncio.TimerHandle | None = None
 
@@ -150,6 +159,16 @@ class GuardedRequestHandler(RequestHandler):
             return
         self._guard.release(self)
         super().connection_lost(exc)
+
+
+@web.middleware
+async def probes_past_the_cap(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """On a connection admitted past the cap, anything but a probe is told 503."""
+    protocol = request.protocol
+    past_the_cap = isinstance(protocol, GuardedRequestHandler) and protocol.probes_only
+    if past_the_cap and request.path not in PROBE_PATHS:
+        raise web.HTTPServiceUnavailable(text="Too many open connections\n")
+    return await handler(request)
 
 
 class GuardedSite(web.TCPSite):

@@ -130,7 +130,7 @@ async def test_idle_sockets_beyond_the_cap_make_room_for_new_ones(idle_exporter)
 async def test_a_connection_past_the_cap_with_every_slot_busy_is_told_503(
     idle_exporter,
 ) -> None:
-    limits = WebLimits(max_connections=1)
+    limits = WebLimits(max_connections=1, probe_slots=0)
     async with served(idle_exporter, limits) as site:
         # The one slot is busy: a request whose body is still coming (not idle).
         busy_reader, busy = await asyncio.open_connection("127.0.0.1", site.port)
@@ -143,6 +143,28 @@ async def test_a_connection_past_the_cap_with_every_slot_busy_is_told_503(
         assert site.guard.refused.total == 1
         busy.close()
         writer.close()
+
+
+async def test_probes_answer_when_every_slot_is_busy(idle_exporter) -> None:
+    """Past the cap, with every connection busy with a request (a scrape storm), a few
+    connections more are let in for health and readiness only."""
+    async with served(idle_exporter, WebLimits(max_connections=1, probe_slots=1)) as site:
+        busy_reader, busy = await asyncio.open_connection("127.0.0.1", site.port)
+        busy.write(b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+        assert (await asyncio.wait_for(busy_reader.readline(), HANG)).startswith(b"HTTP/1.1")
+
+        async def ask(path: str) -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            answer = await asyncio.wait_for(reader.read(), HANG)
+            writer.close()
+            return answer
+
+        assert (await ask("/-/healthy")).startswith(b"HTTP/1.1 200 ")
+        assert (await ask("/-/ready")).startswith(b"HTTP/1.1 ")  # 503 "not ready": answered
+        assert (await ask("/metrics")).startswith(b"HTTP/1.1 503 ")
+        assert site.guard.refused.total == 0
+        busy.close()
 
 
 @contextlib.asynccontextmanager
