@@ -43,6 +43,9 @@ class WebLimits:
     read_header_timeout_seconds: float = 10.0
     idle_timeout_seconds: float = 120.0
     probe_slots: int = 8  # connections past the cap, for health and readiness only
+    # Idle for less than this, a connection is not closed to make room: its request may be
+    # on its way (in a storm of connections, they would close each other).
+    idle_grace_seconds: float = 1.0
 
 
 DEFAULT_WEB_LIMITS = WebLimits()
@@ -95,7 +98,7 @@ class ConnectionGuard:
         """Room for the new connection: an idle one closed at the cap, or one of
         `probe_slots` beyond it (health and readiness only) when all are busy."""
         if len(self._open) >= self.limits.max_connections:
-            idle = next((open_ for open_ in self._open if open_.idle), None)
+            idle = next((open_ for open_ in self._open if open_.long_idle), None)
             if idle is not None:
                 self.evicted.hit(limit=self.limits.max_connections)
                 self.release(idle)
@@ -126,13 +129,19 @@ class GuardedRequestHandler(RequestHandler):
         self._guard = guard
         self.probes_only = False  # admitted past the cap: health and readiness only
         self._admitted = False
+        self._connected_at = 0.0
         self._deadline: asyncio.TimerHandle | None = None
 
     @property
-    def idle(self) -> bool:
-        """Waiting for a request whose headers are not complete (or not begun)."""
+    def long_idle(self) -> bool:
+        """Waiting for a request whose headers are not complete (or not begun), for at
+        least the grace: since the connection was made, or the last response."""
         waiter = self._waiter
-        return waiter is not None and not waiter.done()
+        if waiter is None or waiter.done():
+            return False
+        last_response = self._next_keepalive_close_time - self._keepalive_timeout
+        idle_since = max(self._connected_at, last_response)
+        return self._loop.time() - idle_since >= self._guard.limits.idle_grace_seconds
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if not self._guard.admit(self):
@@ -141,6 +150,7 @@ class GuardedRequestHandler(RequestHandler):
             transport.close()
             return
         self._admitted = True
+        self._connected_at = self._loop.time()
         super().connection_made(transport)
         timeout = self._guard.limits.read_header_timeout_seconds
         self._deadline = self._loop.call_later(timeout, self._header_deadline)
@@ -200,7 +210,7 @@ class GuardedSite(web.TCPSite):
             lambda: GuardedRequestHandler(server, self.guard),
             self._host,
             self._port,
-            backlog=max(128, self.guard.limits.max_connections),
+            backlog=4096,  # a storm of connects waits here, not refused
             **tls,
         )
 
