@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.fixtures import HOST
 
@@ -33,7 +34,7 @@ READ_EVERY_SECONDS = 0.1
 SAMPLE_EVERY_SECONDS = 0.25
 
 
-async def _serve(series: int) -> None:
+async def _serve(series: int, plain: bool) -> None:
     """The server process: the exporter's app on a free port, until stdin closes."""
     from aiohttp import web
 
@@ -43,14 +44,14 @@ async def _serve(series: int) -> None:
     exporter = snapshot_exporter(series)
     body = exporter.exposition.body(openmetrics=False, gzipped=False)
     app = create_app(exporter)
-    try:
-        from exporter.webserver import WebLimits, start_site
-    except ImportError:  # a version before the web server limits
+    if plain:  # a version before the web server limits (exporter/webserver.py)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, HOST, 0).start()
         port = int(runner.addresses[0][1])
     else:
+        from exporter.webserver import WebLimits, start_site
+
         runner, site = await start_site(app, HOST, 0, WebLimits())  # the defaults
         port = site.port
     print(json.dumps({"port": port, "bytes": len(body)}), flush=True)
@@ -110,19 +111,25 @@ async def _fast_scrape(port: int, path: str = "/metrics") -> bytes:
 
 
 async def _probe_health(port: int, stop: asyncio.Event, seconds: list[float]) -> None:
-    """/-/healthy on a new connection every 500 ms, as a probe: its latency (a failure
-    counts as infinite)."""
+    """/-/healthy on a new connection every 500 ms, as a probe: its latency, or NaN when
+    it did not answer 200 within 5 s (a probe's timeout)."""
     loop = asyncio.get_running_loop()
     while not stop.is_set():
         started = loop.time()
         try:
-            answer = await asyncio.wait_for(_fast_scrape(port, "/-/healthy"), 30)
+            answer = await asyncio.wait_for(_fast_scrape(port, "/-/healthy"), 5)
             ok = answer.startswith(b"HTTP/1.1 200")
         except (OSError, TimeoutError):
             ok = False
-        seconds.append(loop.time() - started if ok else float("inf"))
+        seconds.append(loop.time() - started if ok else float("nan"))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.5)
+
+
+def _health(seconds: list[float]) -> str:
+    answered = [value for value in seconds if value == value]
+    slowest = f"slowest {max(answered) * 1000:.0f} ms" if answered else "none answered"
+    return f"{len(answered)}/{len(seconds)} answered, {slowest}"
 
 
 async def _storm(port: int, scrapes: int) -> int:
@@ -137,7 +144,7 @@ async def _storm(port: int, scrapes: int) -> int:
     return sum(await asyncio.gather(*(one() for _ in range(scrapes))))
 
 
-async def _measure(pid: int, port: int, args: argparse.Namespace) -> dict[str, float]:
+async def _measure(pid: int, port: int, args: argparse.Namespace) -> dict[str, Any]:
     await _fast_scrape(port)  # the body joined once, as after the first scrape
     idle = _rss_bytes(pid)[0]
     samples: list[int] = []
@@ -169,8 +176,8 @@ async def _measure(pid: int, port: int, args: argparse.Namespace) -> dict[str, f
         "peak": max([*samples, high_water]),
         "after": after,
         "read": read,
-        "health_max": max(health, default=float("nan")),
-        "storm_health_max": max(storm_health, default=float("nan")),
+        "health": health,
+        "storm_health": storm_health,
         "storm_answered": answered,
     }
 
@@ -187,11 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        asyncio.run(_serve(args.series))
+        asyncio.run(_serve(args.series, plain=args.exporter_tree is not None))
         return 0
     path = [str(args.exporter_tree.resolve())] if args.exporter_tree else []
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([*path, str(ROOT)])}
     command = [sys.executable, "-m", "bench.slow_readers", "--serve", "--series", str(args.series)]
+    command += ["--exporter-tree", str(args.exporter_tree)] if args.exporter_tree else []
     started = time.monotonic()
     with subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd="/"
@@ -206,19 +214,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"exporter: {version}; {time.monotonic() - started:.0f} s")
     print(
         "| body | readers x waves | RSS idle | peak RSS | RSS after the aborts | read "
-        "| slowest /-/healthy |"
+        "| /-/healthy probes |"
     )
     print("|---|---|---|---|---|---|---|")
     print(
         f"| {hello['bytes'] / mib:.1f} MiB | {args.readers} x {args.waves} "
         f"| {figures['idle'] / mib:.0f} MiB | {figures['peak'] / mib:.0f} MiB "
         f"| {figures['after'] / mib:.0f} MiB | {figures['read'] / mib:.0f} MiB "
-        f"| {figures['health_max'] * 1000:.0f} ms |"
+        f"| {_health(figures['health'])} |"
     )
     if args.storm:
         print(
             f"\n{args.storm} scrapes at once: {figures['storm_answered']:.0f} answered 200; "
-            f"slowest /-/healthy meanwhile {figures['storm_health_max'] * 1000:.0f} ms"
+            f"/-/healthy probes meanwhile: {_health(figures['storm_health'])}"
         )
     return 0
 

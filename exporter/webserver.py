@@ -42,7 +42,9 @@ class WebLimits:
     max_connections: int = 512
     read_header_timeout_seconds: float = 10.0
     idle_timeout_seconds: float = 120.0
-    probe_slots: int = 8  # connections past the cap, for health and readiness only
+    # Connections past the cap, for health and readiness only: in a storm of scrapes the
+    # probes still get in, the scrapes on them a 503.
+    probe_slots: int = 64
     # Idle for less than this, a connection is not closed to make room: its request may be
     # on its way (in a storm of connections, they would close each other).
     idle_grace_seconds: float = 1.0
@@ -231,9 +233,10 @@ def fit_descriptor_limit(limits: WebLimits) -> WebLimits:
             soft = hard
         except (ValueError, OSError):
             pass
-    if soft == resource.RLIM_INFINITY or limits.max_connections + RESERVED_DESCRIPTORS <= soft:
+    needed = limits.max_connections + limits.probe_slots + RESERVED_DESCRIPTORS
+    if soft == resource.RLIM_INFINITY or needed <= soft:
         return limits
-    fitted = max(1, soft - RESERVED_DESCRIPTORS)
+    fitted = max(1, soft - RESERVED_DESCRIPTORS - limits.probe_slots)
     log.warning(
         "--web.max-connections lowered to fit the open files limit",
         asked=limits.max_connections,

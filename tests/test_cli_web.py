@@ -23,6 +23,7 @@ import bcrypt
 import pytest
 import trustme
 
+from exporter.cli import parse_args
 from exporter.healthcheck import running_web_args
 from tests.support import TOKEN, Samples, free_port
 
@@ -186,3 +187,17 @@ def test_healthcheck_takes_the_running_exporters_web_flags(tmp_path: Path) -> No
     cmdline.write_bytes(b"/sbin/init\0splash\0")
     assert running_web_args(cmdline) == []
     assert running_web_args(tmp_path / "absent") == []
+
+
+def test_web_limit_flags_take_durations_and_refuse_nonsense(capsys) -> None:
+    args = parse_args(["--web.read-header-timeout", "500ms", "--web.idle-timeout", "2m"])
+    assert (args.read_header_timeout, args.idle_timeout, args.max_connections) == (0.5, 120, 512)
+    for flag, value in [
+        ("--web.read-header-timeout", "0s"),
+        ("--web.idle-timeout", "soon"),
+        ("--web.max-connections", "0"),
+    ]:
+        with pytest.raises(SystemExit) as caught:
+            parse_args([flag, value])
+        assert caught.value.code == 2
+        assert flag in capsys.readouterr().err

@@ -249,7 +249,7 @@ async def test_idle_sockets_beyond_the_open_files_limit_leave_health_answering(
             writer.close()
     stderr = log.read_bytes()
     assert b"--web.max-connections lowered to fit the open files limit" in stderr
-    assert b"max_connections=136" in stderr  # 200 - 64 descriptors kept for the rest
+    assert b"max_connections=72" in stderr  # 200 - 64 probe slots - 64 kept for the rest
     assert b"Traceback" not in stderr
 
 
