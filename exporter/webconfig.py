@@ -77,11 +77,11 @@ class TLSServerConfig(BaseModel):
     def ssl_context(self) -> ssl.SSLContext:
         """The server's context; at each handshake the certificate and key are read again
         if their files changed (`_Rotation`), as exporter-toolkit reads them per handshake."""
-        context = self._context()
+        context = self.build_context()
         context.sni_callback = _Rotation(self, context).on_handshake
         return context
 
-    def _context(self) -> ssl.SSLContext:
+    def build_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.minimum_version = _TLS_VERSIONS[self.min_version]
         context.load_cert_chain(self.cert_file, self.key_file)
@@ -117,7 +117,7 @@ class _Rotation:
         if stamp != self._stamp:
             self._stamp = stamp
             try:
-                self._current = self._config._context()
+                self._current = self._config.build_context()
                 log.info("TLS certificate reloaded", cert_file=str(self._config.cert_file))
             except (OSError, ssl.SSLError) as error:
                 self._failed.hit(error=str(error))
