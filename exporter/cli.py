@@ -29,6 +29,7 @@ from exporter.web import create_app
 from exporter.webconfig import WebConfig, load_web_config
 from exporter.webserver import (
     DEFAULT_WEB_LIMITS,
+    LIMIT_COUNTS_KEY,
     WebLimits,
     fit_descriptor_limit,
     quiet_accept_errors,
@@ -336,7 +337,7 @@ async def _serve(
             web_config=web_config,
             reloader=reloader if args.enable_lifecycle else None,
         )
-        quiet_accept_errors(asyncio.get_running_loop())
+        quiet_accept_errors(asyncio.get_running_loop(), app[LIMIT_COUNTS_KEY])
         limits = fit_descriptor_limit(
             WebLimits(args.max_connections, args.read_header_timeout, args.idle_timeout)
         )

@@ -14,7 +14,7 @@ from exporter.service import Exporter
 from exporter.settings import ConfigError
 from exporter.snapshot import Snapshot
 from exporter.webconfig import BasicAuth, WebConfig
-from exporter.webserver import probes_past_the_cap
+from exporter.webserver import LIMIT_COUNTS_KEY, limit_counts, probes_past_the_cap
 
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
 TELEMETRY_PATH_KEY = web.AppKey("telemetry_path", str)
@@ -149,8 +149,10 @@ def create_app(
 ) -> web.Application:
     """`reloader` enables the lifecycle API (`POST /-/reload`)."""
     users = web_config.basic_auth_users if web_config else None
-    middlewares = [probes_past_the_cap] + ([BasicAuth(users).middleware] if users else [])
+    counts = limit_counts(exporter.telemetry)
+    middlewares = [probes_past_the_cap] + ([BasicAuth(users, counts).middleware] if users else [])
     app = web.Application(middlewares=middlewares)
+    app[LIMIT_COUNTS_KEY] = counts
     app[EXPORTER_KEY] = exporter
     app[TELEMETRY_PATH_KEY] = telemetry_path
     if reloader is not None:

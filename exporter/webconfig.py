@@ -22,7 +22,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, FilePath, ValidationError, model_validator
 
 from exporter.settings import ConfigError, yaml_problem
-from exporter.webserver import Tally
+from exporter.webserver import LimitCounts, Tally
 
 log = structlog.get_logger(__name__)
 
@@ -178,7 +178,7 @@ class BasicAuth:
     `MAX_PENDING_CHECKS` at a time; an unknown user is checked against a dummy hash of the
     same cost, so that the time taken does not tell which users exist."""
 
-    def __init__(self, users: dict[str, str]) -> None:
+    def __init__(self, users: dict[str, str], counts: LimitCounts | None = None) -> None:
         self._users = {user: hashed.encode() for user, hashed in users.items()}
         cost = max(int(hashed[4:6]) for hashed in self._users.values())
         self._dummy = bcrypt.hashpw(b"no user has this password", bcrypt.gensalt(rounds=cost))
@@ -186,7 +186,11 @@ class BasicAuth:
         self._refused: OrderedDict[bytes, None] = OrderedDict()
         self._checks = ThreadPoolExecutor(BCRYPT_THREADS, thread_name_prefix="bcrypt")
         self._pending = 0
-        self.busy = Tally("basic auth check refused: too many bcrypt checks pending")
+        self.busy = Tally(
+            "basic auth check refused: too many bcrypt checks pending",
+            "basic_auth_pending_checks",
+            counts,
+        )
 
     async def _valid(self, header: str) -> bool | None:
         """Whether the credentials are right; None when too many checks are pending."""

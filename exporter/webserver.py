@@ -16,11 +16,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
+from prometheus_client import Counter
+
+from exporter.telemetry import Telemetry
 
 log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -53,14 +57,61 @@ class WebLimits:
 DEFAULT_WEB_LIMITS = WebLimits()
 
 
+class LimitCounts:
+    """`vias_exporter_web_limits_reached_total{limit}`, in the exporter's process registry
+    (one per exporter: `limit_counts`); every limit present from the start, at 0."""
+
+    LIMITS = (
+        "read_header_timeout",
+        "max_connections_idle_closed",
+        "max_connections_refused",
+        "basic_auth_pending_checks",
+        "open_files",
+    )
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._telemetry = telemetry
+        self._counter = Counter(
+            "vias_exporter_web_limits_reached",
+            "Times a limit of the web server was reached, by limit (README, Web server limits).",
+            ["limit"],
+            registry=telemetry.process_registry,
+        )
+        for limit in self.LIMITS:
+            self._counter.labels(limit)
+        telemetry.changes += 1
+
+    def hit(self, limit: str) -> None:
+        self._counter.labels(limit).inc()
+        self._telemetry.changes += 1
+
+
+_LIMIT_COUNTS: WeakKeyDictionary[Telemetry, LimitCounts] = WeakKeyDictionary()
+LIMIT_COUNTS_KEY = web.AppKey("limit_counts", LimitCounts)
+
+
+def limit_counts(telemetry: Telemetry) -> LimitCounts:
+    counts = _LIMIT_COUNTS.get(telemetry)
+    if counts is None:
+        counts = _LIMIT_COUNTS[telemetry] = LimitCounts(telemetry)
+    return counts
+
+
 class Tally:
-    """Counts an event and logs it at most once per `every` seconds, with how many
-    happened since the last line: a flood of the same event is one line a minute."""
+    """Counts an event (in `counts`, under `limit`) and logs it at most once per `every`
+    seconds, with how many happened since the last line: a flood is one line a minute."""
 
     def __init__(
-        self, event: str, every: float = 60.0, clock: Callable[[], float] = time.monotonic
+        self,
+        event: str,
+        limit: str = "",
+        counts: LimitCounts | None = None,
+        every: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.event = event
+        self._limit = limit
+        self._counts = counts
         self.total = 0
         self._every = every
         self._clock = clock
@@ -69,6 +120,8 @@ class Tally:
 
     def hit(self, **fields: Any) -> None:
         self.total += 1
+        if self._counts is not None:
+            self._counts.hit(self._limit)
         self._unlogged += 1
         now = self._clock()
         if self._logged_at is None or now - self._logged_at >= self._every:
@@ -82,12 +135,24 @@ class ConnectionGuard:
     (waiting for request headers, or kept alive between requests), or is refused when every
     one is busy with a request. Health probes get in while idle sockets hold the cap."""
 
-    def __init__(self, limits: WebLimits) -> None:
+    def __init__(self, limits: WebLimits, counts: LimitCounts | None = None) -> None:
         self.limits = limits
         self._open: dict[GuardedRequestHandler, None] = {}
-        self.refused = Tally("connection refused: --web.max-connections reached, none idle")
-        self.evicted = Tally("idle connection closed: --web.max-connections reached")
-        self.header_timeouts = Tally("connection closed: no request within the header timeout")
+        self.refused = Tally(
+            "connection refused: --web.max-connections reached, none idle",
+            "max_connections_refused",
+            counts,
+        )
+        self.evicted = Tally(
+            "idle connection closed: --web.max-connections reached",
+            "max_connections_idle_closed",
+            counts,
+        )
+        self.header_timeouts = Tally(
+            "connection closed: no request within the header timeout",
+            "read_header_timeout",
+            counts,
+        )
 
     @property
     def open_connections(self) -> int:
@@ -246,10 +311,14 @@ def fit_descriptor_limit(limits: WebLimits) -> WebLimits:
     return replace(limits, max_connections=fitted)
 
 
-def quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> Tally:
+def quiet_accept_errors(
+    loop: asyncio.AbstractEventLoop, counts: LimitCounts | None = None
+) -> Tally:
     """asyncio logs a traceback each time accept() fails for want of descriptors, and
     retries a second later: that is one counted line a minute instead."""
-    accept_failures = Tally("cannot accept connections: out of file descriptors")
+    accept_failures = Tally(
+        "cannot accept connections: out of file descriptors", "open_files", counts
+    )
 
     def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if context.get("message") == ACCEPT_OUT_OF_RESOURCES:
@@ -271,7 +340,8 @@ async def start_site(
     """The app served with `limits`; the caller cleans the runner up."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = GuardedSite(runner, host, port, ConnectionGuard(limits), ssl_context)
+    guard = ConnectionGuard(limits, app.get(LIMIT_COUNTS_KEY))
+    site = GuardedSite(runner, host, port, guard, ssl_context)
     try:
         await site.start()
     except BaseException:

@@ -202,6 +202,7 @@ async def exposition_with_every_metric() -> str:
             iam_endpoint=url, access_key=ACCESS_KEY, secret_key=SECRET_KEY, regions=["eu-west-0"]
         )
         async with Exporter(config) as exporter:
+            create_app(exporter)  # the web server's own metrics, as the CLI serves them
             await exporter.poll_all_once()
             sim.faults.add(Fault("server_error_json", match="/v3/projects", times=1))
             assert not await exporter.discover()  # a refresh failure, then a success

@@ -41,7 +41,7 @@ from exporter.webserver import (
     start_site,
 )
 from tests.reliability.reliability_support import clean_env, events, wait_until
-from tests.support import TOKEN, free_port, make_config, serving
+from tests.support import TOKEN, Samples, free_port, make_config, serving
 
 EXPORTER = Path(sys.executable).parent / "vias-exporter"
 HANG = 10.0  # seconds: what a test waits before calling it a hang (never reached when green)
@@ -76,6 +76,11 @@ async def closed_by_server(reader: asyncio.StreamReader) -> bool:
     return True
 
 
+async def text(url: str) -> str:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return await response.text()
+
+
 async def status(url: str) -> int:
     timeout = aiohttp.ClientTimeout(total=HANG)
     async with (
@@ -96,6 +101,10 @@ async def test_a_slowloris_is_closed_at_the_header_deadline(idle_exporter) -> No
         writer.close()
         assert site.guard.header_timeouts.total == 1
         assert site.guard.open_connections == 0
+        samples = Samples.parse(await text(f"http://127.0.0.1:{site.port}/metrics"))
+    reached = "vias_exporter_web_limits_reached_total"
+    assert samples.value(reached, limit="read_header_timeout") == 1
+    assert samples.value(reached, limit="max_connections_refused") == 0
 
 
 async def test_an_idle_kept_alive_connection_is_closed(idle_exporter) -> None:
@@ -404,6 +413,9 @@ async def test_a_flood_of_wrong_passwords_leaves_scrapes_and_health_answering(
     finally:
         await runner.cleanup()
     assert set(statuses) == {401, 429}  # refused, or told to come back: never let in
+    assert f'limit="basic_auth_pending_checks"}} {statuses.count(429)}.0'.encode() in (
+        idle_exporter.exposition.body(openmetrics=False, gzipped=False)
+    )
     assert statuses.count(401) <= 1 + MAX_PENDING_CHECKS
 
 
