@@ -31,6 +31,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 COPY --from=builder /opt/venv /opt/venv
 USER 65532:65532
 EXPOSE 9875
+# Asks /-/healthy as the exporter (PID 1) serves: its --web.listen-address, and HTTPS with
+# its --web.config.file when TLS is on (a plain HTTP check failed once TLS was on).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9875/-/healthy', timeout=4)"]
+    CMD ["vias-exporter", "--healthcheck", "/-/healthy"]
 ENTRYPOINT ["vias-exporter"]

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import re
 import signal
 import socket
 import sys
@@ -13,10 +14,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import structlog
-from aiohttp import web
 
 from exporter import __version__
 from exporter.discovery import describe_discovery
+from exporter.healthcheck import probe, running_web_args
 from exporter.lists import DISTINCT_LISTS
 from exporter.logs import LEVELS, configure_logging
 from exporter.metric_filter import MetricFilter, MetricFilterError
@@ -26,6 +27,14 @@ from exporter.settings import Config, ConfigError, TargetConfig, load_config
 from exporter.sharding import Sharding, shard_ordinal
 from exporter.web import create_app
 from exporter.webconfig import WebConfig, load_web_config
+from exporter.webserver import (
+    DEFAULT_WEB_LIMITS,
+    LIMIT_COUNTS_KEY,
+    WebLimits,
+    fit_descriptor_limit,
+    quiet_accept_errors,
+    start_site,
+)
 
 DEFAULT_LISTEN_ADDRESS = ":9875"
 DEMO_PROJECT_ID = "demo-project"
@@ -58,6 +67,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         dest="web_config_file",
         type=Path,
         help="exporter-toolkit web config: TLS and basic auth",
+    )
+    parser.add_argument(
+        "--web.max-connections",
+        dest="max_connections",
+        type=_positive_int,
+        default=DEFAULT_WEB_LIMITS.max_connections,
+        help="open connections at most; at the cap an idle one is closed to admit a new one "
+        f"(default {DEFAULT_WEB_LIMITS.max_connections})",
+    )
+    parser.add_argument(
+        "--web.read-header-timeout",
+        dest="read_header_timeout",
+        type=_duration,
+        default=DEFAULT_WEB_LIMITS.read_header_timeout_seconds,
+        help="a new connection's TLS handshake and request headers must arrive within this "
+        f"(default {DEFAULT_WEB_LIMITS.read_header_timeout_seconds:g}s)",
+    )
+    parser.add_argument(
+        "--web.idle-timeout",
+        dest="idle_timeout",
+        type=_duration,
+        default=DEFAULT_WEB_LIMITS.idle_timeout_seconds,
+        help="a kept-alive connection is closed after this long without a request "
+        f"(default {DEFAULT_WEB_LIMITS.idle_timeout_seconds:g}s)",
     )
     parser.add_argument(
         "--web.enable-lifecycle",
@@ -115,8 +148,36 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     mode.add_argument(
         "--once", action="store_true", help="poll every source once, print the metrics, exit"
     )
+    mode.add_argument(
+        "--healthcheck",
+        nargs="?",
+        const="/-/healthy",
+        metavar="PATH",
+        help="ask the running exporter's /-/healthy (or PATH) over HTTP or HTTPS as it serves, "
+        "exit 0 when it answers 200 (for HEALTHCHECK and exec probes); without --web.* flags, "
+        "those of PID 1",
+    )
     parser.add_argument("--version", action="version", version=f"vias-exporter {__version__}")
     return parser.parse_args(argv)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
+_SECONDS_PER_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _duration(text: str) -> float:
+    """`10s`, `500ms`, `2m`, `1h` or a number of seconds; more than 0."""
+    matched = _DURATION.fullmatch(text.strip())
+    seconds = float(matched[1]) * _SECONDS_PER_UNIT[matched[2] or "s"] if matched else 0.0
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 10s or 500ms, got {text!r}")
+    return seconds
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number above 0, got {text!r}")
+    return int(text)
 
 
 def parse_listen_address(address: str) -> tuple[str | None, int]:
@@ -130,6 +191,8 @@ def parse_listen_address(address: str) -> tuple[str | None, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.healthcheck is not None:
+        return _healthcheck(list(sys.argv[1:] if argv is None else argv))
     configure_logging(args.log_level, args.log_format)
     try:
         if args.demo and args.config_file is not None:
@@ -157,6 +220,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers are in place
         print("vias-exporter: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    return 0
+
+
+def _healthcheck(argv: list[str]) -> int:
+    """Exit 0 when the exporter answers 200, 1 otherwise (Docker's "unhealthy")."""
+    given = any(
+        word.partition("=")[0] in ("--web.listen-address", "--web.config.file") for word in argv
+    )
+    args = parse_args(argv if given else [*running_web_args(), *argv])
+    try:
+        host, port = parse_listen_address(args.listen_address)
+        web_config = load_web_config(args.web_config_file) if args.web_config_file else None
+    except ConfigError as error:
+        print(f"vias-exporter: healthcheck: {error}", file=sys.stderr)
+        return 1
+    problem = probe(host, port, web_config, args.healthcheck)
+    if problem is not None:
+        print(f"vias-exporter: healthcheck: {problem}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -263,14 +345,16 @@ async def _serve(
             web_config=web_config,
             reloader=reloader if args.enable_lifecycle else None,
         )
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
+        quiet_accept_errors(asyncio.get_running_loop(), app[LIMIT_COUNTS_KEY])
+        limits = fit_descriptor_limit(
+            WebLimits(args.max_connections, args.read_header_timeout, args.idle_timeout)
+        )
         host, port = listen
         tls = web_config.tls_server_config if web_config else None
-        await web.TCPSite(
-            runner, host, port, ssl_context=tls.ssl_context() if tls else None
-        ).start()
+        runner, _ = await start_site(
+            app, host, port, limits, ssl_context=tls.ssl_context() if tls else None
+        )
+        stack.push_async_callback(runner.cleanup)
         log.info("serving", address=f"{host or '0.0.0.0'}:{port}", metrics_path=path)
         freeze_startup_heap()
         exporter.start()

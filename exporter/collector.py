@@ -25,12 +25,12 @@ from exporter.label_values import LabelCap, report_cut
 from exporter.lists import REGISTRY
 from exporter.lists.base import AlgorithmDirectory, ListView, Renderer
 from exporter.metric_filter import MetricFilter
+from exporter.shared_bodies import SharedBodies
 from exporter.snapshot import Snapshot, SnapshotStore, SourceKey, SourceState
 from exporter.telemetry import Telemetry
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-KEPT_BODY_BYTES = 16 << 20  # a bigger body is joined per scrape: a copy would cost more
 _NO_ALGORITHMS: AlgorithmDirectory = MappingProxyType({})
 _EOF = Piece(EOF)
 
@@ -126,7 +126,7 @@ class Exposition:
         self._lock = asyncio.Lock()
         self._rendering = threading.Lock()
         self._own_lock = threading.Lock()  # scrapes run in worker threads
-        self._last_body: tuple[Sequence[Pieces], tuple[object, ...], bytes] | None = None
+        self._bodies = SharedBodies(lambda om, gz: self.body(openmetrics=om, gzipped=gz))
 
     @property
     def ready(self) -> bool:
@@ -164,17 +164,11 @@ class Exposition:
         return self._body(self._rendered, openmetrics, gzipped)
 
     async def serve(self, *, openmetrics: bool, gzipped: bool) -> bytes:
-        """`body` in a worker thread (a scrape does not hold up the event loop), or the last
-        body again when nothing it shows has changed since (a small one: a copy is kept)."""
-        rendered = self._rendered
-        shows = (self.telemetry.changes, openmetrics, gzipped)
-        last = self._last_body
-        if last is not None and last[0] is rendered and last[1] == shows:
-            return last[2]
-        served = await asyncio.to_thread(self._body, rendered, openmetrics, gzipped)
-        # What it shows was taken first: what changed meanwhile makes the next scrape render.
-        self._last_body = (rendered, shows, served) if len(served) <= KEPT_BODY_BYTES else None
-        return served
+        """`body` joined in a worker thread (a scrape does not hold up the event loop), the
+        same bytes to every scrape until something it shows changes (`SharedBodies`)."""
+        # What it shows is taken first: what changes meanwhile makes the next scrape join.
+        shows = (self._rendered, self.telemetry.changes)
+        return await self._bodies.get((openmetrics, gzipped), shows)
 
     def _body(self, rendered: Sequence[Pieces], openmetrics: bool, gzipped: bool) -> bytes:
         fmt = OPENMETRICS if openmetrics else TEXT

@@ -14,10 +14,12 @@ from exporter.service import Exporter
 from exporter.settings import ConfigError
 from exporter.snapshot import Snapshot
 from exporter.webconfig import BasicAuth, WebConfig
+from exporter.webserver import LIMIT_COUNTS_KEY, limit_counts, probes_past_the_cap
 
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
 TELEMETRY_PATH_KEY = web.AppKey("telemetry_path", str)
 RELOADER_KEY = web.AppKey("reloader", Reloader)
+WRITE_SLICE_BYTES = 256 << 10
 
 
 def _weights(header: str) -> dict[str, float]:
@@ -52,12 +54,12 @@ def _wants_gzip(accept_encoding: str) -> bool:
     return weights.get("gzip", weights.get("*", 0.0)) > 0
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def metrics(request: web.Request) -> web.StreamResponse:
     exporter = request.app[EXPORTER_KEY]
     openmetrics = _wants_openmetrics(request.headers.get("Accept", ""))
     gzipped = _wants_gzip(request.headers.get("Accept-Encoding", ""))
-    response = web.Response(
-        body=await exporter.exposition.serve(openmetrics=openmetrics, gzipped=gzipped),
+    body = await exporter.exposition.serve(openmetrics=openmetrics, gzipped=gzipped)
+    response = web.StreamResponse(
         headers={
             "Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE,
             # Caches keep one answer per format and encoding.
@@ -66,6 +68,17 @@ async def metrics(request: web.Request) -> web.Response:
     )
     if gzipped:
         response.headers["Content-Encoding"] = "gzip"
+    response.content_length = len(body)
+    await response.prepare(request)
+    # The shared body in slices, each sent before the next: a slow reader holds a slice
+    # in its socket's buffer, not a copy of the whole body (asyncio copies what it buffers).
+    whole = memoryview(body)
+    try:
+        for start in range(0, len(body), WRITE_SLICE_BYTES):
+            await response.write(whole[start : start + WRITE_SLICE_BYTES])
+    except ConnectionError:  # the scraper left: aiohttp ends the response quietly
+        return response
+    await response.write_eof()
     return response
 
 
@@ -136,7 +149,10 @@ def create_app(
 ) -> web.Application:
     """`reloader` enables the lifecycle API (`POST /-/reload`)."""
     users = web_config.basic_auth_users if web_config else None
-    app = web.Application(middlewares=[BasicAuth(users).middleware] if users else [])
+    counts = limit_counts(exporter.telemetry)
+    middlewares = [probes_past_the_cap] + ([BasicAuth(users, counts).middleware] if users else [])
+    app = web.Application(middlewares=middlewares)
+    app[LIMIT_COUNTS_KEY] = counts
     app[EXPORTER_KEY] = exporter
     app[TELEMETRY_PATH_KEY] = telemetry_path
     if reloader is not None:

@@ -24,6 +24,7 @@ from exporter.simulator import Fault, Simulator, World, run_simulator
 from exporter.simulator.iam import IamProject
 from exporter.web import create_app
 from exporter.webconfig import WebConfig
+from exporter.webserver import WebLimits, start_site
 
 TOKEN = "sim-token-s3cr3t"
 DOMAIN, USER, PASSWORD = "acme", "ops", "pa55-s3cr3t"
@@ -139,8 +140,12 @@ async def serving(exporter: Exporter, web_config: WebConfig | None = None) -> As
     """The exporter's real web app on a free loopback port, as the CLI serves it."""
     tls = web_config.tls_server_config if web_config else None
     app = create_app(exporter, web_config=web_config)
-    async with serving_app(app, tls.ssl_context() if tls else None) as url:
-        yield url
+    context = tls.ssl_context() if tls else None
+    runner, site = await start_site(app, "127.0.0.1", 0, WebLimits(), context)
+    try:
+        yield f"{'https' if context else 'http'}://127.0.0.1:{site.port}"
+    finally:
+        await runner.cleanup()
 
 
 StartExporter = Callable[[Config], contextlib.AbstractAsyncContextManager[RunningExporter]]
@@ -200,6 +205,7 @@ async def exposition_with_every_metric() -> str:
         )
         sim.iam.projects["a/b"] = IamProject("a/b", "eu-west-0")  # an id that is a path
         async with Exporter(config) as exporter:
+            create_app(exporter)  # the web server's own metrics, as the CLI serves them
             await exporter.poll_all_once()
             sim.faults.add(Fault("server_error_json", match="/v3/projects", times=1))
             assert not await exporter.discover()  # a refresh failure, then a success

@@ -24,6 +24,8 @@ import bcrypt
 import pytest
 import trustme
 
+from exporter.cli import parse_args
+from exporter.healthcheck import running_web_args
 from tests.support import TOKEN, RunningSimulator, Samples, free_port
 
 EXPORTER = Path(sys.executable).parent / "vias-exporter"
@@ -143,3 +145,66 @@ async def test_console_script_serves_tls_mtls_and_basic_auth(
         with pytest.raises(aiohttp.ClientError):
             await status(f"http://127.0.0.1:{port}{METRICS_PATH}", auth=auth)
         assert process.returncode is None
+
+
+async def healthcheck(*args: str) -> tuple[int, bytes]:
+    process = await asyncio.create_subprocess_exec(
+        str(EXPORTER), "--healthcheck", *args, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode is not None
+    return process.returncode, stderr
+
+
+async def test_healthcheck_asks_over_tls_with_a_client_certificate(
+    tmp_path: Path, simulator: RunningSimulator
+) -> None:
+    """Issue 21, item 10: the HEALTHCHECK asked plain HTTP, which fails once TLS is on.
+    `vias-exporter --healthcheck` asks as the exporter serves: here HTTPS with mutual TLS
+    (the server's own certificate, from the client CA) and basic auth on."""
+    ca = trustme.CA()
+    config, web = write_configs(tmp_path, ca, simulator.url)
+    port = free_port()
+    web_args = ["--web.listen-address", f"127.0.0.1:{port}", "--web.config.file", str(web)]
+    async with exporter_process("--config.file", str(config), *web_args) as process:
+        await wait_for_port(port, process, seconds=30)
+        assert await healthcheck(*web_args) == (0, b"")
+        deadline = asyncio.get_running_loop().time() + 30
+        while (await healthcheck("/-/ready", *web_args))[0] != 0:  # ready after a poll
+            assert asyncio.get_running_loop().time() < deadline, "never ready"
+        # What the image's HEALTHCHECK did before: plain HTTP to a TLS port.
+        code, stderr = await healthcheck("--web.listen-address", f"127.0.0.1:{port}")
+        assert code == 1 and f"http://127.0.0.1:{port}/-/healthy".encode() in stderr
+    code, stderr = await healthcheck(*web_args)  # nothing listens any more
+    assert code == 1 and b"https://" in stderr
+
+
+def test_healthcheck_takes_the_running_exporters_web_flags(tmp_path: Path) -> None:
+    cmdline = tmp_path / "cmdline"
+    words = ["/opt/venv/bin/python", "/opt/venv/bin/vias-exporter", "--config.file", "c.yml"]
+    words += ["--web.listen-address", "0.0.0.0:9875", "--web.config.file=/etc/web.yml"]
+    cmdline.write_bytes("\0".join(words).encode() + b"\0")
+    assert running_web_args(cmdline) == [
+        "--web.listen-address",
+        "0.0.0.0:9875",
+        "--web.config.file=/etc/web.yml",
+    ]
+    cmdline.write_bytes(b"/sbin/init\0splash\0")
+    assert running_web_args(cmdline) == []
+    assert running_web_args(tmp_path / "absent") == []
+
+
+def test_web_limit_flags_take_durations_and_refuse_nonsense(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = parse_args(["--web.read-header-timeout", "500ms", "--web.idle-timeout", "2m"])
+    assert (args.read_header_timeout, args.idle_timeout, args.max_connections) == (0.5, 120, 512)
+    for flag, value in [
+        ("--web.read-header-timeout", "0s"),
+        ("--web.idle-timeout", "soon"),
+        ("--web.max-connections", "0"),
+    ]:
+        with pytest.raises(SystemExit) as caught:
+            parse_args([flag, value])
+        assert caught.value.code == 2
+        assert flag in capsys.readouterr().err

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("exporter.__main__",),
     ("exporter.cli",),
-    ("exporter.web",),
+    ("exporter.web", "exporter.healthcheck"),
     ("exporter.reload", "exporter.webconfig"),
     ("exporter.service",),
     (
@@ -40,8 +40,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "exporter.sharding",
         "exporter.simulator",
     ),
-    ("exporter.details", "exporter.paginator", "exporter.snapshot"),
-    ("exporter.transport", "exporter.exposition_cache", "exporter.metric_filter"),
+    ("exporter.details", "exporter.paginator", "exporter.snapshot", "exporter.shared_bodies"),
+    (
+        "exporter.transport",
+        "exporter.exposition_cache",
+        "exporter.metric_filter",
+        "exporter.webserver",
+    ),
     ("exporter.auth", "exporter.label_values"),
     ("exporter.exchange", "exporter.settings", "exporter.signing"),
     ("exporter.telemetry", "exporter.logs"),

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ import aiohttp
 import bcrypt
 import pytest
 import trustme
+from structlog.testing import capture_logs
+from structlog.typing import EventDict
 
 from exporter.service import Exporter
 from exporter.settings import ConfigError
@@ -23,6 +26,12 @@ PASSWORD = "scrape-pa55"
 @pytest.fixture
 def ca() -> trustme.CA:
     return trustme.CA()
+
+
+@pytest.fixture
+def logs() -> Iterator[list[EventDict]]:
+    with capture_logs() as captured:
+        yield captured
 
 
 @pytest.fixture
@@ -128,3 +137,47 @@ def test_bad_web_config_names_the_field(tmp_path: Path, text: str, message: str)
     with pytest.raises(ConfigError) as caught:
         load_web_config(path)
     assert message in str(caught.value)
+
+
+async def served_certificate(url: str, ca: trustme.CA) -> bytes:
+    """The DER certificate the server presents in a new handshake."""
+    port = int(url.rsplit(":", 1)[1])
+    _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context(ca))
+    der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    writer.close()
+    return bytes(der)
+
+
+async def test_a_rotated_certificate_is_served_without_a_restart(
+    tmp_path: Path, ca: trustme.CA, idle_exporter: Exporter, logs: list[EventDict]
+) -> None:
+    """Issue 21, item 10: the certificate was loaded once; after a rotation the old one
+    was served until a restart. Now the files are looked at per handshake."""
+    web_config = load_web_config(write_web_config(tmp_path, ca))
+    first = ssl.PEM_cert_to_DER_cert((tmp_path / "server.crt").read_text())
+    async with serving(idle_exporter, web_config) as url:
+        assert await served_certificate(url, ca) == first
+        rotated = ca.issue_cert("127.0.0.1", "localhost")  # what cert-manager would write
+        rotated.cert_chain_pems[0].write_to_path(str(tmp_path / "server.crt"))
+        rotated.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+        second = ssl.PEM_cert_to_DER_cert(rotated.cert_chain_pems[0].bytes().decode())
+        assert await served_certificate(url, ca) == second
+        # Half-way through the next rotation (a new key, the old certificate): the last
+        # good pair is served, and the failure logged.
+        ca.issue_cert("127.0.0.1").private_key_pem.write_to_path(str(tmp_path / "server.key"))
+        assert await served_certificate(url, ca) == second
+    assert [entry["event"] for entry in logs if entry["log_level"] == "warning"] == [
+        "TLS certificate not reloaded: the old one is served"
+    ]
+
+
+def test_require_any_client_cert_is_refused_at_start_up(tmp_path: Path, ca: trustme.CA) -> None:
+    """It was accepted, then every client was refused (Python verifies every client
+    certificate it accepts): now a configuration error saying what to use instead."""
+    path = write_web_config(tmp_path, ca)
+    path.write_text(path.read_text() + "  client_auth_type: RequireAnyClientCert\n")
+    with pytest.raises(ConfigError) as caught:
+        load_web_config(path)
+    assert "tls_server_config" in str(caught.value)
+    assert "RequireAnyClientCert is not supported" in str(caught.value)
+    assert "RequireAndVerifyClientCert" in str(caught.value)

@@ -1,0 +1,350 @@
+"""Serving the web app so that no client can take it down by holding connections: a cap on
+open connections (an idle one makes room for a new one), a deadline for a new
+connection's request headers (and its TLS handshake), an idle keep-alive timeout, and
+descriptor exhaustion logged once a minute instead of a traceback per accept.
+
+aiohttp has the keep-alive timeout but no header deadline and no cap: those live in a
+subclass of its connection handler (`RequestHandler`), made by our own site.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+from weakref import WeakKeyDictionary
+
+import structlog
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_server import Server
+from prometheus_client import Counter
+
+from exporter.telemetry import Telemetry
+
+log = structlog.get_logger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+PROBE_PATHS = frozenset({"/-/healthy", "/-/ready"})
+RESERVED_DESCRIPTORS = 64  # for the API sessions, the config and log files, the loop
+ACCEPT_OUT_OF_RESOURCES = "socket.accept() out of system resource"  # asyncio's message
+# What a connection refused at the cap is told before it is closed.
+REFUSED = (
+    b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 25\r\n\r\nToo many open connections"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WebLimits:
+    """What one client (or many) may hold of the server; README, "Web server limits"."""
+
+    max_connections: int = 512
+    read_header_timeout_seconds: float = 10.0
+    idle_timeout_seconds: float = 120.0
+    # Connections past the cap, for health and readiness only: in a storm of scrapes the
+    # probes still get in, the scrapes on them a 503.
+    probe_slots: int = 64
+    # Idle for less than this, a connection is not closed to make room: its request may be
+    # on its way (in a storm of connections, they would close each other).
+    idle_grace_seconds: float = 1.0
+
+
+DEFAULT_WEB_LIMITS = WebLimits()
+
+
+class LimitCounts:
+    """`vias_exporter_web_limits_reached_total{limit}`, in the exporter's process registry
+    (one per exporter: `limit_counts`); every limit present from the start, at 0."""
+
+    LIMITS = (
+        "read_header_timeout",
+        "max_connections_idle_closed",
+        "max_connections_refused",
+        "basic_auth_pending_checks",
+        "open_files",
+    )
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._telemetry = telemetry
+        self._counter = Counter(
+            "vias_exporter_web_limits_reached",
+            "Times a limit of the web server was reached, by limit (README, Web server limits).",
+            ["limit"],
+            registry=telemetry.process_registry,
+        )
+        for limit in self.LIMITS:
+            self._counter.labels(limit)
+        telemetry.changes += 1
+
+    def hit(self, limit: str) -> None:
+        self._counter.labels(limit).inc()
+        self._telemetry.changes += 1
+
+
+_LIMIT_COUNTS: WeakKeyDictionary[Telemetry, LimitCounts] = WeakKeyDictionary()
+LIMIT_COUNTS_KEY = web.AppKey("limit_counts", LimitCounts)
+
+
+def limit_counts(telemetry: Telemetry) -> LimitCounts:
+    counts = _LIMIT_COUNTS.get(telemetry)
+    if counts is None:
+        counts = _LIMIT_COUNTS[telemetry] = LimitCounts(telemetry)
+    return counts
+
+
+class Tally:
+    """Counts an event (in `counts`, under `limit`) and logs it at most once per `every`
+    seconds, with how many happened since the last line: a flood is one line a minute."""
+
+    def __init__(
+        self,
+        event: str,
+        limit: str = "",
+        counts: LimitCounts | None = None,
+        every: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.event = event
+        self._limit = limit
+        self._counts = counts
+        self.total = 0
+        self._every = every
+        self._clock = clock
+        self._unlogged = 0
+        self._logged_at: float | None = None
+
+    def hit(self, **fields: Any) -> None:
+        self.total += 1
+        if self._counts is not None:
+            self._counts.hit(self._limit)
+        self._unlogged += 1
+        now = self._clock()
+        if self._logged_at is None or now - self._logged_at >= self._every:
+            log.warning(self.event, count=self._unlogged, total=self.total, **fields)
+            self._unlogged = 0
+            self._logged_at = now
+
+
+class ConnectionGuard:
+    """The open connections, oldest first; at the cap a new one closes the oldest idle one
+    (waiting for request headers, or kept alive between requests), or is refused when every
+    one is busy with a request. Health probes get in while idle sockets hold the cap."""
+
+    def __init__(self, limits: WebLimits, counts: LimitCounts | None = None) -> None:
+        self.limits = limits
+        self._open: dict[GuardedRequestHandler, None] = {}
+        self.refused = Tally(
+            "connection refused: --web.max-connections reached, none idle",
+            "max_connections_refused",
+            counts,
+        )
+        self.evicted = Tally(
+            "idle connection closed: --web.max-connections reached",
+            "max_connections_idle_closed",
+            counts,
+        )
+        self.header_timeouts = Tally(
+            "connection closed: no request within the header timeout",
+            "read_header_timeout",
+            counts,
+        )
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._open)
+
+    def handlers(self) -> list[GuardedRequestHandler]:
+        return list(self._open)
+
+    def admit(self, handler: GuardedRequestHandler) -> bool:
+        """Room for the new connection: an idle one closed at the cap, or one of
+        `probe_slots` beyond it (health and readiness only) when all are busy."""
+        if len(self._open) >= self.limits.max_connections:
+            idle = next((open_ for open_ in self._open if open_.long_idle), None)
+            if idle is not None:
+                self.evicted.hit(limit=self.limits.max_connections)
+                self.release(idle)
+                idle.force_close()
+            elif len(self._open) < self.limits.max_connections + self.limits.probe_slots:
+                handler.probes_only = True
+            else:
+                self.refused.hit(limit=self.limits.max_connections)
+                return False
+        self._open[handler] = None
+        return True
+
+    def release(self, handler: GuardedRequestHandler) -> None:
+        self._open.pop(handler, None)
+
+
+class GuardedRequestHandler(RequestHandler):
+    """aiohttp's connection handler, admitted by the guard, closed when its first request's
+    headers are not in within the deadline (later requests: the keep-alive timeout)."""
+
+    def __init__(self, manager: Server, guard: ConnectionGuard) -> None:
+        super().__init__(
+            manager,
+            loop=asyncio.get_running_loop(),
+            keepalive_timeout=guard.limits.idle_timeout_seconds,
+            access_log=None,  # type: ignore[arg-type]  # aiohttp takes None for "no log"
+        )
+        self._guard = guard
+        self.probes_only = False  # admitted past the cap: health and readiness only
+        self._admitted = False
+        self._connected_at = 0.0
+        self._deadline: asyncio.TimerHandle | None = None
+
+    @property
+    def long_idle(self) -> bool:
+        """Waiting for a request whose headers are not complete (or not begun), for at
+        least the grace: since the connection was made, or the last response."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return False
+        last_response = self._next_keepalive_close_time - self._keepalive_timeout
+        idle_since = max(self._connected_at, last_response)
+        return self._loop.time() - idle_since >= self._guard.limits.idle_grace_seconds
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self._guard.admit(self):
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(REFUSED)
+            transport.close()
+            return
+        self._admitted = True
+        self._connected_at = self._loop.time()
+        super().connection_made(transport)
+        timeout = self._guard.limits.read_header_timeout_seconds
+        self._deadline = self._loop.call_later(timeout, self._header_deadline)
+
+    def _header_deadline(self) -> None:
+        self._deadline = None
+        if self._request_count == 0 and self.transport is not None:
+            self._guard.header_timeouts.hit()
+            self.force_close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if not self._admitted:
+            return
+        self._guard.release(self)
+        super().connection_lost(exc)
+
+
+@web.middleware
+async def probes_past_the_cap(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """On a connection admitted past the cap, anything but a probe is told 503."""
+    protocol = request.protocol
+    past_the_cap = isinstance(protocol, GuardedRequestHandler) and protocol.probes_only
+    if past_the_cap and request.path not in PROBE_PATHS:
+        raise web.HTTPServiceUnavailable(text="Too many open connections\n")
+    return await handler(request)
+
+
+class GuardedSite(web.TCPSite):
+    """aiohttp's TCP site with our connection handler, and the TLS handshake held to the
+    header deadline (asyncio's default is 60 s)."""
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str | None,
+        port: int,
+        guard: ConnectionGuard,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(runner, host, port, ssl_context=ssl_context)
+        self.guard = guard
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site with the runner
+        server = self._runner.server
+        assert server is not None
+        tls: dict[str, Any] = {}
+        if self._ssl_context is not None:
+            tls = {
+                "ssl": self._ssl_context,
+                "ssl_handshake_timeout": self.guard.limits.read_header_timeout_seconds,
+            }
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: GuardedRequestHandler(server, self.guard),
+            self._host,
+            self._port,
+            backlog=4096,  # a storm of connects waits here, not refused
+            **tls,
+        )
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+
+
+def fit_descriptor_limit(limits: WebLimits) -> WebLimits:
+    """Raise the soft limit of open files to the hard one (as Go programs do), and lower
+    the connection cap below it when it would not fit: connections must never take the
+    descriptors the polls and the listener need."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    needed = limits.max_connections + limits.probe_slots + RESERVED_DESCRIPTORS
+    if soft == resource.RLIM_INFINITY or needed <= soft:
+        return limits
+    fitted = max(1, soft - RESERVED_DESCRIPTORS - limits.probe_slots)
+    log.warning(
+        "--web.max-connections lowered to fit the open files limit",
+        asked=limits.max_connections,
+        max_connections=fitted,
+        open_files_limit=soft,
+    )
+    return replace(limits, max_connections=fitted)
+
+
+def quiet_accept_errors(
+    loop: asyncio.AbstractEventLoop, counts: LimitCounts | None = None
+) -> Tally:
+    """asyncio logs a traceback each time accept() fails for want of descriptors, and
+    retries a second later: that is one counted line a minute instead."""
+    accept_failures = Tally(
+        "cannot accept connections: out of file descriptors", "open_files", counts
+    )
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") == ACCEPT_OUT_OF_RESOURCES:
+            accept_failures.hit(error=str(context.get("exception", "")))
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)
+    return accept_failures
+
+
+async def start_site(
+    app: web.Application,
+    host: str | None,
+    port: int,
+    limits: WebLimits,
+    ssl_context: ssl.SSLContext | None = None,
+) -> tuple[web.AppRunner, GuardedSite]:
+    """The app served with `limits`; the caller cleans the runner up."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    guard = ConnectionGuard(limits, app.get(LIMIT_COUNTS_KEY))
+    site = GuardedSite(runner, host, port, guard, ssl_context)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner, site
