@@ -6,7 +6,9 @@
 A server process serves /metrics of a snapshot of about `--series` series (the real web
 app and server). `--readers` slow scrapers each read 16 KiB every 100 ms for
 `--wave-seconds`, then all abort (RST), `--waves` times; the server's RSS is sampled every
-250 ms. `--exporter-tree DIR` runs the server on the `exporter/` package in DIR, e.g. the
+250 ms, and `/-/healthy` asked every 500 ms from a process of its own (as a kubelet: from
+this one, the load generated here would delay the probe). `--storm N` then sends N scrapes
+at once. `--exporter-tree DIR` runs the server on the `exporter/` package in DIR, e.g. the
 version before the fix: `git archive <commit> exporter | tar -x -C DIR`.
 """
 
@@ -22,6 +24,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +129,35 @@ async def _probe_health(port: int, stop: asyncio.Event, seconds: list[float]) ->
             await asyncio.wait_for(stop.wait(), 0.5)
 
 
+async def _probe_until_stdin_closes(port: int) -> None:
+    """The probe process: its latencies as a JSON list on stdout once stdin closes."""
+    stop = asyncio.Event()
+    seconds: list[float] = []
+    prober = asyncio.create_task(_probe_health(port, stop, seconds))
+    await asyncio.to_thread(sys.stdin.read)
+    stop.set()
+    await prober
+    print(json.dumps([value if value == value else None for value in seconds]), flush=True)
+
+
+@contextlib.asynccontextmanager
+async def _probing(port: int) -> AsyncIterator[list[float]]:
+    """`_probe_health` in a process of its own, as a kubelet: probing from this one, the
+    load it generates would delay the probe's own connect, request and timer."""
+    probe = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "bench.slow_readers", "--probe-port", str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    seconds: list[float] = []
+    try:
+        yield seconds
+    finally:
+        out, _ = await asyncio.wait_for(probe.communicate(b""), 60)
+        seconds.extend(float("nan") if value is None else value for value in json.loads(out))
+
+
 def _health(seconds: list[float]) -> str:
     answered = [value for value in seconds if value == value]
     slowest = f"slowest {max(answered) * 1000:.0f} ms" if answered else "none answered"
@@ -148,26 +180,25 @@ async def _measure(pid: int, port: int, args: argparse.Namespace) -> dict[str, A
     await _fast_scrape(port)  # the body joined once, as after the first scrape
     idle = _rss_bytes(pid)[0]
     samples: list[int] = []
-    health: list[float] = []
     stop = asyncio.Event()
     sampler = asyncio.create_task(_sample(pid, stop, samples))
-    prober = asyncio.create_task(_probe_health(port, stop, health))
     loop = asyncio.get_running_loop()
     read = 0
-    for _ in range(args.waves):
-        until = loop.time() + args.wave_seconds
-        wave = [_slow_reader(port, until) for _ in range(args.readers)]
-        read += sum(await asyncio.gather(*wave))
+    async with _probing(port) as health:
+        for _ in range(args.waves):
+            until = loop.time() + args.wave_seconds
+            wave = [_slow_reader(port, until) for _ in range(args.readers)]
+            read += sum(await asyncio.gather(*wave))
     stop.set()
-    await asyncio.gather(sampler, prober)
+    await sampler
     storm_health: list[float] = []
     answered = 0
+    storm_seconds = 0.0
     if args.storm:
-        stop = asyncio.Event()
-        prober = asyncio.create_task(_probe_health(port, stop, storm_health))
-        answered = await _storm(port, args.storm)
-        stop.set()
-        await prober
+        async with _probing(port) as storm_health:
+            started = loop.time()
+            answered = await _storm(port, args.storm)
+            storm_seconds = loop.time() - started
     await asyncio.sleep(args.settle_seconds)  # what the aborted scrapes left behind
     await _fast_scrape(port)
     after, high_water = _rss_bytes(pid)
@@ -179,6 +210,7 @@ async def _measure(pid: int, port: int, args: argparse.Namespace) -> dict[str, A
         "health": health,
         "storm_health": storm_health,
         "storm_answered": answered,
+        "storm_seconds": storm_seconds,
     }
 
 
@@ -192,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storm", type=int, default=0, help="then this many scrapes at once")
     parser.add_argument("--exporter-tree", type=Path, help="a directory holding exporter/")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--probe-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.probe_port:
+        asyncio.run(_probe_until_stdin_closes(args.probe_port))
+        return 0
     if args.serve:
         asyncio.run(_serve(args.series, plain=args.exporter_tree is not None))
         return 0
@@ -225,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.storm:
         print(
-            f"\n{args.storm} scrapes at once: {figures['storm_answered']:.0f} answered 200; "
+            f"\n{args.storm} scrapes at once, over {figures['storm_seconds']:.1f} s: "
+            f"{figures['storm_answered']:.0f} answered 200; "
             f"/-/healthy probes meanwhile: {_health(figures['storm_health'])}"
         )
     return 0

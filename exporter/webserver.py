@@ -24,12 +24,12 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
 from prometheus_client import Counter
 
+from exporter.request_peek import PROBE_PATHS, FirstRequest, peek_request
 from exporter.telemetry import Telemetry
 
 log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-PROBE_PATHS = frozenset({"/-/healthy", "/-/ready"})
 RESERVED_DESCRIPTORS = 64  # for the API sessions, the config and log files, the loop
 ACCEPT_OUT_OF_RESOURCES = "socket.accept() out of system resource"  # asyncio's message
 # What a connection refused at the cap is told before it is closed.
@@ -138,6 +138,7 @@ class ConnectionGuard:
     def __init__(self, limits: WebLimits, counts: LimitCounts | None = None) -> None:
         self.limits = limits
         self._open: dict[GuardedRequestHandler, None] = {}
+        self._no_long_idle_before = float("-inf")  # no connection idle for the grace before
         self.refused = Tally(
             "connection refused: --web.max-connections reached, none idle",
             "max_connections_refused",
@@ -161,21 +162,55 @@ class ConnectionGuard:
     def handlers(self) -> list[GuardedRequestHandler]:
         return list(self._open)
 
-    def admit(self, handler: GuardedRequestHandler) -> bool:
+    def admit(self, handler: GuardedRequestHandler, first: Callable[[], FirstRequest]) -> bool:
         """Room for the new connection: an idle one closed at the cap, or one of
-        `probe_slots` beyond it (health and readiness only) when all are busy."""
+        `probe_slots` beyond it (health and readiness only) when all are busy. Past the
+        cap, `first()` peeks at the request: anything but a probe is refused unread (cheap
+        shedding), and a probe takes the place of a connection with no request yet."""
         if len(self._open) >= self.limits.max_connections:
-            idle = next((open_ for open_ in self._open if open_.long_idle), None)
+            idle = self._oldest_long_idle()
             if idle is not None:
                 self.evicted.hit(limit=self.limits.max_connections)
                 self.release(idle)
                 idle.force_close()
-            elif len(self._open) < self.limits.max_connections + self.limits.probe_slots:
-                handler.probes_only = True
-            else:
+                handler.probes_only = idle.probes_only  # its slot, past the cap or not
+            elif not self._admit_past_the_cap(handler, first()):
                 self.refused.hit(limit=self.limits.max_connections)
                 return False
         self._open[handler] = None
+        return True
+
+    def _oldest_long_idle(self) -> GuardedRequestHandler | None:
+        """The oldest connection idle for over the grace. A scan that finds none is not
+        repeated before the soonest one waiting could be (at most the grace later): in a
+        storm, each connection past the cap walked every open one (most of the server's
+        time)."""
+        now = asyncio.get_running_loop().time()
+        if now < self._no_long_idle_before:
+            return None
+        grace = self.limits.idle_grace_seconds
+        soonest = now + grace  # a connection idle from now on
+        for open_ in self._open:
+            idle_since = open_.idle_since
+            if idle_since is not None:
+                if now - idle_since >= grace:
+                    return open_
+                soonest = min(soonest, idle_since + grace)
+        self._no_long_idle_before = soonest
+        return None
+
+    def _admit_past_the_cap(self, handler: GuardedRequestHandler, first: FirstRequest) -> bool:
+        if first is FirstRequest.OTHER:
+            return False
+        if len(self._open) >= self.limits.max_connections + self.limits.probe_slots:
+            silent = next((open_ for open_ in self._open if open_.no_request_yet), None)
+            if first is not FirstRequest.PROBE or silent is None:
+                return False
+            self.evicted.hit(limit=self.limits.max_connections)
+            self.release(silent)
+            silent.force_close()
+        handler.probes_only = True
+        handler.known_probe = first is FirstRequest.PROBE
         return True
 
     def release(self, handler: GuardedRequestHandler) -> None:
@@ -195,23 +230,28 @@ class GuardedRequestHandler(RequestHandler):
         )
         self._guard = guard
         self.probes_only = False  # admitted past the cap: health and readiness only
+        self.known_probe = False  # and its request seen to be a probe's
         self._admitted = False
         self._connected_at = 0.0
         self._deadline: asyncio.TimerHandle | None = None
 
     @property
-    def long_idle(self) -> bool:
-        """Waiting for a request whose headers are not complete (or not begun), for at
-        least the grace: since the connection was made, or the last response."""
+    def idle_since(self) -> float | None:
+        """When it began waiting for a request whose headers are not complete (or not
+        begun): the connection made, or the last response; None when not waiting."""
         waiter = self._waiter
         if waiter is None or waiter.done():
-            return False
+            return None
         last_response = self._next_keepalive_close_time - self._keepalive_timeout
-        idle_since = max(self._connected_at, last_response)
-        return self._loop.time() - idle_since >= self._guard.limits.idle_grace_seconds
+        return max(self._connected_at, last_response)
+
+    @property
+    def no_request_yet(self) -> bool:
+        """Nothing parsed yet, nor seen to be a probe: its place can go to a probe."""
+        return not self.known_probe and self._request_count == 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if not self._guard.admit(self):
+        if not self._guard.admit(self, lambda: peek_request(transport)):
             assert isinstance(transport, asyncio.WriteTransport)
             transport.write(REFUSED)
             transport.close()

@@ -47,7 +47,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "exporter.metric_filter",
         "exporter.webserver",
     ),
-    ("exporter.auth", "exporter.label_values"),
+    ("exporter.auth", "exporter.label_values", "exporter.request_peek"),
     ("exporter.exchange", "exporter.settings", "exporter.signing"),
     ("exporter.telemetry", "exporter.logs"),
     ("exporter.lists",),

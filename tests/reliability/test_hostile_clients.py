@@ -35,6 +35,7 @@ from exporter.web import create_app
 from exporter.webconfig import MAX_PENDING_CHECKS, WebConfig
 from exporter.webserver import (
     ACCEPT_OUT_OF_RESOURCES,
+    REFUSED,
     GuardedRequestHandler,
     GuardedSite,
     WebLimits,
@@ -174,6 +175,51 @@ async def test_probes_answer_when_every_slot_is_busy(idle_exporter: Exporter) ->
         assert (await ask("/-/ready")).startswith(b"HTTP/1.1 ")  # 503 "not ready": answered
         assert (await ask("/metrics")).startswith(b"HTTP/1.1 503 ")
         assert site.guard.refused.total == 0
+        busy.close()
+
+
+def connect_blocking(port: int, request: bytes) -> socket.socket:
+    """A connection made and its request sent without letting the event loop run: the
+    server (same loop) accepts it later, its request waiting, as in a storm of connects."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(request)
+    sock.setblocking(False)
+    return sock
+
+
+async def answer_to(sock: socket.socket) -> bytes:
+    """What the server answered before closing; b"" when it reset the connection."""
+    loop = asyncio.get_running_loop()
+    answer = b""
+    try:
+        while chunk := await asyncio.wait_for(loop.sock_recv(sock, 65536), HANG):
+            answer += chunk
+    except ConnectionResetError:
+        return b""
+    finally:
+        sock.close()
+    return answer
+
+
+async def test_a_probe_behind_a_storm_of_connects_is_answered(idle_exporter: Exporter) -> None:
+    """Every slot busy, the probe slot held by a connection that has sent nothing, and 50
+    scrapes queued ahead of the probe in the listen backlog: the scrapes are refused
+    unread and the probe gets in (before: refused at accept like the scrapes, unread)."""
+    async with served(idle_exporter, WebLimits(max_connections=1, probe_slots=1)) as site:
+        busy_reader, busy = await asyncio.open_connection("127.0.0.1", site.port)
+        busy.write(b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+        assert (await asyncio.wait_for(busy_reader.readline(), HANG)).startswith(b"HTTP/1.1")
+        silent = connect_blocking(site.port, b"")
+        scrape = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        scrapes = [connect_blocking(site.port, scrape) for _ in range(50)]
+        probe = b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        prober = connect_blocking(site.port, probe)
+
+        assert (await answer_to(prober)).startswith(b"HTTP/1.1 200 ")
+        refused = await asyncio.gather(*(answer_to(sock) for sock in scrapes))
+        assert all(answer in (b"", REFUSED) for answer in refused)  # 503, or reset unread
+        assert await answer_to(silent) == b""  # closed to make room for the probe
+        assert site.guard.refused.total == 50
         busy.close()
 
 
