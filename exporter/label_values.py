@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 
 import structlog
-from prometheus_client.core import Metric
 
 from exporter.telemetry import Telemetry
 
@@ -45,16 +44,6 @@ def capped_label_value(text: str, max_bytes: int) -> str:
     mark = "…" + hashlib.blake2b(whole, digest_size=4).hexdigest()
     room = max_bytes - len(mark.encode())
     return whole[:room].decode("utf-8", "ignore") + mark  # "ignore": a character cut in two
-
-
-def capped_family(family: Metric, max_bytes: int) -> Metric:
-    """The family with its label values cut as the cached exposition cuts them."""
-    cap = LabelCap(max_bytes)
-    family.samples = [
-        sample._replace(labels={name: cap(text) for name, text in sample.labels.items()})
-        for sample in family.samples
-    ]
-    return family
 
 
 def report_cut(cap: LabelCap, telemetry: Telemetry, project_id: str, source: str) -> None:

@@ -31,8 +31,8 @@ from exporter.config_rules import (
     DEFAULT_MAX_RESPONSE_BYTES,
     ProjectId,
     env_value_problem,
+    yaml_problem,
 )
-from exporter.config_rules import yaml_problem as yaml_problem  # webconfig's import
 from exporter.lists import DEFAULT_LISTS, REGISTRY
 
 ENV_PREFIX = "VIAS_"

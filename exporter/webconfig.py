@@ -21,7 +21,8 @@ import yaml
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, FilePath, ValidationError, model_validator
 
-from exporter.settings import ConfigError, yaml_problem
+from exporter.config_rules import yaml_problem
+from exporter.settings import ConfigError
 from exporter.webserver import LimitCounts, Tally
 
 log = structlog.get_logger(__name__)

@@ -20,7 +20,7 @@ from exporter.collector import (
     renderers,
     without_created,
 )
-from exporter.label_values import capped_family
+from exporter.label_values import LabelCap
 from exporter.lists import REGISTRY
 from exporter.lists.base import ListView, Renderer
 from exporter.snapshot import Snapshot
@@ -60,6 +60,16 @@ def _created_apart(families: Iterable[Metric]) -> Iterator[Metric]:
         )
         gauge.samples = created
         yield gauge
+
+
+def capped_family(family: Metric, max_bytes: int) -> Metric:
+    """The family with its label values cut as the cached exposition cuts them."""
+    cap = LabelCap(max_bytes)
+    family.samples = [
+        sample._replace(labels={name: cap(text) for name, text in sample.labels.items()})
+        for sample in family.samples
+    ]
+    return family
 
 
 class WholeExposition(Collector):

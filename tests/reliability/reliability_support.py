@@ -89,6 +89,16 @@ async def running_exporter(
         yield Running(exporter, url, session)
 
 
+def poll_errors(samples: Samples, project: str, source: str) -> dict[str, float]:
+    """reason -> count for one source."""
+    return {
+        dict(labels)["reason"]: value
+        for labels, value in samples.series(
+            "vias_poll_errors_total", project_id=project, source=source
+        ).items()
+    }
+
+
 def events(logs: list[EventDict], event: str, **match: Any) -> list[EventDict]:
     """Captured structlog entries with this event whose fields include `match`."""
     return [

@@ -28,6 +28,7 @@ from tests.reliability.reliability_support import (
     Running,
     events,
     fast_config,
+    poll_errors,
     running_exporter,
     wait_until,
 )
@@ -50,16 +51,6 @@ def api_requests(samples: Samples, project: str, endpoint: str, code: str) -> fl
         "vias_api_requests_total", project_id=project, endpoint=endpoint, code=code
     )
     return value or 0.0
-
-
-def poll_errors(samples: Samples, project: str, source: str) -> dict[str, float]:
-    """reason -> count for one source."""
-    return {
-        dict(labels)["reason"]: value
-        for labels, value in samples.series(
-            "vias_poll_errors_total", project_id=project, source=source
-        ).items()
-    }
 
 
 def has_data(samples: Samples, project: str, source: str) -> bool:

@@ -32,6 +32,7 @@ from tests.reliability.reliability_support import (
     FakeClock,
     events,
     fast_config,
+    poll_errors,
     running_exporter,
 )
 from tests.support import (
@@ -69,15 +70,6 @@ async def hostile() -> AsyncIterator[Start]:
 
 def tasks_page(count: int) -> bytes:
     return json.dumps({"count": count, "tasks": job_items(0, count)}).encode()
-
-
-def poll_errors(samples: Any, project: str, source: str) -> dict[str, float]:
-    return {
-        dict(labels)["reason"]: value
-        for labels, value in samples.series(
-            "vias_poll_errors_total", project_id=project, source=source
-        ).items()
-    }
 
 
 def healthy_and_bad(url: str, bad_url: str, **fields: Any) -> list[dict[str, Any]]:
