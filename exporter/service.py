@@ -19,6 +19,7 @@ import structlog
 
 from exporter.accounts import Accounts
 from exporter.auth import AkSkAuth, Auth, CoolDown, IamPasswordAuth, TokenAuth
+from exporter.budget import PlanSummary
 from exporter.collector import Exposition
 from exporter.discovery import Discovery, without_static
 from exporter.lists import REGISTRY
@@ -109,7 +110,8 @@ class Exporter:
         self.telemetry.set_shard(self.sharding.shard, self.sharding.total)
         self.store = SnapshotStore(config.global_.problem_tasks_limit)
         self.exposition = Exposition(self.store, self.telemetry, metric_filter=metric_filter)
-        self._accounts = Accounts(config.global_)
+        self._accounts = Accounts(config.global_, self.sharding.total)
+        self.telemetry.watch_accounts(self.plans)
         self._tls = client_tls(config.global_)  # one for all targets: a CA file is read once
         self._targets: dict[TargetKey, _RunningTarget] = {}
         self._polled_projects: set[str] = set()
@@ -154,6 +156,10 @@ class Exporter:
     async def poll_all_once(self) -> None:
         await asyncio.gather(*(poller.poll_once() for poller in self.pollers))
 
+    def plans(self) -> list[PlanSummary]:
+        """Each account's API budget plan on this replica (exporter/budget.py)."""
+        return [plan.summary() for plan in self._accounts.plans()]
+
     @property
     def ready(self) -> bool:
         """True once /metrics shows every source's first poll, successful or not; and from
@@ -175,7 +181,7 @@ class Exporter:
                 for key in list(self._targets):
                     await self._drop(key)
                 self.store.set_problem_tasks_limit(config.global_.problem_tasks_limit)
-                self._accounts = Accounts(config.global_)
+                self._accounts = Accounts(config.global_, self.sharding.total)
                 self._tls = tls
             rediscover = (config.discovery, config.global_) != (
                 self.config.discovery,
@@ -256,6 +262,8 @@ class Exporter:
             self.telemetry.forget_project(project_id)
         self._polled_projects = polled
         log.info("targets applied", targets=len(self._targets), accounts=len(self._accounts))
+        for plan in self._accounts.plans():
+            plan.report("targets applied")  # a line for each account over its budget
 
     def _build(self, target: TargetConfig) -> _RunningTarget:
         settings = self.config.global_
@@ -269,7 +277,7 @@ class Exporter:
             auth=auth,
             telemetry=self.telemetry,
             settings=settings,
-            limiter=account.limiter,
+            limiter=account.plan.limiter,
             account_cool_down=account.signing_cool_down if target.auth_mode == "aksk" else None,
         )
         pollers: list[SourcePoller[Any, Any]] = []
@@ -282,6 +290,7 @@ class Exporter:
                 telemetry=self.telemetry,
                 on_update=self.exposition.refresh,
                 clock=self._clock,
+                plan=account.plan,
             )
             self.store.replace(poller.state)  # listed (not polled yet) from the start
             pollers.append(poller)
@@ -297,6 +306,8 @@ class Exporter:
         """Stop a target and remove its sources from the snapshot."""
         running = self._targets.pop(key)
         await _stop(running)
+        for poller in running.pollers:
+            poller.leave_plan()
         project_id = running.config.project_id
         if not any(other.config.project_id == project_id for other in self._targets.values()):
             self.store.remove(project_id)

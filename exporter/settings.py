@@ -196,8 +196,11 @@ class GlobalConfig(BaseModel):
     # Huawei locks an account or key after 5 failed authentications in a row.
     auth_backoff_seconds: float = Field(default=30.0, ge=0)
     auth_backoff_max_seconds: float = Field(default=600.0, ge=0)
-    # Requests/s to VIAS for all targets sharing credentials (scope `project`: for each).
+    # Requests/s to VIAS for all targets sharing credentials (scope `project`: for each),
+    # split among shards; intervals stretch when the sources ask for more (budget.py).
     rate_limit_per_second: float = Field(default=20.0, gt=0)
+    # Polls of one account running at once on a replica; the others wait holding nothing.
+    max_polls_in_flight: int = Field(default=16, ge=1, le=1024)
     rate_limit_scope: Literal["account", "project"] = "account"
     max_concurrency: int = Field(default=4, ge=1, le=64)
     page_window: int = Field(default=4, ge=1, le=64)

@@ -1,0 +1,417 @@
+"""An account's API budget, and the plan that keeps its polls within it.
+
+Every project of an account shares one API-gateway budget: `rate_limit_per_second`, split
+among the shards. A source costs what its last poll sent (pages, detail calls, retries;
+an estimate before its first poll), and an account's demand is the sum of cost / interval
+of its sources on this replica. When the demand does not fit the usable budget (HEADROOM
+is kept for retries), intervals are stretched: job lists get the budget first (their
+problems page someone), then resource lists, then lists that cost a call per object.
+
+The budget follows the gateway: a 429 halves it (once per DECREASE_HOLD_SECONDS: a burst
+of 429s is one congestion event), and it grows back by a small step a second up to the
+configured value (additive increase, multiplicative decrease). Huawei's rate-limit headers
+(`X-Apig-RateLimit-*`: `remain:199,limit:200,time:1 second`) lower its ceiling when an
+answer carries them; nothing relies on them.
+
+The functions at the top are pure; the classes below hold one account's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import math
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import structlog
+
+from exporter.lists.base import ViasList
+
+log = structlog.get_logger(__name__)
+
+
+class Priority(IntEnum):
+    """Who gets the budget first (lowest first) and waits least for a poll slot."""
+
+    JOBS = 0  # job lists: their problems page someone
+    RESOURCES = 1  # lists of resources (services, cameras, groups)
+    DETAILS = 2  # lists that cost a call per object besides their pages (edge pools)
+
+
+HEADROOM = 0.2  # of the budget, left for retries and polls that cost more than the last
+MIN_SHARE = 0.1  # of the usable budget, kept for each priority with demand: none starves
+STRETCH_STEP = 0.05  # stretch factors are rounded up to this: no churn from small changes
+DEFAULT_COST = 2.0  # requests of a poll before one was measured: a page and the last one
+DECREASE_FACTOR = 0.5
+DECREASE_HOLD_SECONDS = 2.0
+INCREASE_PER_SECOND = 0.005  # of the configured budget: 200/s grows back by 1/s a second
+FLOOR_FRACTION = 0.02  # the budget never goes below this fraction of the configured one
+
+
+def priority_of(vias_list: ViasList[Any, Any]) -> Priority:
+    if vias_list.jobs:
+        return Priority.JOBS
+    return Priority.DETAILS if vias_list.enrich is not None else Priority.RESOURCES
+
+
+def demand(costs: Iterable[tuple[float, float]]) -> float:
+    """Requests a second that (cost, interval) pairs ask for."""
+    return sum(cost / interval for cost, interval in costs)
+
+
+def stretch_factors(demands: Mapping[Priority, float], budget: float) -> dict[Priority, float]:
+    """How much each priority's intervals are stretched so that the demand fits the usable
+    budget: every priority with demand is granted up to MIN_SHARE of it, the rest goes in
+    priority order. 1.0 when it fits; rounded up to STRETCH_STEP."""
+    usable = budget * (1.0 - HEADROOM)
+    granted = {p: min(d, MIN_SHARE * usable) for p, d in demands.items() if d > 0}
+    spare = usable - sum(granted.values())
+    for priority in sorted(granted):
+        extra = max(0.0, min(demands[priority] - granted[priority], spare))
+        granted[priority] += extra
+        spare -= extra
+    factors = {}
+    for priority, wanted in demands.items():
+        given = granted.get(priority, 0.0)
+        factor = 1.0 if wanted <= 0 or given >= wanted else wanted / given
+        factors[priority] = math.ceil(factor / STRETCH_STEP - 1e-9) * STRETCH_STEP
+    return factors
+
+
+_PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+_RATE_LIMIT = re.compile(
+    r"limit:\s*(\d+(?:\.\d+)?).*?time:\s*(\d+(?:\.\d+)?)?\s*(second|minute|hour|day)", re.I
+)
+RATE_LIMIT_HEADERS = (
+    "X-Apig-RateLimit-api",
+    "X-Apig-RateLimit-user",
+    "X-Apig-RateLimit-app",
+    "X-Apig-RateLimit-ip",
+    "X-Apig-RateLimit-api-allenv",
+)
+
+
+def gateway_rate_limit(headers: Mapping[str, str]) -> float | None:
+    """The tightest requests/s of the `X-Apig-RateLimit-*` headers an answer carries, or
+    None (none there, or none readable: they are never relied on)."""
+    rates = []
+    for name in RATE_LIMIT_HEADERS:
+        match = _RATE_LIMIT.search(headers.get(name, "")[:200])
+        if match is not None:
+            limit, count, unit = match.groups()
+            seconds = float(count or 1) * _PERIODS[unit.lower()]
+            if seconds > 0 and float(limit) > 0:
+                rates.append(float(limit) / seconds)
+    return min(rates, default=None)
+
+
+class AimdBudget:
+    """Requests a second this replica may send for one account: the configured share,
+    halved on a 429, grown back by INCREASE_PER_SECOND of it a second."""
+
+    def __init__(
+        self, configured: float, shards: int = 1, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.shards = shards
+        self.configured = configured / shards
+        self._ceiling = self.configured
+        self._rate = self.configured
+        self._clock = clock
+        self._at = clock()
+        self._last_decrease = -math.inf
+        self.decreases = 0
+
+    @property
+    def rate(self) -> float:
+        now = self._clock()
+        step = INCREASE_PER_SECOND * self.configured * max(0.0, now - self._at)
+        self._rate = min(self._ceiling, self._rate + step)
+        self._at = now
+        return self._rate
+
+    def throttled(self) -> bool:
+        """A 429: halve the budget, unless it was halved moments ago (True when it was)."""
+        rate, now = self.rate, self._clock()
+        if now - self._last_decrease < DECREASE_HOLD_SECONDS:
+            return False
+        self._rate = max(FLOOR_FRACTION * self.configured, rate * DECREASE_FACTOR)
+        self._last_decrease = now
+        self.decreases += 1
+        return True
+
+    def gateway_limit(self, account_rate: float) -> None:
+        """The gateway says the account may send `account_rate` a second (all shards)."""
+        self._ceiling = min(self.configured, account_rate / self.shards)
+        self._rate = min(self._rate, self._ceiling)
+
+
+_POLL_REQUESTS: ContextVar[list[int] | None] = ContextVar("poll_requests", default=None)
+
+
+@contextlib.contextmanager
+def counting_requests() -> Iterator[list[int]]:
+    """Counts the requests sent through a `RateLimiter` in this context (a poll's tasks
+    included): `counter[0]`."""
+    counter = [0]
+    token = _POLL_REQUESTS.set(counter)
+    try:
+        yield counter
+    finally:
+        _POLL_REQUESTS.reset(token)
+
+
+class RateLimiter:
+    """A token bucket at the budget's rate (one second of burst), served in arrival order."""
+
+    def __init__(self, budget: AimdBudget, clock: Callable[[], float] = time.monotonic) -> None:
+        self.budget = budget
+        self._clock = clock
+        self._tokens = budget.rate
+        self._at = clock()
+        self._lock = asyncio.Lock()
+        self.sent = 0
+        self.throttled = 0
+
+    async def acquire(self) -> None:
+        counter = _POLL_REQUESTS.get()
+        if counter is not None:
+            counter[0] += 1
+        async with self._lock:
+            while True:
+                rate = self.budget.rate
+                now = self._clock()
+                self._tokens = min(max(1.0, rate), self._tokens + (now - self._at) * rate)
+                self._at = now
+                if self._tokens >= 1.0:
+                    self._tokens -= 1.0
+                    self.sent += 1
+                    return
+                await asyncio.sleep((1.0 - self._tokens) / rate)
+
+    def observe(self, status: int, headers: Mapping[str, str]) -> None:
+        """What an answer says about the budget: a 429 lowers it, and so do the gateway's
+        rate-limit headers when they come."""
+        if status == 429:
+            self.throttled += 1
+            if self.budget.throttled():
+                self._tokens = 0.0  # the burst the bucket held is what the gateway refused
+        limit = gateway_rate_limit(headers)
+        if limit is not None:
+            self.budget.gateway_limit(limit)
+
+
+class PollSlots:
+    """At most `size` polls of an account at once; waiting polls are let in by priority,
+    then in arrival order. A waiting poll has sent nothing and holds no pages."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.busy = 0
+        self.peak = 0
+        self.waiting = 0
+        self._queue: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+
+    @contextlib.asynccontextmanager
+    async def slot(self, priority: int) -> AsyncIterator[None]:
+        await self._acquire(priority)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, priority: int) -> None:
+        if self.busy < self.size and not self.waiting:
+            self.busy += 1
+            self.peak = max(self.peak, self.busy)
+            return
+        future = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._queue, (priority, next(self._arrivals), future))
+        self.waiting += 1
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self._release()  # handed a slot while being cancelled: pass it on
+            else:
+                self.waiting -= 1
+                future.cancel()  # left in the queue, skipped when it comes up
+            raise
+
+    def _release(self) -> None:
+        while self._queue:
+            *_, future = heapq.heappop(self._queue)
+            if not future.done():
+                self.waiting -= 1
+                future.set_result(None)  # the slot goes to it: `busy` stays
+                return
+        self.busy -= 1
+
+
+SourceKey = tuple[str, str]  # project_id, source
+
+
+@dataclass(slots=True)
+class SourceCost:
+    list_name: str
+    priority: Priority
+    interval: float  # configured, seconds
+    cost: float | None = None  # requests of its last poll; None before the first
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSummary:
+    """One account's plan as the log line, the landing page and the metrics show it."""
+
+    account: str
+    configured: float  # requests/s: this replica's share of rate_limit_per_second
+    budget: float  # requests/s now (lowered after 429s)
+    demand: float  # requests/s the sources ask for at their configured intervals
+    stretch: float  # the largest stretch factor
+    sources: int
+    sent: int
+    throttled: int
+    shards: int = 1
+
+    @property
+    def over_budget(self) -> bool:
+        return self.stretch > 1.0
+
+
+class AccountPlan:
+    """One account's budget, its sources' costs, and their effective intervals."""
+
+    def __init__(
+        self,
+        account: str,
+        rate_limit_per_second: float,
+        *,
+        shards: int = 1,
+        polls_in_flight: int = 16,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.account = account
+        self.budget = AimdBudget(rate_limit_per_second, shards, clock)
+        self.limiter = RateLimiter(self.budget, clock)
+        self.slots = PollSlots(polls_in_flight)
+        self._clock = clock
+        self._sources: dict[SourceKey, SourceCost] = {}
+        self._stretch: dict[Priority, float] = {}
+        self._demand: dict[Priority, float] = {}
+        self._planned_at = -math.inf
+        self._reported: tuple[float, float] | None = None  # (demand, stretch) logged last
+        self._measured_all = False
+
+    def add(self, key: SourceKey, vias_list: ViasList[Any, Any], interval: float) -> None:
+        self._sources[key] = SourceCost(vias_list.name, priority_of(vias_list), interval)
+        self._planned_at = -math.inf
+
+    def remove(self, key: SourceKey) -> None:
+        self._sources.pop(key, None)
+        self._planned_at = -math.inf
+
+    def record(self, key: SourceKey, requests: int) -> None:
+        """What a poll of `key` spent (its requests, retries and detail calls included)."""
+        source = self._sources.get(key)
+        if source is None:
+            return
+        source.cost = float(requests)
+        if not self._measured_all and all(s.cost is not None for s in self._sources.values()):
+            self._measured_all = True  # the estimates are measurements now: say the plan
+            self._planned_at = -math.inf
+            self.report("every source polled")
+
+    def priority(self, key: SourceKey) -> Priority:
+        source = self._sources.get(key)
+        return source.priority if source is not None else Priority.JOBS
+
+    def effective_interval(self, key: SourceKey) -> float:
+        source = self._sources[key]
+        return source.interval * self.stretch_factors()[source.priority]
+
+    def stretch_factors(self) -> dict[Priority, float]:
+        """Planned again at most once a second (each poll changes a cost a little)."""
+        now = self._clock()
+        if now - self._planned_at >= 1.0:
+            self._demand = self._demands()
+            self._stretch = stretch_factors(self._demand, self.budget.rate)
+            self._planned_at = now
+        return self._stretch
+
+    def _demands(self) -> dict[Priority, float]:
+        """Requests/s each priority asks for; a source not polled yet costs what the
+        polled sources of its list cost on average, or DEFAULT_COST."""
+        measured: dict[str, list[float]] = {}
+        for source in self._sources.values():
+            if source.cost is not None:
+                measured.setdefault(source.list_name, []).append(source.cost)
+        typical = {name: sum(costs) / len(costs) for name, costs in measured.items()}
+        demands = dict.fromkeys(Priority, 0.0)
+        for source in self._sources.values():
+            cost = source.cost if source.cost is not None else typical.get(source.list_name)
+            demands[source.priority] += (cost or DEFAULT_COST) / source.interval
+        return demands
+
+    def report(self, reason: str) -> None:
+        """Log the plan when the account is over its budget and its demand or stretch
+        changed since the last line (start-up, reload, discovery, first polls)."""
+        _report(self, reason)
+
+    def summary(self) -> PlanSummary:
+        factors = self.stretch_factors()
+        return PlanSummary(
+            account=self.account,
+            configured=self.budget.configured,
+            budget=self.budget.rate,
+            demand=sum(self._demand.values()),
+            stretch=max(factors.values(), default=1.0),
+            sources=len(self._sources),
+            sent=self.limiter.sent,
+            throttled=self.limiter.throttled,
+            shards=self.budget.shards,
+        )
+
+
+def _report(plan: AccountPlan, reason: str) -> None:
+    summary = plan.summary()
+    advice = over_budget_advice(summary)
+    seen = (round(summary.demand, 1), summary.stretch)
+    if advice is None or seen == plan._reported:
+        return
+    plan._reported = seen
+    estimated = not plan._measured_all
+    log.warning("API budget too small", reason=reason, demand_estimated=estimated, **advice)
+
+
+def over_budget_advice(plan: PlanSummary) -> dict[str, object] | None:
+    """The fields of the log line for an account over its budget, or None when it fits:
+    what is asked, what is allowed, how much longer intervals are, and what to change."""
+    if not plan.over_budget:
+        return None
+    # rate_limit_per_second is the account's, split among shards: what it would take.
+    needed = plan.demand / (1.0 - HEADROOM) * plan.shards
+    throttled = plan.budget < plan.configured * 0.99
+    advice = (
+        f"polls of this account run {plan.stretch:.2f}x their configured intervals; "
+        f"to poll on time set rate_limit_per_second to {math.ceil(needed)} (if the account's "
+        "API gateway allows that), or lengthen poll_interval_seconds, or poll fewer lists "
+        "or projects"
+    )
+    if throttled:
+        advice += "; the gateway answered 429, so the budget is below the configured one"
+    return {
+        "account": plan.account,
+        "demand_requests_per_second": round(plan.demand, 2),
+        "budget_requests_per_second": round(plan.budget, 2),
+        "configured_requests_per_second": round(plan.configured, 2),
+        "stretch": round(plan.stretch, 2),
+        "advice": advice,
+    }
