@@ -202,7 +202,9 @@ class RateLimiter:
         if status == 429:
             self.throttled += 1
             if self.budget.throttled():
-                self._tokens = 0.0  # the burst the bucket held is what the gateway refused
+                # A second of silence: the gateway's window (`time:1 second`) empties, and
+                # the requests it still counts are not refused again at the new rate.
+                self._tokens = -self.budget.rate
         limit = gateway_rate_limit(headers)
         if limit is not None:
             self.budget.gateway_limit(limit)

@@ -43,6 +43,7 @@ from exporter.simulator.answers import (
     vias_error,
 )
 from exporter.simulator.faults import Fault, FaultSet
+from exporter.simulator.gateway import GatewayThrottle
 from exporter.simulator.resources import Resources
 from exporter.simulator.resources import routes as resource_routes
 from exporter.simulator.world import (
@@ -116,6 +117,7 @@ class Simulator:
         self.latency_seconds = latency_seconds
         self.clock_offset = timedelta(0)
         self.faults = FaultSet()
+        self.gateway = GatewayThrottle()  # flow control, off until set (gateway.py)
         self.resources = Resources(world)  # algorithm services, edge pools
         self.video_sources = sources.SourceBook(world)  # cameras and video groups (sources.py)
         self.incidents = incidents.Incidents(world, self.video_sources, self.resources)
@@ -141,7 +143,7 @@ class Simulator:
         return len(self._tokens)
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware])
+        app = web.Application(middlewares=[self._middleware, self.gateway.middleware])
         app.router.add_get("/v2/{project_id}/tasks", self._tasks_v2)
         app.router.add_get("/v2/{project_id}/batch-tasks", self._batch_tasks)
         app.router.add_get("/v1/{project_id}/infer/tasks", self._tasks_v1)
@@ -149,6 +151,7 @@ class Simulator:
         app.router.add_get("/v2/{project_id}/services/c-face-edge/tasks", self._face_edge)
         app.router.add_post("/v3/auth/tokens", self._login)
         app.router.add_routes(admin_routes(self))
+        app.router.add_routes(self.gateway.routes())
         app.router.add_routes(resource_routes(self))
         app.router.add_routes(sources.routes(self))
         app.router.add_routes(incidents.routes(self))
