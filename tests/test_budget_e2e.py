@@ -9,6 +9,7 @@ account share its budget; the plan is logged, exported and shown.
 | no decrease on 429 | test_a_throttling_gateway_lowers_the_budget_until_429s_stop |
 | the budget not split among shards | test_shards_of_one_account_share_its_budget |
 | no log line in `AccountPlan.report` | test_the_plan_is_logged_exported_and_shown |
+| `max_age` in configured intervals | test_a_stretched_source_is_not_stale_sooner |
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import structlog
 
 from exporter.service import Exporter
 from exporter.sharding import Sharding
-from exporter.simulator import Simulator, World
+from exporter.simulator import Fault, Simulator, World
 from exporter.simulator.serve import run_simulator
 from exporter.simulator.server import RequestRecord
 from tests.support import TOKEN, Samples, make_config, make_simulator, serving, target
@@ -210,3 +211,26 @@ async def test_the_plan_is_logged_exported_and_shown() -> None:
     assert metrics.value("vias_account_interval_stretch_ratio", **labels) == 10
     assert metrics.value("vias_account_requests_total", **labels) == 0
     assert account in page and "10.00" in page and TOKEN not in page
+
+
+async def test_a_stretched_source_is_not_stale_sooner() -> None:
+    """max_age_intervals counts in effective intervals: a source the plan polls 12.5x less
+    often keeps showing its counts through a failed poll for 3 of its own intervals."""
+    now = [1000.0]
+    projects = PROJECTS[:2]
+    async with fleet_simulator(projects) as (sim, url):
+        config = make_config(
+            fleet_targets(url, 0.1, projects), rate_limit_per_second=2, max_retries=0
+        )
+        async with Exporter(config, clock=lambda: now[0]) as exporter:
+            await exporter.poll_all_once()  # 2 sources of 1 request every 0.1 s: 20/s asked
+            poller = exporter.pollers[0]
+            effective = poller.effective_interval
+            assert effective >= 0.1 * 12
+            sim.faults.add(Fault(kind="server_error_json"))
+            now[0] += 4 * 3 * 0.1  # 4 times max_age_intervals configured intervals
+            state = await poller.poll_once()
+            assert (state.up, state.fresh) == (False, True)
+            now[0] = 1000.0 + 3 * effective + 0.1
+            state = await poller.poll_once()
+            assert (state.up, state.fresh) == (False, False)
