@@ -20,13 +20,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import aiohttp
 import structlog
+from aiohttp import web
 
 from exporter.service import Exporter
 from exporter.sharding import Sharding
 from exporter.simulator import Fault, Simulator, World
 from exporter.simulator.serve import run_simulator
 from exporter.simulator.server import RequestRecord
-from tests.support import TOKEN, Samples, make_config, make_simulator, serving, target
+from tests.support import (
+    TOKEN,
+    Samples,
+    make_config,
+    make_simulator,
+    serving,
+    serving_app,
+    target,
+)
 
 PROJECTS = [f"b{n:02d}" for n in range(20)]
 
@@ -234,3 +243,21 @@ async def test_a_stretched_source_is_not_stale_sooner() -> None:
             now[0] = 1000.0 + 3 * effective + 0.1
             state = await poller.poll_once()
             assert (state.up, state.fresh) == (False, False)
+
+
+async def test_the_gateways_rate_limit_headers_cap_the_budget() -> None:
+    """An answer carrying Huawei's `X-Apig-RateLimit-user` (as with `X-Apig-Mode: debug`)
+    caps the account's budget at the gateway's limit; the configured value stays shown."""
+
+    async def tasks(request: web.Request) -> web.Response:
+        limit = {"X-Apig-RateLimit-user": "remain:39,limit:40,time:1 second"}
+        return web.json_response({"tasks": [], "count": 0}, headers=limit)
+
+    app = web.Application()
+    app.router.add_get("/v2/{project_id}/tasks", tasks)
+    async with serving_app(app) as url:
+        config = make_config([target(url, sources=["tasks"])], rate_limit_per_second=200)
+        async with Exporter(config) as exporter:
+            await exporter.poll_all_once()
+            (plan,) = exporter.plans()
+    assert (plan.budget, plan.configured) == (40, 200)
