@@ -10,6 +10,7 @@ account share its budget; the plan is logged, exported and shown.
 | the budget not split among shards | test_shards_of_one_account_share_its_budget |
 | no log line in `AccountPlan.report` | test_the_plan_is_logged_exported_and_shown |
 | `max_age` in configured intervals | test_a_stretched_source_is_not_stale_sooner |
+| rate-limit headers ignored | test_the_gateways_rate_limit_headers_cap_the_budget |
 """
 
 from __future__ import annotations
