@@ -62,6 +62,12 @@ def priority_of(vias_list: ViasList[Any, Any]) -> Priority:
     return Priority.DETAILS if vias_list.enrich is not None else Priority.RESOURCES
 
 
+def default_polls_in_flight(budget: float) -> int:
+    """Enough polls at once to spend `budget` requests/s when each has one request of
+    0.5 s in flight, at least 4: more would only hold pages while waiting for the budget."""
+    return max(4, math.ceil(budget / 2))
+
+
 def demand(costs: Iterable[tuple[float, float]]) -> float:
     """Requests a second that (cost, interval) pairs ask for."""
     return sum(cost / interval for cost, interval in costs)
@@ -297,13 +303,13 @@ class AccountPlan:
         rate_limit_per_second: float,
         *,
         shards: int = 1,
-        polls_in_flight: int = 16,
+        polls_in_flight: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.account = account
         self.budget = AimdBudget(rate_limit_per_second, shards, clock)
         self.limiter = RateLimiter(self.budget, clock)
-        self.slots = PollSlots(polls_in_flight)
+        self.slots = PollSlots(polls_in_flight or default_polls_in_flight(self.budget.configured))
         self._clock = clock
         self._sources: dict[SourceKey, SourceCost] = {}
         self._stretch: dict[Priority, float] = {}

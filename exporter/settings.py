@@ -200,7 +200,8 @@ class GlobalConfig(BaseModel):
     # split among shards; intervals stretch when the sources ask for more (budget.py).
     rate_limit_per_second: float = Field(default=20.0, gt=0)
     # Polls of one account running at once on a replica; the others wait holding nothing.
-    max_polls_in_flight: int = Field(default=16, ge=1, le=1024)
+    # Default: half the replica's budget in requests/s, at least 4 (20/s: 10).
+    max_polls_in_flight: int | None = Field(default=None, ge=1, le=1024)
     rate_limit_scope: Literal["account", "project"] = "account"
     max_concurrency: int = Field(default=4, ge=1, le=64)
     page_window: int = Field(default=4, ge=1, le=64)

@@ -241,3 +241,12 @@ async def test_a_poll_cancelled_while_waiting_gives_up_its_place() -> None:
     release.set()
     await holder
     assert (slots.busy, slots.waiting) == (0, 0)
+
+
+def test_polls_in_flight_follow_the_budget_by_default() -> None:
+    """Enough to spend the budget at 0.5 s a request, at least 4; a replica's share counts."""
+    assert AccountPlan("acct", 20.0).slots.size == 10
+    assert AccountPlan("acct", 150.0).slots.size == 75
+    assert AccountPlan("acct", 2.0).slots.size == 4
+    assert AccountPlan("acct", 200.0, shards=4).slots.size == 25
+    assert AccountPlan("acct", 200.0, polls_in_flight=3).slots.size == 3
