@@ -81,7 +81,7 @@ class Accounts:
         if account is None:
             account = Account(
                 plan=AccountPlan(
-                    account_label(key),
+                    target.account_name or account_label(key),
                     self._settings.rate_limit_per_second,
                     shards=self._shards,
                     polls_in_flight=self._settings.max_polls_in_flight,

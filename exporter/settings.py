@@ -57,6 +57,7 @@ def _known_list(name: str) -> str:
 Source = Annotated[str, AfterValidator(_known_list)]
 Sources = Annotated[tuple[Source, ...], BeforeValidator(_comma_list), NoDecode]
 HttpUrlText = Annotated[str | None, BeforeValidator(_http_url)]
+AccountName = Annotated[str | None, Field(min_length=1, max_length=64, pattern=r"^[\w.@:/-]+$")]
 
 
 def _read_secret(path: Path) -> SecretStr:
@@ -119,6 +120,9 @@ class TargetConfig(BaseModel):
     secret_key: SecretStr | None = None
     secret_key_file: SecretFile = None
     sources: Sources = DEFAULT_LISTS
+    # The account's name in the budget plan's metrics, logs and landing page (default: the
+    # access-key id, the user, or a token digest prefix; the first target's name counts).
+    account_name: AccountName = None
     poll_interval_seconds: float = Field(default=60.0, gt=0)
     # Per list, in seconds; a list not named here polls every `poll_interval_seconds` times
     # its own factor (edge_pools: 5, the others 1).
@@ -267,6 +271,7 @@ class DiscoveryConfig(BaseModel):
     # `{region}` is replaced by the project's region), sources and intervals.
     endpoint: Annotated[str | None, BeforeValidator(_endpoint_template)] = None
     sources: Annotated[Sources, Field(min_length=1)] = DEFAULT_LISTS
+    account_name: AccountName = None
     poll_interval_seconds: float = Field(default=60.0, gt=0)
     poll_intervals: dict[Source, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
 
