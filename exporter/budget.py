@@ -369,9 +369,21 @@ class AccountPlan:
         return demands
 
     def report(self, reason: str) -> None:
-        """Log the plan when the account is over its budget and its demand or stretch
-        changed since the last line (start-up, reload, discovery, first polls)."""
-        _report(self, reason)
+        """Log the plan when the account is over its budget and its demand (by 5 %) or
+        stretch changed since the last line (start-up, reload, discovery, first polls)."""
+        summary = self.summary()
+        advice = over_budget_advice(summary)
+        if advice is None or not self._changed_since_reported(summary):
+            return
+        self._reported = (summary.demand, summary.stretch)
+        estimated = not self._measured_all
+        log.warning("API budget too small", reason=reason, demand_estimated=estimated, **advice)
+
+    def _changed_since_reported(self, summary: PlanSummary) -> bool:
+        if self._reported is None:
+            return True
+        demand, stretch = self._reported
+        return abs(summary.demand - demand) > 0.05 * demand or summary.stretch != stretch
 
     def summary(self) -> PlanSummary:
         factors = self.stretch_factors()
@@ -386,17 +398,6 @@ class AccountPlan:
             throttled=self.limiter.throttled,
             shards=self.budget.shards,
         )
-
-
-def _report(plan: AccountPlan, reason: str) -> None:
-    summary = plan.summary()
-    advice = over_budget_advice(summary)
-    seen = (round(summary.demand, 1), summary.stretch)
-    if advice is None or seen == plan._reported:
-        return
-    plan._reported = seen
-    estimated = not plan._measured_all
-    log.warning("API budget too small", reason=reason, demand_estimated=estimated, **advice)
 
 
 def over_budget_advice(plan: PlanSummary) -> dict[str, object] | None:

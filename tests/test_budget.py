@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import structlog
 
 from exporter.budget import (
     HEADROOM,
@@ -250,3 +251,21 @@ def test_polls_in_flight_follow_the_budget_by_default() -> None:
     assert AccountPlan("acct", 2.0).slots.size == 4
     assert AccountPlan("acct", 200.0, shards=4).slots.size == 25
     assert AccountPlan("acct", 200.0, polls_in_flight=3).slots.size == 3
+
+
+def test_the_plan_is_logged_again_only_when_the_demand_changes() -> None:
+    clock = Clock()
+    plan = AccountPlan("acct", 20.0, clock=clock)
+    for n in range(50):
+        plan.add((f"p{n}", "tasks"), REGISTRY["tasks"], 1.0)
+    with structlog.testing.capture_logs() as logs:
+        plan.report("targets applied")  # start-up: 100/s estimated, over budget
+        clock.now += 1
+        plan.report("targets applied")  # a discovery refresh that changed nothing
+        for n in range(50, 60):
+            plan.add((f"p{n}", "tasks"), REGISTRY["tasks"], 1.0)
+        clock.now += 1
+        plan.report("targets applied")  # 10 more projects: 120/s
+    lines = [line for line in logs if line["event"] == "API budget too small"]
+    assert [line["demand_requests_per_second"] for line in lines] == [100, 120]
+    assert all(line["demand_estimated"] for line in lines)
