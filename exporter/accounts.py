@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from exporter.auth import CoolDown
-from exporter.budget import AccountPlan, RateLimiter
+from exporter.budget import AccountPlan
+from exporter.pacing import RateLimiter
 from exporter.settings import GlobalConfig, TargetConfig
 
 AccountKey = tuple[str, ...]

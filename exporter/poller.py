@@ -15,10 +15,11 @@ from typing import Generic
 
 import structlog
 
-from exporter.budget import AccountPlan, counting_requests
+from exporter.budget import AccountPlan
 from exporter.errors import ViasAuthCoolDown, ViasError
 from exporter.lists import REGISTRY
 from exporter.lists.base import DataT, ItemT, PollContext, ViasList
+from exporter.pacing import counting_requests
 from exporter.paginator import Listing, PageFacts, pages
 from exporter.snapshot import Snapshot, SnapshotStore, SourceState
 from exporter.telemetry import Telemetry

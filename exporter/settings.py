@@ -120,8 +120,7 @@ class TargetConfig(BaseModel):
     secret_key: SecretStr | None = None
     secret_key_file: SecretFile = None
     sources: Sources = DEFAULT_LISTS
-    # The account's name in the budget plan's metrics, logs and landing page (default: the
-    # access-key id, the user, or a token digest prefix; the first target's name counts).
+    # The account's name in the budget plan (default: access key, user or token digest).
     account_name: AccountName = None
     poll_interval_seconds: float = Field(default=60.0, gt=0)
     # Per list, in seconds; a list not named here polls every `poll_interval_seconds` times

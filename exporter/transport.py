@@ -27,9 +27,9 @@ from yarl import URL
 
 from exporter import __version__
 from exporter.auth import Auth, CoolDown
-from exporter.budget import AimdBudget, RateLimiter
 from exporter.errors import ViasError, ViasHTTPError, http_error
 from exporter.exchange import exchange
+from exporter.pacing import AimdBudget, RateLimiter
 from exporter.settings import GlobalConfig
 from exporter.telemetry import Telemetry
 

@@ -1,4 +1,5 @@
-"""The API budget plan (exporter/budget.py): demand, stretch, priorities, AIMD, poll slots.
+"""The API budget plan (exporter/budget.py, exporter/pacing.py): demand, stretch,
+priorities, AIMD, poll slots.
 
 | change to the code (tried, seen red) | failing test |
 |---|---|
@@ -21,18 +22,20 @@ import structlog
 from exporter.budget import (
     HEADROOM,
     AccountPlan,
-    AimdBudget,
-    PollSlots,
     Priority,
-    RateLimiter,
-    counting_requests,
     demand,
-    gateway_rate_limit,
     over_budget_advice,
     priority_of,
     stretch_factors,
 )
 from exporter.lists import REGISTRY
+from exporter.pacing import (
+    AimdBudget,
+    PollSlots,
+    RateLimiter,
+    counting_requests,
+    gateway_rate_limit,
+)
 
 
 async def settle() -> None:
