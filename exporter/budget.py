@@ -200,12 +200,14 @@ class AccountPlan:
         demand, stretch = self._reported
         return abs(summary.demand - demand) > 0.05 * demand or summary.stretch != stretch
 
-    def summary(self) -> PlanSummary:
-        factors = self.stretch_factors()
+    def summary(self, *, replan: bool = True) -> PlanSummary:
+        """The plan now; without `replan`, as last planned (by a poll): /metrics shows
+        that, so that a scrape's body moves only when a poll or a request moved it."""
+        factors = self.stretch_factors() if replan else self._stretch
         return PlanSummary(
             account=self.account,
             configured=self.budget.configured,
-            budget=self.budget.rate,
+            budget=self.budget.rate if replan else self.budget.last_rate,
             demand=sum(self._demand.values()),
             stretch=max(factors.values(), default=1.0),
             sources=len(self._sources),

@@ -72,6 +72,12 @@ class AimdBudget:
         self.decreases = 0
 
     @property
+    def last_rate(self) -> float:
+        """The rate as last computed (by a request or a plan): what /metrics shows, so that
+        it moves only with what moves the exporter's own metrics."""
+        return self._rate
+
+    @property
     def rate(self) -> float:
         now = self._clock()
         step = INCREASE_PER_SECOND * self.configured * max(0.0, now - self._at)

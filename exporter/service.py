@@ -124,7 +124,7 @@ class Exporter:
         self.store = SnapshotStore(config.global_.problem_tasks_limit)
         self.exposition = Exposition(self.store, self.telemetry, metric_filter=metric_filter)
         self._accounts = Accounts(config.global_, self.sharding.total)
-        self.telemetry.watch_accounts(self.plans)
+        self.telemetry.watch_accounts(self._planned)
         self._tls = client_tls(config.global_)  # one for all targets: a CA file is read once
         self._targets: dict[TargetKey, _RunningTarget] = {}
         self._polled_projects: set[str] = set()
@@ -169,9 +169,13 @@ class Exporter:
     async def poll_all_once(self) -> None:
         await asyncio.gather(*(poller.poll_once() for poller in self.pollers))
 
-    def plans(self) -> list[PlanSummary]:
-        """Each account's API budget plan on this replica (exporter/budget.py)."""
-        return [plan.summary() for plan in self._accounts.plans()]
+    def plans(self, *, replan: bool = True) -> list[PlanSummary]:
+        """Each account's API budget plan on this replica (exporter/budget.py); without
+        `replan`, as the last poll left it (for /metrics: see `AccountPlan.summary`)."""
+        return [plan.summary(replan=replan) for plan in self._accounts.plans()]
+
+    def _planned(self) -> list[PlanSummary]:
+        return self.plans(replan=False)
 
     @property
     def ready(self) -> bool:
