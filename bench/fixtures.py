@@ -136,6 +136,7 @@ def simulator_process(
     projects: Sequence[str] = (PROJECT_ID,),
     batch_tasks: int = 0,
     start_timeout: float = 300.0,
+    throttle_per_second: float | None = None,
 ) -> Iterator[str]:
     """`python -m exporter.simulator` as a process: `jobs` jobs and `batch_tasks` batch
     tasks in each project, no steps (the jobs do not change), answers after `latency`."""
@@ -153,6 +154,8 @@ def simulator_process(
         f"--token={TOKEN}",
         f"--latency={latency}",
     ]
+    if throttle_per_second is not None:
+        command.append(f"--throttle-per-second={throttle_per_second}")
     with _process(command) as process:
         wait_for_port(port, process, timeout=start_timeout)
         yield f"http://{HOST}:{port}"

@@ -87,11 +87,11 @@ class Sizes:
 # A case: its sizes, runs, and notes to print under the table; it returns its rows.
 Case = Callable[[Sizes, int, list[str]], list[Row]]
 # Cases of several minutes a run: one run unless --runs says otherwise.
-LONG_CASES = frozenset({"fleet", "million"})
+LONG_CASES = frozenset({"fleet", "million", "budget", "throttle"})
 
 
 def _cases() -> dict[str, Case]:
-    from bench import cases, scale
+    from bench import budget, cases, scale
 
     def noteless(case: Callable[[Sizes, int], list[Row]]) -> Case:
         return lambda sizes, runs, notes: case(sizes, runs)
@@ -104,6 +104,8 @@ def _cases() -> dict[str, Case]:
         "stall": noteless(cases.stall),
         "fleet": scale.fleet,
         "million": scale.million,
+        "budget": budget.budget,
+        "throttle": budget.throttle,
     }
 
 

@@ -14,10 +14,11 @@ import hashlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-from aiolimiter import AsyncLimiter
+from urllib.parse import urlsplit
 
 from exporter.auth import CoolDown
+from exporter.budget import AccountPlan
+from exporter.pacing import RateLimiter
 from exporter.settings import GlobalConfig, TargetConfig
 
 AccountKey = tuple[str, ...]
@@ -37,20 +38,42 @@ def account_key(target: TargetConfig, scope: str) -> AccountKey:
     return ("password", target.api_url, target.iam_url, target.domain_name, target.username)
 
 
+def account_label(key: AccountKey) -> str:
+    """The account's name in metrics, logs and the landing page, never a secret: the
+    access-key id, the user name, a token's digest prefix, or the project (scope
+    `project`); with the endpoint's host, as one key may be used in several regions."""
+    kind, api_url, *rest = key
+    host = urlsplit(api_url).hostname or api_url
+    if kind == "token":
+        name = f"token:{rest[0][:12]}"
+    elif kind == "password":
+        _, domain, user = rest
+        name = f"{domain}/{user}"
+    else:
+        name = rest[0]
+    return f"{name}@{host}"
+
+
 @dataclass(slots=True)
 class Account:
     """The limits one account's targets share."""
 
-    limiter: AsyncLimiter
+    plan: AccountPlan  # the request-rate budget, polls in flight, effective intervals
     signing_cool_down: CoolDown  # VIAS answered 401 to a request signed with the access key
     login_cool_down: CoolDown  # IAM refused the password login
 
+    @property
+    def limiter(self) -> RateLimiter:
+        return self.plan.limiter
+
 
 class Accounts:
-    """One `Account` per key, created on first use and forgotten when no target uses it."""
+    """One `Account` per key, created on first use and forgotten when no target uses it.
+    Each replica's share of an account's budget is `rate_limit_per_second / shards`."""
 
-    def __init__(self, settings: GlobalConfig) -> None:
+    def __init__(self, settings: GlobalConfig, shards: int = 1) -> None:
         self._settings = settings
+        self._shards = shards
         self._accounts: dict[AccountKey, Account] = {}
 
     def of(self, target: TargetConfig) -> Account:
@@ -58,7 +81,12 @@ class Accounts:
         account = self._accounts.get(key)
         if account is None:
             account = Account(
-                limiter=AsyncLimiter(self._settings.rate_limit_per_second, 1.0),
+                plan=AccountPlan(
+                    target.account_name or account_label(key),
+                    self._settings.rate_limit_per_second,
+                    shards=self._shards,
+                    polls_in_flight=self._settings.max_polls_in_flight,
+                ),
                 signing_cool_down=CoolDown.from_settings(self._settings),
                 login_cool_down=CoolDown.from_settings(self._settings, clock=time.time),
             )
@@ -69,6 +97,9 @@ class Accounts:
         scope = self._settings.rate_limit_scope
         used = {account_key(target, scope) for target in targets}
         self._accounts = {key: a for key, a in self._accounts.items() if key in used}
+
+    def plans(self) -> list[AccountPlan]:
+        return [account.plan for account in self._accounts.values()]
 
     def __len__(self) -> int:
         return len(self._accounts)

@@ -22,7 +22,7 @@ from exporter.lists import DISTINCT_LISTS
 from exporter.logs import LEVELS, configure_logging
 from exporter.metric_filter import MetricFilter, MetricFilterError
 from exporter.reload import Reloader
-from exporter.service import Exporter, freeze_startup_heap
+from exporter.service import Exporter, freeze_startup_heap, limit_malloc_arenas
 from exporter.settings import Config, ConfigError, TargetConfig, load_config
 from exporter.sharding import Sharding, shard_ordinal
 from exporter.web import create_app
@@ -357,6 +357,7 @@ async def _serve(
         stack.push_async_callback(runner.cleanup)
         log.info("serving", address=f"{host or '0.0.0.0'}:{port}", metrics_path=path)
         freeze_startup_heap()
+        limit_malloc_arenas()
         exporter.start()
         await _until_signalled()
         log.info("shutting down")

@@ -1,14 +1,15 @@
 """What the configuration allows, apart from its models: the bounds on what the API may
 send, project ids that stay in their place in a URL path, and YAML errors that never quote
-the file (it holds secrets)."""
+the file (it holds secrets), secrets read from files."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import AfterValidator
+from pydantic import AfterValidator, SecretStr
 
 # The largest answer read: ~25 times the largest page seen (1,000 jobs, ~600 kB).
 DEFAULT_MAX_RESPONSE_BYTES = 16 << 20
@@ -66,3 +67,23 @@ def _unquoted(problem: str) -> str:
     if not quotes:
         return problem
     return problem[: min(quotes)].rstrip() + " (the text itself is not shown)"
+
+
+def read_secret(path: Path) -> SecretStr:
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as error:
+        # The path is where the secret lives, not the secret: naming it is what helps.
+        raise ValueError(f"cannot read secret file {path}: {error.strerror}") from None
+    if not secret:
+        raise ValueError("secret file is empty")
+    return SecretStr(secret)
+
+
+def _readable_secret_file(path: Path | None) -> Path | None:
+    if path is not None:
+        read_secret(path)  # read again when the configuration is complete
+    return path
+
+
+SecretFile = Annotated[Path | None, AfterValidator(_readable_secret_file)]

@@ -92,6 +92,7 @@ def target_of(project: IamProject, config: DiscoveryConfig) -> TargetConfig:
         "region": region,
         "endpoint": config.api_url(region),
         "sources": config.sources,
+        "account_name": config.account_name,
         "poll_interval_seconds": config.poll_interval_seconds,
         "poll_intervals": config.poll_intervals,
     }

@@ -15,10 +15,12 @@ from typing import Generic
 
 import structlog
 
+from exporter.budget import AccountPlan
 from exporter.details import with_details
 from exporter.errors import ViasAuthCoolDown, ViasError
 from exporter.lists import REGISTRY
 from exporter.lists.base import DataT, ItemT, PollContext, ViasList
+from exporter.pacing import counting_requests
 from exporter.paginator import PageFacts, read_listing
 from exporter.snapshot import SnapshotStore, SourceState
 from exporter.telemetry import Telemetry
@@ -51,7 +53,12 @@ def start_spread(interval: float, sources: int) -> float:
 
 class SourcePoller(Generic[ItemT, DataT]):
     """One list of one project. Polls never overlap: the loop awaits each poll, and the
-    ticks a slow poll ran over are counted as overruns and skipped."""
+    ticks a slow poll ran over are counted as overruns and skipped.
+
+    Its account's plan (`exporter.budget`) sets its effective interval (the configured one,
+    stretched when the account's sources ask for more than its API budget) and lets it
+    start a poll when one of the account's poll slots is free: a poll waiting for its turn
+    has sent nothing and holds no pages, and the schedule continues from when it started."""
 
     def __init__(
         self,
@@ -63,6 +70,7 @@ class SourcePoller(Generic[ItemT, DataT]):
         telemetry: Telemetry,
         on_update: Callable[[], Awaitable[None]],
         clock: Callable[[], float] = time.time,
+        plan: AccountPlan | None = None,
     ) -> None:
         self.vias_list = vias_list
         self.transport = transport
@@ -70,7 +78,12 @@ class SourcePoller(Generic[ItemT, DataT]):
         self.source = vias_list.name
         self.interval = interval_seconds
         settings = transport.settings
-        self._max_age = settings.max_age_intervals * interval_seconds
+        self._max_age_intervals = settings.max_age_intervals
+        self._plan = plan or AccountPlan(
+            self.project_id, settings.rate_limit_per_second, polls_in_flight=1
+        )
+        self._plan.add((self.project_id, self.source), vias_list, interval_seconds)
+        self._priority = self._plan.priority((self.project_id, self.source))
         self._store = store
         self._telemetry = telemetry
         self._on_update = on_update
@@ -87,9 +100,19 @@ class SourcePoller(Generic[ItemT, DataT]):
     def state(self) -> SourceState[DataT]:
         return self._state
 
+    def leave_plan(self) -> None:
+        """The source is no longer polled: its demand leaves its account's plan."""
+        self._plan.remove((self.project_id, self.source))
+
+    @property
+    def effective_interval(self) -> float:
+        """The interval the account's plan gives this source now (`interval` or longer)."""
+        return self._plan.effective_interval((self.project_id, self.source))
+
     def first_poll_delay(self) -> float:
         """Seconds from start to the first poll: this source's place in a spread that grows
-        with the number of sources the exporter polls (see `start_spread`)."""
+        with the number of sources the exporter polls (see `start_spread`). Over budget,
+        polls wait for their account's slots from there, and continue from when they ran."""
         spread = start_spread(self.interval, len(self._store.current.sources))
         return start_phase(self.project_id, self.source) * spread
 
@@ -99,18 +122,31 @@ class SourcePoller(Generic[ItemT, DataT]):
         await asyncio.sleep(self.first_poll_delay())
         next_at = loop.time()
         while True:
-            await self.poll_once()
-            next_at += self.interval
+            async with self._plan.slots.slot(self._priority):
+                started = loop.time()  # later than next_at when it waited for its turn
+                await self.poll_once()
+            interval = self.effective_interval
+            self._telemetry.set_poll_intervals(
+                self.project_id, self.source, self.interval, interval
+            )
+            next_at = max(next_at, started) + interval
             now = loop.time()
-            if now > next_at:
-                missed = int((now - next_at) // self.interval) + 1
+            if now > next_at:  # the poll itself took longer than the interval
+                missed = int((now - next_at) // interval) + 1
                 self._telemetry.count_poll_overruns(self.project_id, self.source, missed)
                 log.warning("poll overran its interval", **self._where(), skipped=missed)
-                next_at += missed * self.interval
+                next_at += missed * interval
             await asyncio.sleep(next_at - now)
 
     async def poll_once(self) -> SourceState[DataT]:
         started = time.perf_counter()
+        with counting_requests() as requests:
+            state = await self._poll(started)
+        if requests[0]:  # what this source costs the account's budget (none: skipped)
+            self._plan.record((self.project_id, self.source), requests[0])
+        return state
+
+    async def _poll(self, started: float) -> SourceState[DataT]:
         try:
             data = await self._collect()
         except ViasAuthCoolDown as error:
@@ -202,7 +238,9 @@ class SourcePoller(Generic[ItemT, DataT]):
         # source answers again (unknown is not recovered). When it does, what changed
         # during the outage counts as transitions (a job that failed meanwhile still
         # pages), and jobs already known do not count as new.
-        fresh = last_success is not None and self._clock() - last_success <= self._max_age
+        # In effective intervals: a source the plan polls less often is not stale sooner.
+        max_age = self._max_age_intervals * self.effective_interval
+        fresh = last_success is not None and self._clock() - last_success <= max_age
         return replace(self._state, polled=True, up=False, last_error=error, fresh=fresh)
 
     def _where(self) -> dict[str, str]:

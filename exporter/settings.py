@@ -30,7 +30,9 @@ from exporter.config_rules import (
     DEFAULT_LABEL_VALUE_MAX_BYTES,
     DEFAULT_MAX_RESPONSE_BYTES,
     ProjectId,
+    SecretFile,
     env_value_problem,
+    read_secret,
     yaml_problem,
 )
 from exporter.lists import DEFAULT_LISTS, REGISTRY
@@ -64,26 +66,7 @@ def _known_list(name: str) -> str:
 Source = Annotated[str, AfterValidator(_known_list)]
 Sources = Annotated[tuple[Source, ...], BeforeValidator(_comma_list), NoDecode]
 HttpUrlText = Annotated[str | None, BeforeValidator(_http_url)]
-
-
-def _read_secret(path: Path) -> SecretStr:
-    try:
-        secret = path.read_text(encoding="utf-8").strip()
-    except OSError as error:
-        # The path is where the secret lives, not the secret: naming it is what helps.
-        raise ValueError(f"cannot read secret file {path}: {error.strerror}") from None
-    if not secret:
-        raise ValueError("secret file is empty")
-    return SecretStr(secret)
-
-
-def _readable_secret_file(path: Path | None) -> Path | None:
-    if path is not None:
-        _read_secret(path)  # read again when the configuration is complete
-    return path
-
-
-SecretFile = Annotated[Path | None, AfterValidator(_readable_secret_file)]
+AccountName = Annotated[str | None, Field(min_length=1, max_length=64, pattern=r"^[\w.@:/-]+$")]
 
 
 def _read_secret_files(config: TargetConfig | DiscoveryConfig, *secrets: str) -> None:
@@ -94,7 +77,7 @@ def _read_secret_files(config: TargetConfig | DiscoveryConfig, *secrets: str) ->
         if path is not None:
             if getattr(config, secret) is not None:
                 raise ValueError(f"set {secret} or {file}, not both")
-            setattr(config, secret, _read_secret(path))
+            setattr(config, secret, read_secret(path))
 
 
 def _check_login(config: TargetConfig | DiscoveryConfig, mode: Literal["password", "aksk"]) -> None:
@@ -126,6 +109,8 @@ class TargetConfig(BaseModel):
     secret_key: SecretStr | None = None
     secret_key_file: SecretFile = None
     sources: Sources = DEFAULT_LISTS
+    # The account's name in the budget plan (default: access key, user or token digest).
+    account_name: AccountName = None
     poll_interval_seconds: float = Field(default=60.0, gt=0)
     # Per list, in seconds; a list not named here polls every `poll_interval_seconds` times
     # its own factor (edge_pools: 5, the others 1).
@@ -207,8 +192,12 @@ class GlobalConfig(BaseModel):
     # Huawei locks an account or key after 5 failed authentications in a row.
     auth_backoff_seconds: float = Field(default=30.0, ge=0)
     auth_backoff_max_seconds: float = Field(default=600.0, ge=0)
-    # Requests/s to VIAS for all targets sharing credentials (scope `project`: for each).
+    # Requests/s to VIAS for all targets sharing credentials (scope `project`: for each),
+    # split among shards; intervals stretch when the sources ask for more (budget.py).
     rate_limit_per_second: float = Field(default=20.0, gt=0)
+    # Polls of one account running at once on a replica; the others wait holding nothing.
+    # Default: half the replica's budget in requests/s, at least 4 (20/s: 10).
+    max_polls_in_flight: int | None = Field(default=None, ge=1, le=1024)
     rate_limit_scope: Literal["account", "project"] = "account"
     max_concurrency: int = Field(default=4, ge=1, le=64)
     page_window: int = Field(default=4, ge=1, le=64)
@@ -277,6 +266,7 @@ class DiscoveryConfig(BaseModel):
     # `{region}` is replaced by the project's region), sources and intervals.
     endpoint: Annotated[str | None, BeforeValidator(_endpoint_template)] = None
     sources: Annotated[Sources, Field(min_length=1)] = DEFAULT_LISTS
+    account_name: AccountName = None
     poll_interval_seconds: float = Field(default=60.0, gt=0)
     poll_intervals: dict[Source, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
 

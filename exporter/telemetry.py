@@ -4,7 +4,7 @@ rendered with the job metrics by the collector."""
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from copy import copy
 from functools import cached_property
 
@@ -13,6 +13,8 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
+from exporter.budget import PlanSummary
+from exporter.plan_metrics import AccountPlans
 
 API_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 POLL_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -68,6 +70,19 @@ class ProjectTelemetry:
         self.poll_overruns = Counter(
             "vias_poll_overruns",
             "Polls skipped because the previous poll of the source was still running.",
+            ["project_id", "source"],
+            registry=r,
+        )
+        self.poll_interval = Gauge(
+            "vias_poll_interval_seconds",
+            "The configured interval of a source.",
+            ["project_id", "source"],
+            registry=r,
+        )
+        self.poll_effective_interval = Gauge(
+            "vias_poll_effective_interval_seconds",
+            "The interval a source is polled at: the configured one, stretched when its "
+            "account's sources ask for more than the API budget.",
             ["project_id", "source"],
             registry=r,
         )
@@ -202,6 +217,19 @@ class Telemetry:
         metrics = self.project(project_id)
         metrics.poll_duration.labels(project_id, source).observe(seconds)
         self._changed(metrics)
+
+    def set_poll_intervals(
+        self, project_id: str, source: str, configured: float, effective: float
+    ) -> None:
+        metrics = self.project(project_id)
+        metrics.poll_interval.labels(project_id, source).set(configured)
+        metrics.poll_effective_interval.labels(project_id, source).set(effective)
+        self._changed(metrics)
+
+    def watch_accounts(self, plans: Callable[[], Iterable[PlanSummary]]) -> None:
+        """Export each account's API budget plan, read at every scrape."""
+        self.process_registry.register(AccountPlans(plans))
+        self.changes += 1
 
     def set_token_expiry(self, project_id: str, timestamp: float) -> None:
         metrics = self.project(project_id)

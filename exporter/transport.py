@@ -18,7 +18,6 @@ from urllib.parse import quote
 
 import aiohttp
 import structlog
-from aiolimiter import AsyncLimiter
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -32,6 +31,7 @@ from exporter import __version__
 from exporter.auth import Auth, CoolDown
 from exporter.errors import ViasError, ViasHTTPError, ViasResponseError, http_error
 from exporter.exchange import exchange
+from exporter.pacing import AimdBudget, RateLimiter
 from exporter.settings import GlobalConfig
 from exporter.telemetry import Telemetry
 
@@ -98,7 +98,7 @@ class Transport:
         auth: Auth,
         telemetry: Telemetry,
         settings: GlobalConfig,
-        limiter: AsyncLimiter | None = None,
+        limiter: RateLimiter | None = None,
         account_cool_down: CoolDown | None = None,
     ) -> None:
         """`limiter` is shared by the targets of one account (see `exporter.accounts`),
@@ -113,7 +113,7 @@ class Transport:
         self._base_url = base_url.rstrip("/")
         self._auth = auth
         self._timeout = aiohttp.ClientTimeout(total=settings.request_timeout_seconds)
-        self._limiter = limiter or AsyncLimiter(settings.rate_limit_per_second, 1.0)
+        self._limiter = limiter or RateLimiter(AimdBudget(settings.rate_limit_per_second))
         self._concurrency = asyncio.Semaphore(settings.max_concurrency)
         self._account_cool_down = account_cool_down or CoolDown.from_settings(settings)
         self._endpoint_cool_downs: dict[str, CoolDown] = {}  # by endpoint template, after a 403
@@ -218,6 +218,7 @@ class Transport:
                 headers=dict(headers),
                 proxy=self.settings.proxy,
             )
+        self._limiter.observe(answer.status, answer.headers)  # 429s lower the budget
         if answer.status >= 300:
             raise http_error(
                 answer.status,

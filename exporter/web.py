@@ -121,6 +121,21 @@ def _target_rows(snapshot: Snapshot) -> str:
     return "\n".join(rows)
 
 
+def _plan_rows(exporter: Exporter) -> str:
+    rows = []
+    for plan in exporter.plans():
+        cells = (
+            plan.account,
+            f"{plan.budget:.2f}/s of {plan.configured:.2f}/s",
+            f"{plan.demand:.2f}/s",
+            f"{plan.stretch:.2f}" + (" (over budget)" if plan.over_budget else ""),
+            str(plan.sources),
+            f"{plan.sent} ({plan.throttled} throttled)",
+        )
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    return "\n".join(rows)
+
+
 async def landing(request: web.Request) -> web.Response:
     exporter = request.app[EXPORTER_KEY]
     path = html.escape(request.app[TELEMETRY_PATH_KEY])
@@ -130,6 +145,12 @@ async def landing(request: web.Request) -> web.Response:
 <h1>VIAS exporter {html.escape(__version__)}</h1>
 <p><a href="{path}">Metrics</a> · <a href="/-/healthy">Health</a> ·
 <a href="/-/ready">Readiness</a></p>
+<h2>API budget plan</h2>
+<table border="1" cellpadding="4">
+<tr><th>account</th><th>budget</th><th>demand</th><th>interval stretch</th><th>sources</th>
+<th>requests sent</th></tr>
+{_plan_rows(exporter)}
+</table>
 <h2>Targets</h2>
 <table border="1" cellpadding="4">
 <tr><th>project</th><th>source</th><th>interval</th><th>last poll</th><th>last success</th></tr>

@@ -1274,6 +1274,33 @@ def exporter_health() -> Section:
                     )
                 ],
             ),
+            timeseries(
+                56,
+                "API budget against demand",
+                (
+                    "Per account, summed over the replicas: the requests a second its "
+                    "sources ask for at their configured intervals (demand), what the "
+                    "exporter may send (budget: rate_limit_per_second, lowered after 429s) "
+                    "and what it sends. Demand above 0.8 x budget stretches intervals "
+                    "(alert: VIASPollingBehindSchedule; runbook: sizing)."
+                ),
+                grid=(0, 146, 24, 8),
+                unit="reqps",
+                queries=[
+                    series(
+                        "sum by (account) (vias_account_demand_requests_per_second)",
+                        "demand {{account}}",
+                    ),
+                    series(
+                        "sum by (account) (vias_account_budget_requests_per_second)",
+                        "budget {{account}}",
+                    ),
+                    series(
+                        "sum by (account) (rate(vias_account_requests_total[$__rate_interval]))",
+                        "sent {{account}}",
+                    ),
+                ],
+            ),
         ],
     )
 

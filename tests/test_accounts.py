@@ -9,9 +9,12 @@
 
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
+
 from exporter.accounts import Accounts, account_key
 from exporter.settings import GlobalConfig, TargetConfig
-from tests.support import TOKEN, target
+from tests.support import SECRETS, TOKEN, target
 
 URL = "http://127.0.0.1:1"
 
@@ -42,3 +45,23 @@ def test_an_account_no_target_uses_is_forgotten() -> None:
     accounts.of(k1)
     accounts.keep_only([t1])
     assert len(accounts) == 1 and accounts.of(t1) is token_account
+
+
+def test_an_accounts_label_is_its_configured_name_or_never_a_secret() -> None:
+    t1, k1, w1 = targets(t1="token", k1="aksk", w1="password")
+    accounts = Accounts(GlobalConfig())
+    labels = [accounts.of(t).plan.account for t in (t1, k1, w1)]
+    assert labels == [
+        f"token:{account_key(t1, 'account')[2][:12]}@127.0.0.1",
+        f"{k1.access_key}@127.0.0.1",
+        f"{w1.domain_name}/{w1.username}@127.0.0.1",
+    ]
+    assert not any(secret in label for label in labels for secret in SECRETS)
+    named = TargetConfig.model_validate(target(URL, "n1", auth="aksk", account_name="prod-cn4"))
+    assert Accounts(GlobalConfig()).of(named).plan.account == "prod-cn4"
+
+
+def test_a_bad_account_name_is_refused_naming_the_field() -> None:
+    with pytest.raises(ValidationError) as caught:
+        TargetConfig.model_validate(target(URL, "n1", account_name="prod account"))
+    assert "account_name" in str(caught.value)

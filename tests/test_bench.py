@@ -19,6 +19,8 @@ CASE_ROWS = {
     "stall": "scrape p99",
     "fleet": "time until every source is up",
     "million": "peak RSS",
+    "budget": "time until every source is up",
+    "throttle": "429s after the first minute",
 }
 
 

@@ -32,9 +32,11 @@ def expected_task_counts(sim: RunningSimulator, project_id: str) -> Counter[tupl
 
 
 def landing_rows(page: str) -> dict[tuple[str, str], tuple[str, ...]]:
-    """(project, source) -> (interval, last poll, last success) from the landing page table."""
+    """(project, source) -> (interval, last poll, last success) from the landing page's
+    table of targets (after the API budget plan's)."""
     rows = {}
-    for row in re.findall(r"<tr>(.*?)</tr>", page, re.DOTALL):
+    targets = page.split("<h2>Targets</h2>", 1)[-1]
+    for row in re.findall(r"<tr>(.*?)</tr>", targets, re.DOTALL):
         cells = [html.unescape(cell) for cell in re.findall(r"<td>(.*?)</td>", row, re.DOTALL)]
         if cells:  # the header row has <th> cells
             project, source, *rest = cells

@@ -50,8 +50,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("exporter.auth", "exporter.label_values", "exporter.request_peek"),
     ("exporter.exchange", "exporter.settings", "exporter.signing"),
     ("exporter.telemetry", "exporter.logs"),
+    ("exporter.plan_metrics",),
+    ("exporter.budget",),
     ("exporter.lists",),
-    ("exporter.models", "exporter.config_rules"),
+    ("exporter.models", "exporter.config_rules", "exporter.pacing"),
     ("exporter.errors",),
     ("exporter",),  # the package: __version__
 )

@@ -8,7 +8,7 @@ slow machine makes a limited client slower still, never faster.
 | change to the code (tried, seen red) | failing test |
 |---|---|
 | client: `asyncio.Semaphore(100_000)` | test_max_concurrency_bounds_requests_in_flight |
-| client: `AsyncLimiter(1e9)` | test_rate_limit_spaces_requests_at_the_server |
+| client: `RateLimiter(AimdBudget(1e9))` | test_rate_limit_spaces_requests_at_the_server |
 | `Accounts.of`: a new limiter per target | test_one_rate_limit_for_the_projects_of_one_account |
 | `account_key`: the project id added for AK/SK | test_a_refused_access_key_pauses_... |
 | transport: a 401 pauses only its project | test_a_refused_access_key_pauses_every_project_... |

@@ -66,6 +66,7 @@ def test_every_global_setting_loads_from_its_variable(
         "VIAS_DETAIL_CALLS_PER_POLL": ("3", 3),
         "VIAS_RATE_LIMIT_PER_SECOND": ("3.5", 3.5),
         "VIAS_RATE_LIMIT_SCOPE": ("project", "project"),
+        "VIAS_MAX_POLLS_IN_FLIGHT": ("3", 3),
         "VIAS_MAX_CONCURRENCY": ("9", 9),
         "VIAS_PAGE_WINDOW": ("6", 6),
         "VIAS_MAX_PAGES": ("77", 77),
@@ -92,6 +93,7 @@ def test_the_readme_lists_every_global_setting(env: pytest.MonkeyPatch) -> None:
     ("name", "value", "message"),
     [
         ("VIAS_MAX_CONCURRENCY", "0", "VIAS_MAX_CONCURRENCY: Input should be greater than"),
+        ("VIAS_MAX_POLLS_IN_FLIGHT", "0", "VIAS_MAX_POLLS_IN_FLIGHT: Input should be greater"),
         ("VIAS_MAX_RETRIES", "11", "VIAS_MAX_RETRIES: Input should be less than"),
         ("VIAS_RATE_LIMIT_PER_SECOND", "fast", "VIAS_RATE_LIMIT_PER_SECOND: Input should be"),
         ("VIAS_VERIFY_TLS", "perhaps", "VIAS_VERIFY_TLS: Input should be a valid boolean"),

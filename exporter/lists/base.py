@@ -210,6 +210,8 @@ class ViasList(Generic[ItemT, DataT]):
     # slowly are asked less often (a target's `poll_intervals` overrides it).
     interval_factor: int = 1
     same_items_as: str | None = None  # another list's items again: never enable both
+    # A list of jobs: its problems page someone, so the API budget plan serves it first.
+    jobs: bool = False
     # The algorithm services this list's data names (service_id -> vendor, algorithm): the
     # collector hands them to every renderer of the same project as `ListView.algorithms`.
     algorithms: Callable[[DataT], AlgorithmDirectory] | None = None

@@ -202,5 +202,6 @@ BATCH_TASKS = ViasList[BatchTask, BatchData](
     states=BATCH_TASK_STATES,
     aggregator=BatchAggregator,
     render=render_batch_tasks,
+    jobs=True,
     polled_by_default=True,
 )

@@ -54,6 +54,7 @@ FACE_EDGE_TASKS = ViasList[FaceEdgeTask, JobData](
     states=TASK_STATES,
     aggregator=JobAggregator,
     render=render_jobs,
+    jobs=True,
     same_listing_same_data=True,
     details=ERROR_CODE_DETAILS,
 )

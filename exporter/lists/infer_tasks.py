@@ -24,6 +24,7 @@ INFER_TASKS = ViasList[Task, JobData](
     states=TASK_STATES,
     aggregator=JobAggregator,
     render=render_jobs,
+    jobs=True,
     same_listing_same_data=True,
     details=ERROR_CODE_DETAILS,
     same_items_as="tasks",

@@ -14,6 +14,7 @@ TASKS = ViasList[Task, JobData](
     states=TASK_STATES,
     aggregator=JobAggregator,
     render=render_jobs,
+    jobs=True,
     same_listing_same_data=True,
     polled_by_default=True,
 )

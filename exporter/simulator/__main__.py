@@ -62,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
     parser.add_argument("--no-face-edge-paging", action="store_true")
+    parser.add_argument(
+        "--throttle-per-second",
+        type=float,
+        default=None,
+        help="the gateway answers 429 to API requests beyond this many in any second",
+    )
     return parser
 
 
@@ -82,6 +88,7 @@ async def _serve(args: argparse.Namespace) -> None:
         face_edge_paging=not args.no_face_edge_paging,
         latency_seconds=args.latency,
     )
+    sim.gateway.per_second = args.throttle_per_second
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -33,6 +33,7 @@ from exporter.simulator.answers import (
     truncated,
 )
 from exporter.simulator.faults import Fault, FaultSet
+from exporter.simulator.gateway import GatewayThrottle
 from exporter.simulator.handlers import HANDLERS
 from exporter.simulator.resources import Resources
 from exporter.simulator.world import (
@@ -104,6 +105,7 @@ class Simulator:
         self.latency_seconds = latency_seconds
         self.clock_offset = timedelta(0)
         self.faults = FaultSet()
+        self.gateway = GatewayThrottle()  # flow control, off until set (gateway.py)
         self.resources = Resources(world)  # algorithm services, edge pools
         self.video_sources = sources.SourceBook(world)  # cameras and video groups (sources.py)
         self.incidents = incidents.Incidents(world, self.video_sources, self.resources)
@@ -126,8 +128,10 @@ class Simulator:
         return len(self._tokens)
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware])
+        # The gateway's flow control is part of the request pipeline, beside the middleware.
+        app = web.Application(middlewares=[self._middleware, self.gateway.middleware])
         app.router.add_post("/v3/auth/tokens", self._login)
+        app.router.add_routes(self.gateway.routes())
         for routes in HANDLERS:
             app.router.add_routes(routes(self))
         return app

@@ -120,3 +120,23 @@ async def test_slow_body_stalls_after_the_headers(live: Live) -> None:
 def test_unknown_fault_kind() -> None:
     with pytest.raises(ValueError, match="unknown fault kind"):
         Fault(kind="meteor")  # type: ignore[arg-type]
+
+
+async def test_the_gateway_throttles_past_its_rate(live: Live) -> None:
+    """`PUT /_sim/throttle`: at most `per_second` API requests in any second, the others
+    429 APIGW.0308; IAM and the admin API are not counted; null turns it off."""
+    now = [100.0]
+    live.sim.gateway._clock = lambda: now[0]  # a still clock: every request in one second
+    assert (await live.call("PUT", "/_sim/throttle", body={"per_second": 2})).status == 200
+    statuses = [(await live.get("/v2/p1/tasks")).status for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    refused = await live.get("/v2/p1/tasks")
+    assert json.loads(refused.body)["error_code"] == "APIGW.0308"
+    now[0] += 1.0  # a second later the window is empty again
+    assert (await live.get("/v2/p1/tasks")).status == 200
+    state = json.loads((await live.get("/_sim/throttle")).body)
+    assert state == {"per_second": 2.0, "passed": 3, "refused": 2}
+    bad = await live.call("PUT", "/_sim/throttle", body={"per_second": -1})
+    assert bad.status == 400
+    assert (await live.call("PUT", "/_sim/throttle", body={"per_second": None})).status == 200
+    assert all([(await live.get("/v2/p1/tasks")).status == 200 for _ in range(5)])
