@@ -34,7 +34,8 @@ FOR_SCALE = 60  # rules' `for:` minutes become seconds in the test copy
 STARTUP_SECONDS = 60
 RECEIVERS = {"critical": "vias-pager", "warning": "vias-ticket"}
 # Numbers of seconds inside expressions, shortened like `for:` (minutes become seconds).
-SCALED_THRESHOLDS = {"VIASSourceStale": "> 900"}
+# VIASSourceStale: 15 minutes, or 3 effective intervals when longer (clamp_min's floor).
+SCALED_THRESHOLDS = {"VIASSourceStale": ("> 900", "), 900")}
 JOB_SOURCES = "tasks,batch_tasks"
 T = TypeVar("T")
 
@@ -191,11 +192,10 @@ def shortened_rules(tmp: Path, scale: int = FOR_SCALE) -> Path:
         for rule in group["rules"]:
             if "for" in rule:
                 rule["for"] = shorten(rule["for"], scale)
-            threshold = SCALED_THRESHOLDS.get(rule.get("alert", ""))
-            if threshold is not None:
-                comparison, seconds = threshold.split()
+            for threshold in SCALED_THRESHOLDS.get(rule.get("alert", ""), ()):
+                before, seconds = threshold.rsplit(" ", 1)
                 assert threshold in rule["expr"], f"{rule['alert']}: no {threshold!r} to shorten"
-                short = f"{comparison} {int(seconds) // scale}"
+                short = f"{before} {int(seconds) // scale}"
                 rule["expr"] = rule["expr"].replace(threshold, short)
                 scaled.add(rule["alert"])
     assert scaled == set(SCALED_THRESHOLDS), scaled
