@@ -1,14 +1,16 @@
 """What the configuration allows, apart from its models: the bounds on what the API may
-send, project ids that stay in their place in a URL path, and YAML errors that never quote
-the file (it holds secrets)."""
+send, project ids that stay in their place in a URL path, list names checked against the
+registry handed in, and YAML errors that never quote the file (it holds secrets)."""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any, Protocol
 
 import yaml
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator, ValidationInfo
+from pydantic_settings import NoDecode
 
 # The largest answer read: ~25 times the largest page seen (1,000 jobs, ~600 kB).
 DEFAULT_MAX_RESPONSE_BYTES = 16 << 20
@@ -38,6 +40,51 @@ def project_id(value: str) -> str:
 
 
 ProjectId = Annotated[str, AfterValidator(project_id)]
+
+
+class ListChoice(Protocol):
+    """What the configuration reads of a list (the registry's `ViasList` is one)."""
+
+    @property
+    def polled_by_default(self) -> bool: ...
+
+
+# Every list a configuration may name, in registry order: `exporter.lists.REGISTRY`, given
+# as the validation context by whoever validates (the registry sits beside settings).
+ListChoices = Mapping[str, ListChoice]
+
+
+def _list_choices(info: ValidationInfo) -> ListChoices:
+    if not isinstance(info.context, Mapping):  # a programming error, not a config one
+        raise TypeError("list names are checked against the registry: pass context=REGISTRY")
+    return info.context
+
+
+def _known_list(name: str, info: ValidationInfo) -> str:
+    choices = _list_choices(info)
+    if name not in choices:
+        raise ValueError(f"unknown source; choose from {', '.join(choices)}")
+    return name
+
+
+def _comma_list(raw: object) -> object:
+    if isinstance(raw, str):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw
+
+
+Source = Annotated[str, AfterValidator(_known_list)]
+Sources = Annotated[tuple[Source, ...], BeforeValidator(_comma_list), NoDecode]
+
+
+def default_sources(data: Any, info: ValidationInfo) -> Any:
+    """A model's raw `data` with `sources`, when left out, the lists polled by default."""
+    if isinstance(data, dict) and "sources" not in data:
+        choices = _list_choices(info)
+        defaults = tuple(name for name, choice in choices.items() if choice.polled_by_default)
+        return {**data, "sources": defaults}
+    return data
+
 
 _SETTINGS_FIELD = re.compile(r'field "(\w+)"')
 

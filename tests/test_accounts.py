@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from exporter.accounts import Accounts, account_key
+from exporter.lists import REGISTRY
 from exporter.settings import GlobalConfig, TargetConfig
 from tests.support import TOKEN, target
 
@@ -17,7 +18,10 @@ URL = "http://127.0.0.1:1"
 
 
 def targets(**by_project: str) -> list[TargetConfig]:
-    return [TargetConfig.model_validate(target(URL, p, auth=a)) for p, a in by_project.items()]
+    return [
+        TargetConfig.model_validate(target(URL, p, auth=a), context=REGISTRY)
+        for p, a in by_project.items()
+    ]
 
 
 def test_targets_share_limits_only_with_their_own_credentials() -> None:
