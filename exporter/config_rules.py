@@ -1,15 +1,17 @@
 """What the configuration allows, apart from its models: the bounds on what the API may
 send, project ids that stay in their place in a URL path, list names checked against the
-registry handed in, and YAML errors that never quote the file (it holds secrets)."""
+registry handed in, secret files, and YAML errors that never quote the file (it holds
+secrets)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 import yaml
-from pydantic import AfterValidator, BeforeValidator, ValidationInfo
+from pydantic import AfterValidator, BeforeValidator, SecretStr, ValidationInfo
 from pydantic_settings import NoDecode
 
 # The largest answer read: ~25 times the largest page seen (1,000 jobs, ~600 kB).
@@ -84,6 +86,38 @@ def default_sources(data: Any, info: ValidationInfo) -> Any:
         defaults = tuple(name for name, choice in choices.items() if choice.polled_by_default)
         return {**data, "sources": defaults}
     return data
+
+
+def _read_secret(path: Path) -> SecretStr:
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as error:
+        # The path is where the secret lives, not the secret: naming it is what helps.
+        raise ValueError(f"cannot read secret file {path}: {error.strerror}") from None
+    if not secret:
+        raise ValueError("secret file is empty")
+    return SecretStr(secret)
+
+
+def _readable_secret_file(path: Path | None) -> Path | None:
+    if path is not None:
+        _read_secret(path)  # read again when the configuration is complete
+    return path
+
+
+SecretFile = Annotated[Path | None, AfterValidator(_readable_secret_file)]
+
+
+def read_secret_files(config: object, *secrets: str) -> None:
+    """Each `<secret>_file` of a configuration model read into `<secret>` (once the model
+    is complete); a secret is given one way only."""
+    for secret in secrets:
+        file = f"{secret}_file"
+        path = getattr(config, file)
+        if path is not None:
+            if getattr(config, secret) is not None:
+                raise ValueError(f"set {secret} or {file}, not both")
+            setattr(config, secret, _read_secret(path))
 
 
 _SETTINGS_FIELD = re.compile(r'field "(\w+)"')

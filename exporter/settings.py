@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    AfterValidator,
     AnyHttpUrl,
     BaseModel,
     BeforeValidator,
@@ -33,10 +32,12 @@ from exporter.config_rules import (
     DEFAULT_MAX_RESPONSE_BYTES,
     ListChoices,
     ProjectId,
+    SecretFile,
     Source,
     Sources,
     default_sources,
     env_value_problem,
+    read_secret_files,
     yaml_problem,
 )
 
@@ -55,37 +56,6 @@ def _http_url(raw: object) -> str | None:
 
 
 HttpUrlText = Annotated[str | None, BeforeValidator(_http_url)]
-
-
-def _read_secret(path: Path) -> SecretStr:
-    try:
-        secret = path.read_text(encoding="utf-8").strip()
-    except OSError as error:
-        # The path is where the secret lives, not the secret: naming it is what helps.
-        raise ValueError(f"cannot read secret file {path}: {error.strerror}") from None
-    if not secret:
-        raise ValueError("secret file is empty")
-    return SecretStr(secret)
-
-
-def _readable_secret_file(path: Path | None) -> Path | None:
-    if path is not None:
-        _read_secret(path)  # read again when the configuration is complete
-    return path
-
-
-SecretFile = Annotated[Path | None, AfterValidator(_readable_secret_file)]
-
-
-def _read_secret_files(config: TargetConfig | DiscoveryConfig, *secrets: str) -> None:
-    """Each `<secret>_file` read into `<secret>`; a secret is given one way only."""
-    for secret in secrets:
-        file = f"{secret}_file"
-        path = getattr(config, file)
-        if path is not None:
-            if getattr(config, secret) is not None:
-                raise ValueError(f"set {secret} or {file}, not both")
-            setattr(config, secret, _read_secret(path))
 
 
 def _check_login(config: TargetConfig | DiscoveryConfig, mode: Literal["password", "aksk"]) -> None:
@@ -136,7 +106,7 @@ class TargetConfig(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self) -> TargetConfig:
-        _read_secret_files(self, "auth_token", "password", "secret_key")
+        read_secret_files(self, "auth_token", "password", "secret_key")
         if self.endpoint is None and not self.region:
             raise ValueError("endpoint or region is required")
         self._check_auth()
@@ -285,7 +255,7 @@ class DiscoveryConfig(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self) -> DiscoveryConfig:
-        _read_secret_files(self, "password", "secret_key")
+        read_secret_files(self, "password", "secret_key")
         aksk = self.access_key is not None or self.secret_key is not None
         password = self.username is not None or self.password is not None
         if aksk == password:
