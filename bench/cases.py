@@ -163,7 +163,9 @@ def _api_calls(exporter: Exporter) -> int:
     return int(
         sum(
             sample.value
-            for metric in exporter.telemetry.project(PROJECT_ID).api_requests.collect()
+            for metric in exporter.telemetry.project(PROJECT_ID)
+            .metrics["vias_api_requests"]
+            .collect()
             for sample in metric.samples
             if sample.name.endswith("_total")
         )

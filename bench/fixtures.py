@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from types import MappingProxyType
 from typing import IO
 
+from exporter.lists import REGISTRY
 from exporter.lists.base import GroupKey, ProblemTask
 from exporter.lists.jobs import TASK_STATES, JobData
 from exporter.service import Exporter
@@ -40,7 +41,8 @@ def exporter_config(url: str = "http://127.0.0.1:9", **global_settings: object) 
                     "sources": ["tasks"],
                 }
             ],
-        }
+        },
+        context=REGISTRY,
     )
 
 

@@ -18,11 +18,11 @@ import structlog
 from exporter import __version__
 from exporter.discovery import describe_discovery
 from exporter.healthcheck import probe, running_web_args
-from exporter.lists import DISTINCT_LISTS
+from exporter.lists import DISTINCT_LISTS, REGISTRY
 from exporter.logs import LEVELS, configure_logging
 from exporter.metric_filter import MetricFilter, MetricFilterError
 from exporter.reload import Reloader
-from exporter.service import Exporter, freeze_startup_heap, limit_malloc_arenas
+from exporter.service import Exporter, freeze_startup_heap, limit_malloc_arenas, poll_interval
 from exporter.settings import Config, ConfigError, TargetConfig, load_config
 from exporter.sharding import Sharding, shard_ordinal
 from exporter.web import create_app
@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.demo and args.config_file is not None:
             raise ConfigError("--demo runs against the built-in simulator: drop --config.file")
         listen = parse_listen_address(args.listen_address)
-        config = None if args.demo else load_config(args.config_file)
+        config = None if args.demo else load_config(args.config_file, REGISTRY)
         web_config = load_web_config(args.web_config_file) if args.web_config_file else None
         sharding = _sharding(args.shard, args.total_shards)
         metric_filter = _metric_filter(args.metric_allowlist, args.metric_denylist)
@@ -274,7 +274,7 @@ def _describe_config(config: Config, sharding: Sharding) -> str:
             continue
         by_interval: dict[float, list[str]] = {}
         for source in target.sources:
-            by_interval.setdefault(target.interval_of(source), []).append(source)
+            by_interval.setdefault(poll_interval(target, source), []).append(source)
         polls = "; ".join(
             f"{','.join(sources)} every {interval:g}s" for interval, sources in by_interval.items()
         )
@@ -313,7 +313,8 @@ async def _demo_config() -> AsyncIterator[Config]:
                 "auth_token": DEMO_TOKEN,
                 "sources": DISTINCT_LISTS,
                 "poll_interval_seconds": DEMO_POLL_INTERVAL_SECONDS,
-            }
+            },
+            context=REGISTRY,
         )
         yield Config(targets=[target])
 
@@ -333,7 +334,7 @@ async def _serve(
             demo_config = config
             reload_from: Callable[[], Config] = lambda: demo_config  # noqa: E731
         else:  # the file again, or the VIAS_* variables again
-            reload_from = functools.partial(load_config, args.config_file)
+            reload_from = functools.partial(load_config, args.config_file, REGISTRY)
         exporter = await stack.enter_async_context(
             Exporter(config, sharding=sharding, metric_filter=metric_filter)
         )

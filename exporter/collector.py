@@ -14,7 +14,6 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -23,7 +22,8 @@ from exporter.config_rules import DEFAULT_LABEL_VALUE_MAX_BYTES
 from exporter.exposition_cache import EOF, OPENMETRICS, TEXT, Layout, Piece, Pieces, body, pieces
 from exporter.label_values import LabelCap, report_cut
 from exporter.lists import REGISTRY
-from exporter.lists.base import AlgorithmDirectory, ListView, Renderer
+from exporter.lists.base import ListView, Renderer
+from exporter.lists.service_join import NO_SERVICES, services_by_project, with_services
 from exporter.metric_filter import MetricFilter
 from exporter.shared_bodies import SharedBodies
 from exporter.snapshot import Snapshot, SnapshotStore, SourceKey, SourceState
@@ -31,30 +31,12 @@ from exporter.telemetry import Telemetry
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-_NO_ALGORITHMS: AlgorithmDirectory = MappingProxyType({})
 _EOF = Piece(EOF)
 
 
 def renderers() -> list[Renderer[Any]]:
     """Each list renderer once, in registry order (lists may share one)."""
     return list(dict.fromkeys(vias_list.render for vias_list in REGISTRY.values()))
-
-
-def directories(sources: Iterable[SourceState[Any]]) -> dict[str, AlgorithmDirectory]:
-    """Each project's algorithm services from the lists that give them (`ViasList.algorithms`),
-    from their last good data even while stale: a service's vendor and name outlive an
-    outage of its list, and job series should not change labels twice per outage."""
-    giving: dict[str, list[AlgorithmDirectory]] = {}
-    for state in sources:
-        directory = REGISTRY[state.source].algorithms
-        if directory is not None and state.data is not None:
-            giving.setdefault(state.project_id, []).append(directory(state.data))
-    merged: dict[str, AlgorithmDirectory] = {}
-    for project, found in giving.items():  # one list's as it is: the same while its data is
-        merged[project] = found[0]
-        if len(found) > 1:
-            merged[project] = MappingProxyType({k: v for d in found for k, v in d.items()})
-    return merged
 
 
 def health_families(states: Iterable[SourceState[Any]]) -> Iterator[Metric]:
@@ -194,11 +176,11 @@ class Exposition:
             return [lines for _, lines in self._projects.values()]
 
     def _update(self, snapshot: Snapshot) -> tuple[Pieces, ...]:
-        algorithms = directories(snapshot.sources.values())
+        services = services_by_project((s.project_id, s.data) for s in snapshot.sources.values())
         sources: dict[SourceKey, _Source] = {}
         for key, state in snapshot.sources.items():
             shown = snapshot.shown_problems.get(key, ())
-            view = (state.data, state.fresh, shown, algorithms.get(key[0], _NO_ALGORITHMS))
+            view = (state.data, state.fresh, shown, services.get(key[0], NO_SERVICES))
             known = self._sources.get(key)
             # Tuples compare item by item, each `is` first, then `==`: the list's data by
             # value (each list's data compares what it shows).
@@ -224,8 +206,10 @@ class Exposition:
     def _list_pieces(self, state: SourceState[Any], view: tuple[Any, ...]) -> Pieces:
         if state.data is None:
             return ({}, {})
-        data, fresh, shown, algorithms = view
-        list_view = ListView(state.project_id, state.source, data, fresh, shown, algorithms)
+        data, fresh, shown, services = view
+        list_view = with_services(
+            ListView(state.project_id, state.source, data, fresh, shown), services
+        )
         families = filter(self.allowed.allows, REGISTRY[state.source].render([list_view]))
         cap = LabelCap(self.label_value_max_bytes)
         listed = pieces(families, cap)

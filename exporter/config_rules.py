@@ -1,15 +1,18 @@
 """What the configuration allows, apart from its models: the bounds on what the API may
-send, project ids that stay in their place in a URL path, and YAML errors that never quote
-the file (it holds secrets), secrets read from files."""
+send, project ids that stay in their place in a URL path, list names checked against the
+registry handed in, secret files, and YAML errors that never quote the file (it holds
+secrets)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Protocol
 
 import yaml
-from pydantic import AfterValidator, SecretStr
+from pydantic import AfterValidator, BeforeValidator, SecretStr, ValidationInfo
+from pydantic_settings import NoDecode
 
 # The largest answer read: ~25 times the largest page seen (1,000 jobs, ~600 kB).
 DEFAULT_MAX_RESPONSE_BYTES = 16 << 20
@@ -40,6 +43,83 @@ def project_id(value: str) -> str:
 
 ProjectId = Annotated[str, AfterValidator(project_id)]
 
+
+class ListChoice(Protocol):
+    """What the configuration reads of a list (the registry's `ViasList` is one)."""
+
+    @property
+    def polled_by_default(self) -> bool: ...
+
+
+# Every list a configuration may name, in registry order: `exporter.lists.REGISTRY`, given
+# as the validation context by whoever validates (the registry sits beside settings).
+ListChoices = Mapping[str, ListChoice]
+
+
+def _list_choices(info: ValidationInfo) -> ListChoices:
+    if not isinstance(info.context, Mapping):  # a programming error, not a config one
+        raise TypeError("list names are checked against the registry: pass context=REGISTRY")
+    return info.context
+
+
+def _known_list(name: str, info: ValidationInfo) -> str:
+    choices = _list_choices(info)
+    if name not in choices:
+        raise ValueError(f"unknown source; choose from {', '.join(choices)}")
+    return name
+
+
+def _comma_list(raw: object) -> object:
+    if isinstance(raw, str):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw
+
+
+Source = Annotated[str, AfterValidator(_known_list)]
+Sources = Annotated[tuple[Source, ...], BeforeValidator(_comma_list), NoDecode]
+
+
+def default_sources(data: Any, info: ValidationInfo) -> Any:
+    """A model's raw `data` with `sources`, when left out, the lists polled by default."""
+    if isinstance(data, dict) and "sources" not in data:
+        choices = _list_choices(info)
+        defaults = tuple(name for name, choice in choices.items() if choice.polled_by_default)
+        return {**data, "sources": defaults}
+    return data
+
+
+def _read_secret(path: Path) -> SecretStr:
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as error:
+        # The path is where the secret lives, not the secret: naming it is what helps.
+        raise ValueError(f"cannot read secret file {path}: {error.strerror}") from None
+    if not secret:
+        raise ValueError("secret file is empty")
+    return SecretStr(secret)
+
+
+def _readable_secret_file(path: Path | None) -> Path | None:
+    if path is not None:
+        _read_secret(path)  # read again when the configuration is complete
+    return path
+
+
+SecretFile = Annotated[Path | None, AfterValidator(_readable_secret_file)]
+
+
+def read_secret_files(config: object, *secrets: str) -> None:
+    """Each `<secret>_file` of a configuration model read into `<secret>` (once the model
+    is complete); a secret is given one way only."""
+    for secret in secrets:
+        file = f"{secret}_file"
+        path = getattr(config, file)
+        if path is not None:
+            if getattr(config, secret) is not None:
+                raise ValueError(f"set {secret} or {file}, not both")
+            setattr(config, secret, _read_secret(path))
+
+
 _SETTINGS_FIELD = re.compile(r'field "(\w+)"')
 
 
@@ -67,23 +147,3 @@ def _unquoted(problem: str) -> str:
     if not quotes:
         return problem
     return problem[: min(quotes)].rstrip() + " (the text itself is not shown)"
-
-
-def read_secret(path: Path) -> SecretStr:
-    try:
-        secret = path.read_text(encoding="utf-8").strip()
-    except OSError as error:
-        # The path is where the secret lives, not the secret: naming it is what helps.
-        raise ValueError(f"cannot read secret file {path}: {error.strerror}") from None
-    if not secret:
-        raise ValueError("secret file is empty")
-    return SecretStr(secret)
-
-
-def _readable_secret_file(path: Path | None) -> Path | None:
-    if path is not None:
-        read_secret(path)  # read again when the configuration is complete
-    return path
-
-
-SecretFile = Annotated[Path | None, AfterValidator(_readable_secret_file)]

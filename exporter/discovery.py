@@ -34,6 +34,7 @@ from pydantic import Field
 from exporter.auth import AkSkAuth, Auth, CoolDown, IamPasswordAuth
 from exporter.config_rules import PROJECT_ID_RULE, valid_project_id
 from exporter.errors import ViasError, ViasResponseError
+from exporter.lists import REGISTRY
 from exporter.models import ApiModel, parse_model
 from exporter.settings import DiscoveryConfig, GlobalConfig, TargetConfig
 from exporter.telemetry import Telemetry
@@ -105,7 +106,7 @@ def target_of(project: IamProject, config: DiscoveryConfig) -> TargetConfig:
             "domain_name": config.domain_name,
             "iam_endpoint": config.iam_endpoint,
         }
-    return TargetConfig.model_validate(fields)
+    return TargetConfig.model_validate(fields, context=REGISTRY)
 
 
 def targets_of(projects: Sequence[IamProject], config: DiscoveryConfig) -> list[TargetConfig]:

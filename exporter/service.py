@@ -86,6 +86,14 @@ def build_auth(
 TargetKey = tuple[str, str]  # api_url, project_id
 
 
+def poll_interval(target: TargetConfig, source: str) -> float:
+    """How often `target` polls `source`: its `poll_intervals` entry, else its interval
+    times the list's factor (edge_pools: 5, the others 1)."""
+    if source in target.poll_intervals:
+        return target.poll_intervals[source]
+    return target.poll_interval_seconds * REGISTRY[source].interval_factor
+
+
 def target_key(target: TargetConfig) -> TargetKey:
     return (target.api_url, target.project_id)
 
@@ -306,7 +314,7 @@ class Exporter:
             poller = SourcePoller(
                 vias_list=REGISTRY[source],
                 transport=transport,
-                interval_seconds=target.interval_of(source),
+                interval_seconds=poll_interval(target, source),
                 store=self.store,
                 telemetry=self.telemetry,
                 on_update=self.exposition.refresh,

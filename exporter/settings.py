@@ -1,7 +1,9 @@
 """Configuration: one target from VIAS_* environment variables, or many from a YAML file.
 
 Both paths validate through the same models; errors name the field (or the environment
-variable) and never echo the value, which may be a secret.
+variable) and never echo the value, which may be a secret. List names are checked against
+the registry the caller hands in (`load_config(path, REGISTRY)`, or `context=REGISTRY`):
+settings sits beside the lists, not above them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    AfterValidator,
     AnyHttpUrl,
     BaseModel,
     BeforeValidator,
@@ -24,30 +25,27 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
 
 from exporter.config_rules import (
     DEFAULT_LABEL_VALUE_MAX_BYTES,
     DEFAULT_MAX_RESPONSE_BYTES,
+    ListChoices,
     ProjectId,
     SecretFile,
+    Source,
+    Sources,
+    default_sources,
     env_value_problem,
-    read_secret,
+    read_secret_files,
     yaml_problem,
 )
-from exporter.lists import DEFAULT_LISTS, REGISTRY
 
 ENV_PREFIX = "VIAS_"
 
 
 class ConfigError(Exception):
     """Invalid configuration; the message names each bad field."""
-
-
-def _comma_list(raw: object) -> object:
-    if isinstance(raw, str):
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
-    return raw
 
 
 def _http_url(raw: object) -> str | None:
@@ -57,27 +55,8 @@ def _http_url(raw: object) -> str | None:
     return str(AnyHttpUrl(str(raw))).rstrip("/")
 
 
-def _known_list(name: str) -> str:
-    if name not in REGISTRY:
-        raise ValueError(f"unknown source; choose from {', '.join(REGISTRY)}")
-    return name
-
-
-Source = Annotated[str, AfterValidator(_known_list)]
-Sources = Annotated[tuple[Source, ...], BeforeValidator(_comma_list), NoDecode]
 HttpUrlText = Annotated[str | None, BeforeValidator(_http_url)]
 AccountName = Annotated[str | None, Field(min_length=1, max_length=64, pattern=r"^[\w.@:/-]+$")]
-
-
-def _read_secret_files(config: TargetConfig | DiscoveryConfig, *secrets: str) -> None:
-    """Each `<secret>_file` read into `<secret>`; a secret is given one way only."""
-    for secret in secrets:
-        file = f"{secret}_file"
-        path = getattr(config, file)
-        if path is not None:
-            if getattr(config, secret) is not None:
-                raise ValueError(f"set {secret} or {file}, not both")
-            setattr(config, secret, read_secret(path))
 
 
 def _check_login(config: TargetConfig | DiscoveryConfig, mode: Literal["password", "aksk"]) -> None:
@@ -108,18 +87,18 @@ class TargetConfig(BaseModel):
     access_key: str | None = None
     secret_key: SecretStr | None = None
     secret_key_file: SecretFile = None
-    sources: Sources = DEFAULT_LISTS
+    sources: Sources  # left out: the registry's defaults (`default_sources`)
     # The account's name in the budget plan (default: access key, user or token digest).
     account_name: AccountName = None
     poll_interval_seconds: float = Field(default=60.0, gt=0)
     # Per list, in seconds; a list not named here polls every `poll_interval_seconds` times
-    # its own factor (edge_pools: 5, the others 1).
+    # its own factor (edge_pools: 5, the others 1; `service.poll_interval`).
     poll_intervals: dict[Source, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
 
-    def interval_of(self, source: str) -> float:
-        if source in self.poll_intervals:
-            return self.poll_intervals[source]
-        return self.poll_interval_seconds * REGISTRY[source].interval_factor
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any, info: ValidationInfo) -> Any:
+        return default_sources(data, info)
 
     @field_validator("sources")
     @classmethod
@@ -130,7 +109,7 @@ class TargetConfig(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self) -> TargetConfig:
-        _read_secret_files(self, "auth_token", "password", "secret_key")
+        read_secret_files(self, "auth_token", "password", "secret_key")
         if self.endpoint is None and not self.region:
             raise ValueError("endpoint or region is required")
         self._check_auth()
@@ -265,10 +244,15 @@ class DiscoveryConfig(BaseModel):
     # The targets it makes: the VIAS endpoint (default https://vias.{region}.myhuaweicloud.com;
     # `{region}` is replaced by the project's region), sources and intervals.
     endpoint: Annotated[str | None, BeforeValidator(_endpoint_template)] = None
-    sources: Annotated[Sources, Field(min_length=1)] = DEFAULT_LISTS
+    sources: Annotated[Sources, Field(min_length=1)]  # left out: the registry's defaults
     account_name: AccountName = None
     poll_interval_seconds: float = Field(default=60.0, gt=0)
     poll_intervals: dict[Source, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any, info: ValidationInfo) -> Any:
+        return default_sources(data, info)
 
     @field_validator("regions")
     @classmethod
@@ -279,7 +263,7 @@ class DiscoveryConfig(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self) -> DiscoveryConfig:
-        _read_secret_files(self, "password", "secret_key")
+        read_secret_files(self, "password", "secret_key")
         aksk = self.access_key is not None or self.secret_key is not None
         password = self.username is not None or self.password is not None
         if aksk == password:
@@ -360,15 +344,17 @@ _FIELD_NAMES = re.compile(
 )
 
 
-def load_config(config_file: Path | None = None) -> Config:
-    """The configuration from `config_file`, or from VIAS_* variables when none is given."""
+def load_config(config_file: Path | None, lists: ListChoices) -> Config:
+    """The configuration from `config_file`, or from VIAS_* variables when none is given;
+    `lists` are the lists it may name (`exporter.lists.REGISTRY`)."""
     if config_file is not None:
         try:
-            return Config.model_validate(_read_yaml(config_file))
+            return Config.model_validate(_read_yaml(config_file), context=lists)
         except ValidationError as error:
             raise ConfigError(f"{config_file}:\n{_describe(error, env=False)}") from None
     try:
-        target = _EnvTarget()
+        # The variables read as `BaseSettings` reads them, validated with the lists given.
+        target = TargetConfig.model_validate(EnvSettingsSource(_EnvTarget)(), context=lists)
         global_config = _EnvGlobal()
     except ValidationError as error:
         raise ConfigError(_describe(error, env=True)) from None

@@ -1,10 +1,12 @@
-"""The exporter's own metrics: API requests, polls, auth. Kept by the client and the poller,
-rendered with the job metrics by the collector."""
+"""The exporter's own metrics: API requests, polls and auth of each project, and the
+process-wide ones (build, shard, reload, discovery). Declared in the tables below, one row
+a metric; every change goes through `Telemetry`'s methods, which move `changes` (and a
+project's `version`) after it, so a scrape renders again only what changed."""
 
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from copy import copy
 from functools import cached_property
 
@@ -16,8 +18,105 @@ from exporter import __version__
 from exporter.budget import PlanSummary
 from exporter.plan_metrics import AccountPlans
 
-API_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-POLL_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+Instrument = Counter | Gauge | Histogram
+Row = tuple[type[Instrument], str, Sequence[str], str]  # type, name, label names, help
+Update = tuple[str, Sequence[str], float]  # name, label values, value (see `_record`)
+
+BUCKETS = {  # of each histogram
+    "vias_api_request_duration_seconds": (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    "vias_poll_duration_seconds": (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+}
+SOURCE = ("project_id", "source")
+REASON = (*SOURCE, "reason")
+
+# Tables, one metric a row and its help under it: kept as laid out.
+# fmt: off
+# Each project's, in a registry of its own; `project_id` first (the methods pass it).
+PROJECT_METRICS: tuple[Row, ...] = (
+    (Counter, "vias_api_requests", ("project_id", "endpoint", "code"),
+     "HTTP requests to VIAS and IAM by endpoint template and status code."),
+    (Histogram, "vias_api_request_duration_seconds", ("project_id", "endpoint"),
+     "Latency of each HTTP request to VIAS and IAM."),
+    (Gauge, "vias_auth_token_expiry_timestamp_seconds", ("project_id",),
+     "Unix time the cached IAM token expires."),
+    (Histogram, "vias_poll_duration_seconds", SOURCE,
+     "Wall time of each poll of a source (all pages)."),
+    (Counter, "vias_poll_errors", REASON, "Failed polls by reason."),
+    (Counter, "vias_poll_skips", REASON,
+     "Polls that sent no request, by reason (auth_cooldown: credentials refused lately)."),
+    (Counter, "vias_poll_overruns", SOURCE,
+     "Polls skipped because the previous poll of the source was still running."),
+    (Gauge, "vias_poll_interval_seconds", SOURCE, "The configured interval of a source."),
+    (Gauge, "vias_poll_effective_interval_seconds", SOURCE,
+     "The interval a source is polled at: the configured one, stretched when its "
+     "account's sources ask for more than the API budget."),
+    (Counter, "vias_pagination_stops", REASON,
+     "Listings cut short: the server repeated a page, or max_pages was reached."),
+    (Counter, "vias_paging_fallbacks", REASON,
+     "Listings answered another way: page_bound (the first page refused with 400, "
+     "asked again with a smaller page), not_found (404: no such list here, empty)."),
+    (Counter, "vias_problem_task_series_dropped", ("project_id",),
+     "Problem jobs left out of vias_problem_task_info by the per-project cap."),
+    (Counter, "vias_label_values_truncated", SOURCE,
+     "Label values from the API cut to label_value_max_bytes, counted at each render "
+     "of the source's series (after a poll that changed them)."),
+)
+PROCESS_METRICS: tuple[Row, ...] = (
+    (Gauge, "vias_exporter_shard_ordinal", (),
+     "This replica's shard (--shard): it polls the projects that hash to it."),
+    (Gauge, "vias_exporter_total_shards", (),
+     "Replicas the projects are spread over (--total-shards)."),
+    (Gauge, "vias_config_last_reload_successful", (),
+     "1 when the last reload of the configuration file succeeded (the exporter runs "
+     "the last good one)."),
+    (Gauge, "vias_config_last_reload_success_timestamp_seconds", (),
+     "Unix time of the last successful configuration load (start-up or reload)."),
+    (Gauge, "vias_exporter_build_info", ("version", "python_version"),
+     "Always 1; labels carry the exporter and Python versions."),
+)
+# Registered on first use (`Telemetry.discovery`).
+DISCOVERY_METRICS: tuple[Row, ...] = (
+    (Gauge, "vias_discovery_projects", (),
+     "Projects the last successful discovery refresh made targets of (enabled, in a "
+     "watched region, included, not excluded), on every shard alike."),
+    (Gauge, "vias_discovery_last_refresh_successful", (),
+     "1 when the last discovery refresh succeeded; 0 while it fails (the previous "
+     "projects stay polled)."),
+    (Gauge, "vias_discovery_last_refresh_success_timestamp_seconds", (),
+     "Unix time of the last successful discovery refresh."),
+    (Counter, "vias_discovery_refresh_failures", ("reason",),
+     "Failed discovery refreshes by reason (as vias_poll_errors_total, plus "
+     "auth_cooldown: not tried, the credentials were refused moments ago; empty: "
+     "none of the wanted projects listed, not yet confirmed)."),
+    (Counter, "vias_discovery_projects_rejected", ("reason",),
+     "Projects IAM listed that were not made targets, by reason (invalid_id: an id "
+     "that could leave its place in a URL path)."),
+)
+# fmt: on
+
+
+def declare(rows: Sequence[Row], registry: CollectorRegistry) -> dict[str, Instrument]:
+    """The metrics of `rows` in `registry`, by name."""
+    made: dict[str, Instrument] = {}
+    for kind, name, labels, help_text in rows:
+        if kind is Histogram:
+            made[name] = Histogram(
+                name, help_text, labels, registry=registry, buckets=BUCKETS[name]
+            )
+        else:
+            made[name] = kind(name, help_text, labels, registry=registry)
+    return made
+
+
+def _record(metric: Instrument, labels: Sequence[str], value: float) -> None:
+    """A counter counts `value` up, a gauge is set to it, a histogram observes it."""
+    child = metric.labels(*labels) if labels else metric
+    if isinstance(child, Counter):
+        child.inc(value)
+    elif isinstance(child, Gauge):
+        child.set(value)
+    else:
+        child.observe(value)
 
 
 class ProjectTelemetry:
@@ -28,90 +127,7 @@ class ProjectTelemetry:
     def __init__(self) -> None:
         self.version = 0
         self.registry = CollectorRegistry()
-        r = self.registry
-        self.api_requests = Counter(
-            "vias_api_requests",
-            "HTTP requests to VIAS and IAM by endpoint template and status code.",
-            ["project_id", "endpoint", "code"],
-            registry=r,
-        )
-        self.api_latency = Histogram(
-            "vias_api_request_duration_seconds",
-            "Latency of each HTTP request to VIAS and IAM.",
-            ["project_id", "endpoint"],
-            buckets=API_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.token_expiry = Gauge(
-            "vias_auth_token_expiry_timestamp_seconds",
-            "Unix time the cached IAM token expires.",
-            ["project_id"],
-            registry=r,
-        )
-        self.poll_duration = Histogram(
-            "vias_poll_duration_seconds",
-            "Wall time of each poll of a source (all pages).",
-            ["project_id", "source"],
-            buckets=POLL_DURATION_BUCKETS,
-            registry=r,
-        )
-        self.poll_errors = Counter(
-            "vias_poll_errors",
-            "Failed polls by reason.",
-            ["project_id", "source", "reason"],
-            registry=r,
-        )
-        self.poll_skips = Counter(
-            "vias_poll_skips",
-            "Polls that sent no request, by reason (auth_cooldown: credentials refused lately).",
-            ["project_id", "source", "reason"],
-            registry=r,
-        )
-        self.poll_overruns = Counter(
-            "vias_poll_overruns",
-            "Polls skipped because the previous poll of the source was still running.",
-            ["project_id", "source"],
-            registry=r,
-        )
-        self.poll_interval = Gauge(
-            "vias_poll_interval_seconds",
-            "The configured interval of a source.",
-            ["project_id", "source"],
-            registry=r,
-        )
-        self.poll_effective_interval = Gauge(
-            "vias_poll_effective_interval_seconds",
-            "The interval a source is polled at: the configured one, stretched when its "
-            "account's sources ask for more than the API budget.",
-            ["project_id", "source"],
-            registry=r,
-        )
-        self.pagination_stops = Counter(
-            "vias_pagination_stops",
-            "Listings cut short: the server repeated a page, or max_pages was reached.",
-            ["project_id", "source", "reason"],
-            registry=r,
-        )
-        self.paging_fallbacks = Counter(
-            "vias_paging_fallbacks",
-            "Listings answered another way: page_bound (the first page refused with 400, "
-            "asked again with a smaller page), not_found (404: no such list here, empty).",
-            ["project_id", "source", "reason"],
-            registry=r,
-        )
-        self.problem_tasks_dropped = Counter(
-            "vias_problem_task_series_dropped",
-            "Problem jobs left out of vias_problem_task_info by the per-project cap.",
-            ["project_id"],
-            registry=r,
-        )
-        self.label_values_truncated = Counter(
-            "vias_label_values_truncated",
-            "Label values from the API cut to label_value_max_bytes, counted at each render "
-            "of the source's series (after a poll that changed them).",
-            ["project_id", "source"],
-            registry=r,
-        )
+        self.metrics = declare(PROJECT_METRICS, self.registry)
 
 
 class _ProjectFamilies(Collector):
@@ -140,38 +156,13 @@ class Telemetry:
         self.changes = 0  # moved by every change (all go through the methods below)
         # The families each project has, without samples: their names, types and help.
         self.project_families = tuple(ProjectTelemetry().registry.collect())
-        self.process_registry = r = CollectorRegistry(auto_describe=True)
+        self.process_registry = CollectorRegistry(auto_describe=True)
         self.registry = CollectorRegistry()
         self.registry.register(_ProjectFamilies(self))
-        self.registry.register(r)  # a registry is a collector too
-        self.shard_ordinal = Gauge(
-            "vias_exporter_shard_ordinal",
-            "This replica's shard (--shard): it polls the projects that hash to it.",
-            registry=r,
-        )
-        self.total_shards = Gauge(
-            "vias_exporter_total_shards",
-            "Replicas the projects are spread over (--total-shards).",
-            registry=r,
-        )
-        self.config_reload_successful = Gauge(
-            "vias_config_last_reload_successful",
-            "1 when the last reload of the configuration file succeeded (the exporter runs "
-            "the last good one).",
-            registry=r,
-        )
-        self.config_reload_success_time = Gauge(
-            "vias_config_last_reload_success_timestamp_seconds",
-            "Unix time of the last successful configuration load (start-up or reload).",
-            registry=r,
-        )
-        build_info = Gauge(
-            "vias_exporter_build_info",
-            "Always 1; labels carry the exporter and Python versions.",
-            ["version", "python_version"],
-            registry=r,
-        )
-        build_info.labels(__version__, platform.python_version()).set(1)
+        self.registry.register(self.process_registry)  # a registry is a collector too
+        self._process = declare(PROCESS_METRICS, self.process_registry)
+        build = (__version__, platform.python_version())
+        _record(self._process["vias_exporter_build_info"], build, 1)
 
     def project(self, project_id: str) -> ProjectTelemetry:
         metrics = self._projects.get(project_id)
@@ -188,43 +179,44 @@ class Telemetry:
         self._projects.pop(project_id, None)
         self.changes += 1
 
-    def _changed(self, metrics: ProjectTelemetry) -> None:
+    def change(self, metrics: Mapping[str, Instrument], *updates: Update) -> None:
+        """Each update (`_record`) of the process-wide `metrics`, then `changes`."""
+        for name, labels, value in updates:
+            _record(metrics[name], labels, value)
+        self.changes += 1
+
+    def _update(self, project_id: str, name: str, *labels: str, value: float = 1) -> None:
+        """One change of a project's metric (`_record`), then its version and `changes`:
+        a scrape that read the old version renders again."""
+        metrics = self.project(project_id)
+        _record(metrics.metrics[name], (project_id, *labels), value)
         metrics.version += 1
         self.changes += 1
 
     def set_shard(self, shard: int, total: int) -> None:
-        self.shard_ordinal.set(shard)
-        self.total_shards.set(total)
-        self.changes += 1
+        shard_ordinal = ("vias_exporter_shard_ordinal", (), shard)
+        self.change(self._process, shard_ordinal, ("vias_exporter_total_shards", (), total))
 
     def config_loaded(self, at: float) -> None:
-        self.config_reload_success_time.set(at)
-        self.config_reload_successful.set(1)
-        self.changes += 1
+        loaded_at = ("vias_config_last_reload_success_timestamp_seconds", (), at)
+        self.change(self._process, loaded_at, ("vias_config_last_reload_successful", (), 1))
 
     def config_reload_failed(self) -> None:
-        self.config_reload_successful.set(0)
-        self.changes += 1
+        self.change(self._process, ("vias_config_last_reload_successful", (), 0))
 
-    # Each change, then the version: a scrape that read the old version renders again.
     def observe_request(self, project_id: str, endpoint: str, code: str, seconds: float) -> None:
-        metrics = self.project(project_id)
-        metrics.api_requests.labels(project_id, endpoint, code).inc()
-        metrics.api_latency.labels(project_id, endpoint).observe(seconds)
-        self._changed(metrics)
+        requests = self.project(project_id).metrics["vias_api_requests"]
+        _record(requests, (project_id, endpoint, code), 1)  # one change with the latency:
+        self._update(project_id, "vias_api_request_duration_seconds", endpoint, value=seconds)
 
     def observe_poll(self, project_id: str, source: str, seconds: float) -> None:
-        metrics = self.project(project_id)
-        metrics.poll_duration.labels(project_id, source).observe(seconds)
-        self._changed(metrics)
+        self._update(project_id, "vias_poll_duration_seconds", source, value=seconds)
 
     def set_poll_intervals(
         self, project_id: str, source: str, configured: float, effective: float
     ) -> None:
-        metrics = self.project(project_id)
-        metrics.poll_interval.labels(project_id, source).set(configured)
-        metrics.poll_effective_interval.labels(project_id, source).set(effective)
-        self._changed(metrics)
+        self._update(project_id, "vias_poll_interval_seconds", source, value=configured)
+        self._update(project_id, "vias_poll_effective_interval_seconds", source, value=effective)
 
     def watch_accounts(self, plans: Callable[[], Iterable[PlanSummary]]) -> None:
         """Export each account's API budget plan, read at every scrape."""
@@ -232,54 +224,41 @@ class Telemetry:
         self.changes += 1
 
     def set_token_expiry(self, project_id: str, timestamp: float) -> None:
-        metrics = self.project(project_id)
-        metrics.token_expiry.labels(project_id).set(timestamp)
-        self._changed(metrics)
+        self._update(project_id, "vias_auth_token_expiry_timestamp_seconds", value=timestamp)
 
     def count_poll_error(self, project_id: str, source: str, reason: str) -> None:
-        self._count(project_id, lambda m: m.poll_errors, source, reason)
+        self._update(project_id, "vias_poll_errors", source, reason)
 
     def count_poll_skip(self, project_id: str, source: str, reason: str) -> None:
-        self._count(project_id, lambda m: m.poll_skips, source, reason)
+        self._update(project_id, "vias_poll_skips", source, reason)
 
     def count_poll_overruns(self, project_id: str, source: str, missed: int) -> None:
-        self._count(project_id, lambda m: m.poll_overruns, source, amount=missed)
+        self._update(project_id, "vias_poll_overruns", source, value=missed)
 
     def count_pagination_stop(self, project_id: str, source: str, reason: str) -> None:
-        self._count(project_id, lambda m: m.pagination_stops, source, reason)
+        self._update(project_id, "vias_pagination_stops", source, reason)
 
     def count_paging_fallback(self, project_id: str, source: str, reason: str) -> None:
-        self._count(project_id, lambda m: m.paging_fallbacks, source, reason)
+        self._update(project_id, "vias_paging_fallbacks", source, reason)
 
     def count_label_values_truncated(self, project_id: str, source: str, values: int) -> None:
-        self._count(project_id, lambda m: m.label_values_truncated, source, amount=values)
+        self._update(project_id, "vias_label_values_truncated", source, value=values)
 
     def count_hidden_problems(self, project_id: str, hidden: int) -> None:
-        self._count(project_id, lambda m: m.problem_tasks_dropped, amount=hidden)
-
-    def _count(
-        self,
-        project_id: str,
-        counter: Callable[[ProjectTelemetry], Counter],
-        *labels: str,
-        amount: float = 1,
-    ) -> None:
-        metrics = self.project(project_id)
-        counter(metrics).labels(project_id, *labels).inc(amount)
-        self._changed(metrics)
+        self._update(project_id, "vias_problem_task_series_dropped", value=hidden)
 
     @cached_property
     def discovery(self) -> DiscoveryTelemetry:
         """Project discovery's metrics: registered on first use, so an exporter without
         discovery does not export them (a 0 would read as a failing discovery)."""
-        return DiscoveryTelemetry(self.process_registry, self)
+        return DiscoveryTelemetry(self)
 
     def forget_discovery(self) -> None:
         """Discovery removed by a reload: its families leave /metrics (a last success left
         behind would age into a false alert)."""
         metrics: DiscoveryTelemetry | None = self.__dict__.pop("discovery", None)
         if metrics is not None:
-            for family in metrics.families:
+            for family in metrics.metrics.values():
                 self.process_registry.unregister(family)
             self.changes += 1
 
@@ -287,61 +266,26 @@ class Telemetry:
 class DiscoveryTelemetry:
     """Project discovery through IAM (exporter/discovery.py)."""
 
-    def __init__(self, registry: CollectorRegistry, telemetry: Telemetry) -> None:
+    def __init__(self, telemetry: Telemetry) -> None:
         self._telemetry = telemetry
-        r = registry
-        self.projects = Gauge(
-            "vias_discovery_projects",
-            "Projects the last successful discovery refresh made targets of (enabled, in a "
-            "watched region, included, not excluded), on every shard alike.",
-            registry=r,
-        )
-        self.last_refresh_successful = Gauge(
-            "vias_discovery_last_refresh_successful",
-            "1 when the last discovery refresh succeeded; 0 while it fails (the previous "
-            "projects stay polled).",
-            registry=r,
-        )
-        self.last_refresh_success_time = Gauge(
-            "vias_discovery_last_refresh_success_timestamp_seconds",
-            "Unix time of the last successful discovery refresh.",
-            registry=r,
-        )
-        self.refresh_failures = Counter(
-            "vias_discovery_refresh_failures",
-            "Failed discovery refreshes by reason (as vias_poll_errors_total, plus "
-            "auth_cooldown: not tried, the credentials were refused moments ago; empty: "
-            "none of the wanted projects listed, not yet confirmed).",
-            ["reason"],
-            registry=r,
-        )
-        self.projects_rejected = Counter(
-            "vias_discovery_projects_rejected",
-            "Projects IAM listed that were not made targets, by reason (invalid_id: an id "
-            "that could leave its place in a URL path).",
-            ["reason"],
-            registry=r,
-        )
-        self.families = (
-            self.projects,
-            self.last_refresh_successful,
-            self.last_refresh_success_time,
-            self.refresh_failures,
-            self.projects_rejected,
-        )
+        self.metrics = declare(DISCOVERY_METRICS, telemetry.process_registry)
         telemetry.changes += 1  # new families to show
 
     def refreshed(self, projects: int, at: float) -> None:
-        self.projects.set(projects)
-        self.last_refresh_successful.set(1)
-        self.last_refresh_success_time.set(at)
-        self._telemetry.changes += 1
+        self._telemetry.change(
+            self.metrics,
+            ("vias_discovery_projects", (), projects),
+            ("vias_discovery_last_refresh_successful", (), 1),
+            ("vias_discovery_last_refresh_success_timestamp_seconds", (), at),
+        )
 
     def projects_rejected_by(self, reason: str, projects: int) -> None:
-        self.projects_rejected.labels(reason).inc(projects)
-        self._telemetry.changes += 1
+        rejected = ("vias_discovery_projects_rejected", (reason,), projects)
+        self._telemetry.change(self.metrics, rejected)
 
     def refresh_failed(self, reason: str) -> None:
-        self.refresh_failures.labels(reason).inc()
-        self.last_refresh_successful.set(0)
-        self._telemetry.changes += 1
+        self._telemetry.change(
+            self.metrics,
+            ("vias_discovery_refresh_failures", (reason,), 1),
+            ("vias_discovery_last_refresh_successful", (), 0),
+        )

@@ -13,16 +13,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
 
-from exporter.collector import (
-    Exposition,
-    directories,
-    health_families,
-    renderers,
-    without_created,
-)
+from exporter.collector import Exposition, health_families, renderers, without_created
 from exporter.label_values import LabelCap
 from exporter.lists import REGISTRY
 from exporter.lists.base import ListView, Renderer
+from exporter.lists.service_join import NO_SERVICES, services_by_project, with_services
 from exporter.snapshot import Snapshot
 
 
@@ -30,14 +25,14 @@ def snapshot_families(snapshot: Snapshot) -> Iterator[Metric]:
     """Source health, then each renderer's families over every polled source of its lists,
     in registry order."""
     yield from health_families(snapshot.sources.values())
-    algorithms = directories(snapshot.sources.values())
+    services = services_by_project((s.project_id, s.data) for s in snapshot.sources.values())
     views: dict[Renderer[Any], list[ListView[Any]]] = {render: [] for render in renderers()}
     for state in snapshot.sources.values():
         if state.data is not None:
             shown = snapshot.shown_problems.get(state.key, ())
-            directory = algorithms.get(state.project_id, {})
-            view = ListView(
-                state.project_id, state.source, state.data, state.fresh, shown, directory
+            view = with_services(
+                ListView(state.project_id, state.source, state.data, state.fresh, shown),
+                services.get(state.project_id, NO_SERVICES),
             )
             views[REGISTRY[state.source].render].append(view)
     for render, rendered_views in views.items():

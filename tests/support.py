@@ -79,7 +79,7 @@ def job_items(start: int, count: int) -> list[dict[str, Any]]:
 
 def make_config(targets: Iterable[dict[str, Any]], **global_settings: Any) -> Config:
     settings = {"request_timeout_seconds": 5, **global_settings}
-    return Config.model_validate({"global": settings, "targets": list(targets)})
+    return Config.model_validate({"global": settings, "targets": list(targets)}, context=REGISTRY)
 
 
 @dataclass
@@ -200,8 +200,10 @@ async def exposition_with_every_metric() -> str:
             problem_tasks_limit=1,
             max_retries=0,
         )
-        config.discovery = DiscoveryConfig(  # its metrics; a region without projects here
-            iam_endpoint=url, access_key=ACCESS_KEY, secret_key=SECRET_KEY, regions=["eu-west-0"]
+        config.discovery = DiscoveryConfig.model_validate(  # its metrics; no projects there
+            {"iam_endpoint": url, "access_key": ACCESS_KEY, "secret_key": SECRET_KEY}
+            | {"regions": ["eu-west-0"]},
+            context=REGISTRY,
         )
         sim.iam.projects["a/b"] = IamProject("a/b", "eu-west-0")  # an id that is a path
         async with Exporter(config) as exporter:

@@ -13,6 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from exporter.accounts import Accounts, account_key
+from exporter.lists import REGISTRY
 from exporter.settings import GlobalConfig, TargetConfig
 from tests.support import SECRETS, TOKEN, target
 
@@ -20,7 +21,10 @@ URL = "http://127.0.0.1:1"
 
 
 def targets(**by_project: str) -> list[TargetConfig]:
-    return [TargetConfig.model_validate(target(URL, p, auth=a)) for p, a in by_project.items()]
+    return [
+        TargetConfig.model_validate(target(URL, p, auth=a), context=REGISTRY)
+        for p, a in by_project.items()
+    ]
 
 
 def test_targets_share_limits_only_with_their_own_credentials() -> None:
@@ -57,11 +61,15 @@ def test_an_accounts_label_is_its_configured_name_or_never_a_secret() -> None:
         f"{w1.domain_name}/{w1.username}@127.0.0.1",
     ]
     assert not any(secret in label for label in labels for secret in SECRETS)
-    named = TargetConfig.model_validate(target(URL, "n1", auth="aksk", account_name="prod-cn4"))
+    named = TargetConfig.model_validate(
+        target(URL, "n1", auth="aksk", account_name="prod-cn4"), context=REGISTRY
+    )
     assert Accounts(GlobalConfig()).of(named).plan.account == "prod-cn4"
 
 
 def test_a_bad_account_name_is_refused_naming_the_field() -> None:
     with pytest.raises(ValidationError) as caught:
-        TargetConfig.model_validate(target(URL, "n1", account_name="prod account"))
+        TargetConfig.model_validate(
+            target(URL, "n1", account_name="prod account"), context=REGISTRY
+        )
     assert "account_name" in str(caught.value)

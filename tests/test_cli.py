@@ -86,6 +86,19 @@ async def test_check_config_summarizes_without_secrets() -> None:
     assert TOKEN not in out
 
 
+async def test_an_unknown_list_stops_start_up_naming_the_field(tmp_path: Path) -> None:
+    """The registry handed to settings by the command line (issue 19: settings no longer
+    imports it) still refuses a list name it lacks, from a file and from the environment."""
+    config = tmp_path / "config.yml"
+    config.write_text("targets:\n  - {project_id: p1, region: r, auth_token: t, sources: [x]}\n")
+    code, out, err = await run("--config.file", str(config), env=env_for("http://127.0.0.1:1"))
+    assert code == 2 and out == ""
+    assert "targets[0].sources[0]: unknown source; choose from tasks, batch_tasks" in err
+    env = env_for("http://127.0.0.1:1", VIAS_SOURCES="tasks,cameras")
+    code, out, err = await run("--check-config", env=env)
+    assert code == 2 and "VIAS_SOURCES[1]: unknown source; choose from tasks" in err
+
+
 async def test_demo_serves_the_simulators_jobs_and_stops_on_sigterm() -> None:
     port = free_port()
     process = await asyncio.create_subprocess_exec(

@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from exporter.lists import REGISTRY
 from exporter.reload import Reloader
 from exporter.service import Exporter
 from exporter.settings import ConfigError, load_config
@@ -35,7 +36,7 @@ def write(path: Path, text: str) -> Path:
 def test_a_project_id_that_could_leave_its_path_is_refused(tmp_path: Path, project_id: str) -> None:
     text = f"targets:\n  - {{project_id: '{project_id}', region: x, auth_token: t}}\n"
     with pytest.raises(ConfigError) as caught:
-        load_config(write(tmp_path / "c.yml", text))
+        load_config(write(tmp_path / "c.yml", text), REGISTRY)
     assert "targets[0].project_id: a project id is 32 hex characters" in str(caught.value)
 
 
@@ -44,7 +45,9 @@ def test_a_project_id_that_could_leave_its_path_is_refused(tmp_path: Path, proje
 )
 def test_usual_project_ids_are_accepted(tmp_path: Path, project_id: str) -> None:
     text = f"targets:\n  - {{project_id: '{project_id}', region: x, auth_token: t}}\n"
-    assert load_config(write(tmp_path / "c.yml", text)).targets[0].project_id == project_id
+    assert (
+        load_config(write(tmp_path / "c.yml", text), REGISTRY).targets[0].project_id == project_id
+    )
 
 
 @pytest.mark.parametrize(
@@ -64,7 +67,7 @@ def test_one_project_at_two_spellings_of_its_endpoint_is_refused(
         f"  - {{project_id: p1, auth_token: t, {second}}}\n"
     )
     with pytest.raises(ConfigError, match="project listed twice: p1"):
-        load_config(write(tmp_path / "c.yml", text))
+        load_config(write(tmp_path / "c.yml", text), REGISTRY)
 
 
 YAML_WITH_SECRETS = [
@@ -78,7 +81,7 @@ YAML_WITH_SECRETS = [
 @pytest.mark.parametrize("text", YAML_WITH_SECRETS)
 def test_a_yaml_tag_or_alias_is_never_echoed(tmp_path: Path, text: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_config(write(tmp_path / "c.yml", text))
+        load_config(write(tmp_path / "c.yml", text), REGISTRY)
     message = str(caught.value)
     assert "malformed YAML at line 5" in message or "malformed YAML at line 4" in message
     assert SECRET not in message
@@ -89,7 +92,7 @@ async def test_a_yaml_tag_is_not_in_the_reload_answer(tmp_path: Path) -> None:
     config_file = write(tmp_path / "c.yml", YAML_WITH_SECRETS[0])
     config = make_config([target("http://127.0.0.1:9", "p1")])
     async with Exporter(config) as exporter:
-        reloader = Reloader(exporter, lambda: load_config(config_file))
+        reloader = Reloader(exporter, lambda: load_config(config_file, REGISTRY))
         app = create_app(exporter, reloader=reloader)
         async with (
             serving_app(app) as url,

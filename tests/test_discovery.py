@@ -29,6 +29,8 @@ import pytest
 from prometheus_client import generate_latest
 
 from exporter.discovery import Discovery
+from exporter.lists import REGISTRY
+from exporter.service import poll_interval
 from exporter.settings import DiscoveryConfig, GlobalConfig, TargetConfig
 from exporter.simulator import Fault, World, run_simulator
 from exporter.simulator.iam import DOMAIN_ID, IamDirectory, IamProject
@@ -76,7 +78,7 @@ def discovery_config(url: str, auth: str = "aksk", **fields: Any) -> DiscoveryCo
         "password": {"username": USER, "password": PASSWORD, "domain_name": DOMAIN},
     }[auth]
     settings = {"iam_endpoint": url, "endpoint": url, "regions": ["cn-north-4"], **fields}
-    return DiscoveryConfig.model_validate({**credentials, **settings})
+    return DiscoveryConfig.model_validate({**credentials, **settings}, context=REGISTRY)
 
 
 async def discover(config: DiscoveryConfig, **options: Any) -> list[TargetConfig]:
@@ -114,7 +116,7 @@ async def test_which_projects_become_targets(account: RunningSimulator) -> None:
     assert first.auth_mode == "aksk" and first.access_key == ACCESS_KEY
     assert first.api_url == account.url
     assert first.sources == ("tasks", "infer_tasks")
-    assert first.interval_of("tasks") == 30 and first.interval_of("infer_tasks") == 120
+    assert poll_interval(first, "tasks") == 30 and poll_interval(first, "infer_tasks") == 120
 
 
 async def test_the_default_endpoint_and_a_region_template(account: RunningSimulator) -> None:

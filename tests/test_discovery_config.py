@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.lists import REGISTRY
 from exporter.settings import Config, ConfigError, DiscoveryConfig, load_config
 
 EXAMPLE = Path(__file__).parent.parent / "deploy" / "config.example.yml"
@@ -36,12 +37,12 @@ def write(tmp_path: Path, data: dict[str, Any]) -> Path:
 
 def error_of(tmp_path: Path, discovery: dict[str, Any]) -> str:
     with pytest.raises(ConfigError) as caught:
-        load_config(write(tmp_path, {"discovery": discovery}))
+        load_config(write(tmp_path, {"discovery": discovery}), REGISTRY)
     return str(caught.value)
 
 
 def test_defaults() -> None:
-    config = DiscoveryConfig.model_validate({**AKSK, "regions": ["cn-north-4"]})
+    config = DiscoveryConfig.model_validate({**AKSK, "regions": ["cn-north-4"]}, context=REGISTRY)
     assert config.iam_endpoint == "https://iam.myhuaweicloud.com"
     assert config.refresh_interval_seconds == 300
     assert config.sources == ("tasks", "batch_tasks")
@@ -84,7 +85,7 @@ def test_secrets_from_files(tmp_path: Path) -> None:
     secret = tmp_path / "sk"
     secret.write_text("SK-from-file\n")
     config = DiscoveryConfig.model_validate(
-        {"access_key": "AK", "secret_key_file": str(secret), "regions": ["r"]}
+        {"access_key": "AK", "secret_key_file": str(secret), "regions": ["r"]}, context=REGISTRY
     )
     assert config.secret_key is not None
     assert config.secret_key.get_secret_value() == "SK-from-file"
@@ -97,12 +98,14 @@ def test_secrets_from_files(tmp_path: Path) -> None:
 
 
 def test_targets_are_optional_with_discovery(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, {"discovery": {**AKSK, "regions": ["cn-north-4"]}}))
+    config = load_config(
+        write(tmp_path, {"discovery": {**AKSK, "regions": ["cn-north-4"]}}), REGISTRY
+    )
     assert config.targets == [] and config.discovery is not None
     empty: dict[str, Any]
     for empty in ({"targets": []}, {}):
         with pytest.raises(ConfigError) as caught:
-            load_config(write(tmp_path, empty))
+            load_config(write(tmp_path, empty), REGISTRY)
         assert "targets: List should have at least 1 item, or a discovery section" in str(
             caught.value
         )
@@ -110,14 +113,16 @@ def test_targets_are_optional_with_discovery(tmp_path: Path) -> None:
 
 def test_endpoint_template() -> None:
     config = DiscoveryConfig.model_validate(
-        {**AKSK, "regions": ["r"], "endpoint": "https://vias.{region}.corp.example/"}
+        {**AKSK, "regions": ["r"], "endpoint": "https://vias.{region}.corp.example/"},
+        context=REGISTRY,
     )
     assert config.api_url("cn-east-3") == "https://vias.cn-east-3.corp.example"
     with pytest.raises(
         ValueError, match=r"the only placeholder an endpoint may hold is \{region\}"
     ):
         DiscoveryConfig.model_validate(
-            {**AKSK, "regions": ["r"], "endpoint": "https://{project}.corp.example"}
+            {**AKSK, "regions": ["r"], "endpoint": "https://{project}.corp.example"},
+            context=REGISTRY,
         )
 
 
@@ -130,7 +135,7 @@ def test_the_documented_example_discovers(
         (secrets / name).write_text("s3cr3t\n")
     copy = tmp_path / "config.yml"
     copy.write_text(EXAMPLE.read_text().replace("/var/run/secrets/vias", str(secrets)))
-    config: Config = load_config(copy)
+    config: Config = load_config(copy, REGISTRY)
     assert config.discovery is not None
     assert config.discovery.regions == ["cn-north-4", "cn-east-3"]
     assert [p.pattern for p in config.discovery.exclude] == [".*_sandbox"]

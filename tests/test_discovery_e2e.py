@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from exporter.lists import REGISTRY
 from exporter.service import Exporter
 from exporter.settings import Config
 from exporter.sharding import Sharding
@@ -74,7 +75,8 @@ def config(url: str, *, targets: list[dict[str, Any]] | None = None, **discovery
                 **discovery,
             },
             "targets": targets or [],
-        }
+        },
+        context=REGISTRY,
     )
 
 
@@ -199,7 +201,8 @@ async def test_a_reload_without_discovery_drops_its_projects(account: RunningSim
     async with started(config(account.url, targets=[static])) as running:
         await metrics_until(running, lambda s: polled(s) >= {"p1", "p2"}, "p1, p2")
         plain = Config.model_validate(
-            {"global": {"request_timeout_seconds": 5, "max_retries": 0}, "targets": [static]}
+            {"global": {"request_timeout_seconds": 5, "max_retries": 0}, "targets": [static]},
+            context=REGISTRY,
         )
         await running.exporter.reload(plain)
         samples = await metrics_until(running, lambda s: exported(s) == {"p3"}, "only p3")

@@ -14,7 +14,8 @@ files re-compiled on every branch that adds one.
 Break → failing test (each seen red once): `from exporter.transport import Transport`
 under TYPE_CHECKING in lists/base.py, as before issue 19 →
 test_every_import_points_down_the_layers; the circle settings -> lists -> transport ->
-settings of that code → test_the_checker_finds_the_circle_issue_19_removed.
+settings of that code → test_the_checker_finds_the_circle_issue_19_removed; `from
+exporter.lists import REGISTRY` in settings.py → test_every_import_points_down_the_layers.
 """
 
 from __future__ import annotations
@@ -48,11 +49,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "exporter.webserver",
     ),
     ("exporter.auth", "exporter.label_values", "exporter.request_peek"),
-    ("exporter.exchange", "exporter.settings", "exporter.signing"),
+    ("exporter.exchange", "exporter.signing"),
     ("exporter.telemetry", "exporter.logs"),
     ("exporter.plan_metrics",),
     ("exporter.budget",),
-    ("exporter.lists",),
+    # Side by side: settings checks list names against the registry its caller hands in.
+    ("exporter.lists", "exporter.settings"),
     ("exporter.models", "exporter.config_rules", "exporter.pacing"),
     ("exporter.errors",),
     ("exporter",),  # the package: __version__
@@ -125,7 +127,8 @@ def test_every_module_is_in_a_layer_once() -> None:
 
 def test_the_checker_finds_the_circle_issue_19_removed() -> None:
     """The imports before issue 19: settings -> lists (registry) -> lists.jobs ->
-    transport (under TYPE_CHECKING) -> settings; and a list reading the registry."""
+    transport (under TYPE_CHECKING) -> settings; and a list reading the registry. Settings
+    no longer reads the registry either: it is handed in (`ListChoices`)."""
     graph = {
         "exporter.settings": {"exporter.lists"},
         "exporter.lists.jobs": {"exporter.transport", "exporter.lists.base"},
@@ -137,4 +140,5 @@ def test_the_checker_finds_the_circle_issue_19_removed() -> None:
         "exporter.lists.jobs imports exporter.transport, a layer above (exporter.transport)",
         "exporter.lists.tasks imports the registry exporter.lists",
         "exporter.poller imports exporter.collector, a sibling (exporter.collector)",
+        "exporter.settings imports exporter.lists, a sibling (exporter.lists)",
     ]

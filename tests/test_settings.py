@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.settings import ConfigError, load_config
+from exporter.lists import DEFAULT_LISTS, REGISTRY
+from exporter.service import poll_interval
+from exporter.settings import ConfigError, TargetConfig, load_config
 
 BASE_ENV = {"VIAS_PROJECT_ID": "p1", "VIAS_REGION": "cn-north-4", "VIAS_AUTH_TOKEN": "t0k3n-secret"}
 
@@ -21,7 +23,7 @@ def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 def test_one_target_from_environment_with_defaults(env: pytest.MonkeyPatch) -> None:
-    config = load_config()
+    config = load_config(None, REGISTRY)
     (target,) = config.targets
     assert target.project_id == "p1"
     assert target.api_url == "https://vias.cn-north-4.myhuaweicloud.com"
@@ -36,7 +38,7 @@ def test_environment_contract(env: pytest.MonkeyPatch) -> None:
     env.setenv("VIAS_ENDPOINT", "http://127.0.0.1:9801/")
     env.setenv("VIAS_SOURCES", "tasks, infer_tasks,face_edge_tasks")
     env.setenv("VIAS_POLL_INTERVAL_SECONDS", "15")
-    (target,) = load_config().targets
+    (target,) = load_config(None, REGISTRY).targets
     assert target.api_url == "http://127.0.0.1:9801"
     assert target.sources == ("tasks", "infer_tasks", "face_edge_tasks")
     assert target.poll_interval_seconds == 15
@@ -47,7 +49,7 @@ def test_secret_from_file(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     secret.write_text("from-file\n")
     env.delenv("VIAS_AUTH_TOKEN")
     env.setenv("VIAS_AUTH_TOKEN_FILE", str(secret))
-    (target,) = load_config().targets
+    (target,) = load_config(None, REGISTRY).targets
     assert target.auth_token is not None
     assert target.auth_token.get_secret_value() == "from-file"
     assert "from-file" not in repr(target)
@@ -58,7 +60,7 @@ def test_password_and_aksk_modes(env: pytest.MonkeyPatch) -> None:
     env.setenv("VIAS_USERNAME", "ops")
     env.setenv("VIAS_PASSWORD", "pw-secret")
     env.setenv("VIAS_DOMAIN_NAME", "acme")
-    (target,) = load_config().targets
+    (target,) = load_config(None, REGISTRY).targets
     assert (target.auth_mode, target.iam_url) == (
         "password",
         "https://iam.cn-north-4.myhuaweicloud.com",
@@ -67,7 +69,7 @@ def test_password_and_aksk_modes(env: pytest.MonkeyPatch) -> None:
         env.delenv(name)
     env.setenv("VIAS_ACCESS_KEY", "AK1")
     env.setenv("VIAS_SECRET_KEY", "sk-secret")
-    assert load_config().targets[0].auth_mode == "aksk"
+    assert load_config(None, REGISTRY).targets[0].auth_mode == "aksk"
 
 
 @pytest.mark.parametrize(
@@ -104,7 +106,7 @@ def test_bad_environment_names_the_field(
         else:
             env.setenv(name, value)
     with pytest.raises(ConfigError) as caught:
-        load_config()
+        load_config(None, REGISTRY)
     assert message.replace("Value error, ", "") in str(caught.value)
     assert "t0k3n-secret" not in str(caught.value)
 
@@ -131,7 +133,7 @@ targets:
 def test_many_targets_from_yaml(tmp_path: Path) -> None:
     path = tmp_path / "config.yml"
     path.write_text(YAML)
-    config = load_config(path)
+    config = load_config(path, REGISTRY)
     assert [t.project_id for t in config.targets] == ["p1", "p2"]
     assert config.targets[1].sources == ("tasks", "face_edge_tasks")
     assert config.global_.problem_tasks_limit == 50
@@ -162,13 +164,13 @@ def test_bad_yaml_names_the_field(tmp_path: Path, text: str, message: str) -> No
     path = tmp_path / "config.yml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=None) as caught:
-        load_config(path)
+        load_config(path, REGISTRY)
     assert message in str(caught.value)
 
 
 def test_unreadable_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
-        load_config(tmp_path / "missing.yml")
+        load_config(tmp_path / "missing.yml", REGISTRY)
 
 
 def test_the_documented_example_is_valid(tmp_path: Path) -> None:
@@ -179,14 +181,14 @@ def test_the_documented_example_is_valid(tmp_path: Path) -> None:
         (secrets / name).write_text("s3cr3t\n")
     copy = tmp_path / "config.yml"
     copy.write_text(example.replace("/var/run/secrets/vias", str(secrets)))
-    config = load_config(copy)
+    config = load_config(copy, REGISTRY)
     assert [t.auth_mode for t in config.targets] == ["token", "password", "aksk"]
 
 
 def test_a_missing_secret_file_is_named(tmp_path: Path) -> None:
     example = Path(__file__).parent.parent / "deploy" / "config.example.yml"
     with pytest.raises(ConfigError) as caught:
-        load_config(example)
+        load_config(example, REGISTRY)
     assert (
         "targets[0].auth_token_file: cannot read secret file "
         "/var/run/secrets/vias/token: No such file or directory"
@@ -201,7 +203,7 @@ def test_malformed_yaml_names_the_file_and_line_never_its_content(tmp_path: Path
         '    secret_key: "SUPERSECRET-VALUE-123\n'
     )
     with pytest.raises(ConfigError) as caught:
-        load_config(path)
+        load_config(path, REGISTRY)
     message = str(caught.value)
     assert message.startswith(f"{path}: malformed YAML at line 6, column 1:")
     assert "SUPERSECRET" not in message and "<unicode string>" not in message
@@ -217,8 +219,8 @@ def test_each_list_polls_at_its_own_interval(tmp_path: Path) -> None:
         "    sources: [tasks, edge_pools, video_sources]\n"
         "    poll_intervals: {video_sources: 120}\n"
     )
-    (target,) = load_config(path).targets
-    assert [target.interval_of(s) for s in target.sources] == [30, 150, 120]
+    (target,) = load_config(path, REGISTRY).targets
+    assert [poll_interval(target, s) for s in target.sources] == [30, 150, 120]
 
 
 @pytest.mark.parametrize(
@@ -234,12 +236,22 @@ def test_bad_poll_intervals_name_the_field(tmp_path: Path, intervals: str, messa
         f"targets:\n  - {{project_id: p1, region: r, auth_token: t, poll_intervals: {intervals}}}\n"
     )
     with pytest.raises(ConfigError) as caught:
-        load_config(path)
+        load_config(path, REGISTRY)
     assert message in str(caught.value)
 
 
 def test_poll_intervals_from_the_environment(env: pytest.MonkeyPatch) -> None:
     env.setenv("VIAS_SOURCES", "tasks,video_groups")
     env.setenv("VIAS_POLL_INTERVALS", '{"video_groups": 600}')
-    (target,) = load_config().targets
-    assert [target.interval_of(s) for s in target.sources] == [60, 600]
+    (target,) = load_config(None, REGISTRY).targets
+    assert [poll_interval(target, s) for s in target.sources] == [60, 600]
+
+
+def test_list_names_are_checked_against_the_registry_handed_in() -> None:
+    """Settings does not import the registry (issue 19): validating without it is a
+    programming error saying what to pass, never a silent default or an unchecked name."""
+    fields = {"project_id": "p", "region": "r", "auth_token": "t"}
+    with pytest.raises(TypeError, match="pass context=REGISTRY"):
+        TargetConfig.model_validate(fields)
+    target = TargetConfig.model_validate(fields, context=REGISTRY)
+    assert target.sources == DEFAULT_LISTS == ("tasks", "batch_tasks")

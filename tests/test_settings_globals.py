@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from exporter.lists import REGISTRY
 from exporter.settings import ConfigError, load_config
 from tests.support import TOKEN, RunningSimulator, Samples
 
@@ -75,17 +76,17 @@ def test_every_global_setting_loads_from_its_variable(
         "VIAS_PROXY": ("http://127.0.0.1:3128/", "http://127.0.0.1:3128"),
     }
     assert set(values) == readme_global_variables()
-    defaults = load_config().global_.model_dump()
+    defaults = load_config(None, REGISTRY).global_.model_dump()
     for name, (raw, _) in values.items():
         env.setenv(name, raw)
-    loaded = load_config().global_.model_dump()
+    loaded = load_config(None, REGISTRY).global_.model_dump()
     expected = {name.removeprefix("VIAS_").lower(): value for name, (_, value) in values.items()}
     assert loaded == expected
     assert all(defaults[field] != value for field, value in expected.items())
 
 
 def test_the_readme_lists_every_global_setting(env: pytest.MonkeyPatch) -> None:
-    fields = load_config().global_.model_dump()
+    fields = load_config(None, REGISTRY).global_.model_dump()
     assert readme_global_variables() == {f"VIAS_{name.upper()}" for name in fields}
 
 
@@ -107,7 +108,7 @@ def test_a_bad_global_variable_is_named(
 ) -> None:
     env.setenv(name, value)
     with pytest.raises(ConfigError) as caught:
-        load_config()
+        load_config(None, REGISTRY)
     assert message in str(caught.value)
     assert TOKEN not in str(caught.value)
 

@@ -6,9 +6,9 @@
 Services are counted by status, vendor and deployment; the failed ones are named
 (`service_failed`), at most `problem_tasks_limit` per project, by id.
 
-The list also gives the job lists the vendor and algorithm of each service (`algorithms`,
-by `service_id`): the SDK's job list item names its service but no `company`, and may leave
-`title` empty; the job renderer completes those from here (see `lists/jobs.py`).
+Its data also holds the vendor and name of each service (`algorithms`, by `service_id`):
+the SDK's job list item names its service but no `company`, and may leave `title` empty;
+`service_join.py` completes those jobs' labels from here.
 """
 
 from __future__ import annotations
@@ -24,12 +24,10 @@ from pydantic import BeforeValidator, ConfigDict, Field
 
 from exporter.errors import safe_excerpt
 from exporter.lists.base import (
-    AlgorithmDirectory,
     ListView,
     NoProblemJobs,
     Paging,
     PollContext,
-    ServiceAlgorithm,
     ViasList,
     documented_then_seen,
 )
@@ -96,6 +94,19 @@ class FailedService:
     deployment: str
     status: str
     error_message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAlgorithm:
+    """What an algorithm service says of the algorithm it runs: a job's vendor and
+    algorithm where its listing leaves them out (`service_join.py`)."""
+
+    vendor: str
+    algorithm: str
+
+
+# A project's algorithm services by `service_id`.
+AlgorithmDirectory = Mapping[str, ServiceAlgorithm]
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,5 +219,4 @@ ALGORITHM_SERVICES = ViasList[AlgorithmService, ServiceData](
     states=SERVICE_STATUSES,
     aggregator=ServiceAggregator,
     render=render_algorithm_services,
-    algorithms=lambda data: data.algorithms,
 )

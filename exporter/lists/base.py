@@ -25,19 +25,6 @@ from exporter.models import ApiModel, Page
 GroupKey = tuple[str, str, str]  # vendor, algorithm, deployment
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceAlgorithm:
-    """What an algorithm service says of the algorithm it runs: the job lists take a job's
-    vendor and algorithm from it where their listing leaves them out."""
-
-    vendor: str
-    algorithm: str
-
-
-# A project's algorithm services by `service_id`.
-AlgorithmDirectory = Mapping[str, ServiceAlgorithm]
-
-
 class Identified(Protocol):
     @property
     def id(self) -> str | None: ...
@@ -161,8 +148,6 @@ class ListView(Generic[DataT]):
     data: DataT
     fresh: bool  # False once the data is older than the maximum age: counts are not shown
     shown_problems: Sequence[ProblemTask]  # this source's share of the per-project cap
-    # The project's algorithm services, when a list giving them is polled (else empty).
-    algorithms: AlgorithmDirectory = field(default_factory=dict)
 
 
 # Yields the same families in the same order whatever its views: the exposition lays them
@@ -212,9 +197,6 @@ class ViasList(Generic[ItemT, DataT]):
     same_items_as: str | None = None  # another list's items again: never enable both
     # A list of jobs: its problems page someone, so the API budget plan serves it first.
     jobs: bool = False
-    # The algorithm services this list's data names (service_id -> vendor, algorithm): the
-    # collector hands them to every renderer of the same project as `ListView.algorithms`.
-    algorithms: Callable[[DataT], AlgorithmDirectory] | None = None
     # The data follows from the listing and the last data alone (no poll time, no sums
     # over polls): a listing byte for byte the last one keeps the last data, unparsed.
     same_listing_same_data: bool = False

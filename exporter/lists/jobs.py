@@ -3,12 +3,10 @@ vocabulary, the v2/v1 job model, aggregation into counts, problem jobs and trans
 and the job metric families.
 
 Vendor and algorithm: the SDK's v2 job list item carries `service_id` but no `company` (and
-`title` may be empty). Such jobs are counted under their service as well (`JobGroup`), and
-the renderer takes the missing vendor and algorithm from the project's algorithm services
-when that list is polled (`ListView.algorithms`); groups that come out the same are summed.
-Done at render time, not in the aggregator: the job lists never read another list's data,
-a services poll ending after a jobs poll shows at once, and without the services list the
-exposition is exactly what it was. Only empty label values are filled.
+`title` may be empty). Such jobs are counted under their service as well (`JobGroup`, the
+fourth element); `service_join.py` fills in the missing vendor and algorithm from the
+project's algorithm services at render time, and the renderer sums the groups that come
+out the same (the service is not a label).
 
 Memory stays proportional to the number of jobs only through the compact index the next
 poll needs for transitions (`jobindex.py`: sorted arrays of the job ids' hashes and
@@ -19,10 +17,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING, ClassVar, NamedTuple, Protocol
+from typing import TYPE_CHECKING, ClassVar, NamedTuple, Protocol, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pydantic import Field
@@ -30,7 +28,6 @@ from pydantic import Field
 from exporter.lists.base import (
     GONE,
     PROBLEM_ORDER,
-    AlgorithmDirectory,
     DetailAnswer,
     Details,
     GroupKey,
@@ -79,6 +76,7 @@ TASK_STATES: tuple[str, ...] = (
     "LACK_OF_RESOURCES",
 )
 PROBLEM_STATES: frozenset[str] = frozenset(PROBLEM_ORDER)
+K = TypeVar("K")  # what groups are summed by: the exported group, or a completed one
 
 if TYPE_CHECKING:
     State = str
@@ -333,9 +331,8 @@ def render_jobs(views: Sequence[ListView[JobData]]) -> Iterator[Metric]:
     )
     for view in views:
         where = [view.project_id, view.source]
-        known = view.algorithms
         if view.fresh:
-            for group, counts in _merged_counts(view.data.state_counts, known).items():
+            for group, counts in merged_counts(view.data.state_counts, _exported).items():
                 for job_state in documented_then_seen(TASK_STATES, counts):
                     tasks.add_metric([*where, *group, job_state], counts.get(job_state, 0))
         for problem in view.shown_problems:
@@ -346,51 +343,43 @@ def render_jobs(views: Sequence[ListView[JobData]]) -> Iterator[Metric]:
                     problem.task_name,
                     problem.state,
                     problem.error_code,
-                    *completed(problem.group, problem.service_id, known),
+                    *problem.group,
                     problem.video_source_name,
                     problem.edge_pool_id,
                     problem.service_id,
                 ],
                 1.0,
             )
-        for (group, before, after), (total, created) in _merged_transitions(
-            view.data.transitions, known
+        for (group, before, after), (total, created) in merged_transitions(
+            view.data.transitions, _exported
         ).items():
             transitions.add_metric([*where, *group, before, after], total, created=created)
     yield from (tasks, transitions, problems)
 
 
-def completed(group: GroupKey, service_id: str, algorithms: AlgorithmDirectory) -> GroupKey:
-    """A job's (vendor, algorithm, deployment), the empty vendor or algorithm taken from its
-    algorithm service when the project's services are known."""
-    vendor, algorithm, deployment = group
-    service = algorithms.get(service_id) if service_id else None
-    if service is None:
-        return group
-    return (vendor or service.vendor, algorithm or service.algorithm, deployment)
+def _exported(group: JobGroup) -> GroupKey:
+    return group[:3]
 
 
-def _merged_counts(
-    counts: Mapping[JobGroup, Mapping[str, int]], algorithms: AlgorithmDirectory
-) -> dict[GroupKey, Counter[str]]:
-    """Counts by exported group, in the order the groups were first met."""
-    merged: dict[GroupKey, Counter[str]] = {}
-    for (vendor, algorithm, deployment, service_id), group_counts in counts.items():
-        group = completed((vendor, algorithm, deployment), service_id, algorithms)
-        merged.setdefault(group, Counter()).update(group_counts)
+def merged_counts(
+    counts: Mapping[JobGroup, Mapping[str, int]], key: Callable[[JobGroup], K]
+) -> dict[K, Counter[str]]:
+    """Counts summed by `key` of their group, in the order the keys were first met."""
+    merged: dict[K, Counter[str]] = {}
+    for group, group_counts in counts.items():
+        merged.setdefault(key(group), Counter()).update(group_counts)
     return merged
 
 
-def _merged_transitions(
-    transitions: Mapping[Transition, TransitionCount], algorithms: AlgorithmDirectory
-) -> dict[tuple[GroupKey, str, str], TransitionCount]:
-    """Transitions by exported group: totals summed, the earliest first-count time kept."""
-    merged: dict[tuple[GroupKey, str, str], TransitionCount] = {}
-    for ((vendor, algorithm, deployment, service_id), before, after), count in transitions.items():
-        group = completed((vendor, algorithm, deployment), service_id, algorithms)
-        key = (group, before, after)
-        seen = merged.get(key)
-        merged[key] = (
+def merged_transitions(
+    transitions: Mapping[Transition, TransitionCount], key: Callable[[JobGroup], K]
+) -> dict[tuple[K, str, str], TransitionCount]:
+    """Transitions summed by `key` of their group, the earliest first-count time kept."""
+    merged: dict[tuple[K, str, str], TransitionCount] = {}
+    for (group, before, after), count in transitions.items():
+        merged_key = (key(group), before, after)
+        seen = merged.get(merged_key)
+        merged[merged_key] = (
             count
             if seen is None
             else TransitionCount(seen.total + count.total, min(seen.created, count.created))

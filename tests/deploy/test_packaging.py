@@ -26,6 +26,7 @@ from typing import Any, cast
 import pytest
 import yaml
 
+from exporter.lists import REGISTRY
 from exporter.settings import load_config
 from exporter.sharding import Sharding, shard_ordinal
 from tests.deploy import stack
@@ -376,5 +377,5 @@ def test_the_sharded_overlay_config_is_valid_and_mounted(kubectl: str, tmp_path:
         (secrets / name).write_text("s3cr3t\n", encoding="utf-8")
     copy = tmp_path / file_name
     copy.write_text(text.replace(mounts[secret_volume], str(secrets)), encoding="utf-8")
-    config = load_config(copy)  # fails naming a secret file not under the Secret's mount
+    config = load_config(copy, REGISTRY)  # fails naming a secret file not under the Secret's mount
     assert len(config.targets) > 1

@@ -13,18 +13,25 @@ Changes tried, each seen red (failing tests):
 - merged counts replaced instead of added up: test_transitions_and_counts_..., test_groups_...;
 - merged transitions keeping the later first-count time: test_groups_completing_alike_...;
 - the services taken from fresh data only: test_the_services_outlive_an_outage_...;
-- the simulator listing `company`/`title` for an SDK-shaped job: test_the_simulator_...
+- the simulator listing `company`/`title` for an SDK-shaped job: test_the_simulator_...;
+- the join skipped (`service_join.with_services` returning the view as it is): the HTTP
+  fill-in, summing, outage and first-met tests.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 import aiohttp
 import pytest
 
-from exporter.lists.base import ServiceAlgorithm
-from exporter.lists.jobs import TransitionCount, _merged_counts, _merged_transitions, completed
+from exporter.lists.algorithm_services import ServiceAlgorithm
+from exporter.lists.base import GroupKey, ListView
+from exporter.lists.jobindex import JobGroup, Transition
+from exporter.lists.jobs import JobData, TransitionCount, render_jobs
+from exporter.lists.service_join import completed, with_services
 from exporter.simulator import Fault, World
 from exporter.simulator.objects import SimTask
 from tests.support import TOKEN, RunningSimulator, Samples, StartExporter, make_config, target
@@ -179,7 +186,33 @@ def test_only_empty_labels_are_filled() -> None:
     assert completed(("", "", "edge"), "", {"": ServiceAlgorithm("x", "y")}) == ("", "", "edge")
 
 
+def job_view(
+    counts: Mapping[JobGroup, Mapping[str, int]], transitions: Mapping[Transition, TransitionCount]
+) -> ListView[JobData]:
+    data = JobData(counts, (), 0, 0, index={}, transitions=transitions)
+    return ListView("p1", "tasks", data, fresh=True, shown_problems=())
+
+
+def rendered(view: ListView[JobData]) -> tuple[dict[GroupKey, dict[str, float]], dict[Any, Any]]:
+    """The counts (non-zero) by exported group, first shown first, and the transitions."""
+    tasks, moved, _ = render_jobs([view])
+    counts: dict[GroupKey, dict[str, float]] = {}
+    for sample in tasks.samples:
+        labels = sample.labels
+        group = (labels["vendor"], labels["algorithm"], labels["deployment"])
+        shown = counts.setdefault(group, {})
+        if sample.value:
+            shown[labels["state"]] = sample.value
+    transitions: dict[Any, Any] = {}
+    for sample in moved.samples:
+        labels = sample.labels
+        key = (labels["vendor"], labels["algorithm"], labels["from_state"], labels["to_state"])
+        transitions.setdefault(key, {})[sample.name.rpartition("_")[2]] = sample.value
+    return counts, transitions
+
+
 def test_groups_completing_alike_are_summed_first_met_first() -> None:
+    """The join (`with_services`) then the job renderer, as the collector renders."""
     known = {"s1": ServiceAlgorithm("acme", "helmet"), "s2": ServiceAlgorithm("acme", "helmet")}
     counts = MappingProxyType(
         {
@@ -189,16 +222,23 @@ def test_groups_completing_alike_are_summed_first_met_first() -> None:
             ("", "", "cloud", "s2"): {"FAILED": 3},
         }
     )
-    assert list(_merged_counts(counts, known).items()) == [
-        (("hik", "fire", "cloud"), {"RUNNING": 1}),
-        (("acme", "helmet", "cloud"), {"RUNNING": 6, "FAILED": 4}),
-    ]
     transitions = {
         (("", "", "cloud", "s1"), "RUNNING", "FAILED"): TransitionCount(2, 300.0),
         (("acme", "helmet", "cloud", ""), "RUNNING", "FAILED"): TransitionCount(5, 100.0),
     }
-    assert _merged_transitions(transitions, known) == {
-        (("acme", "helmet", "cloud"), "RUNNING", "FAILED"): (7, 100.0)
+    view = job_view(counts, transitions)
+    joined_counts, joined_transitions = rendered(with_services(view, known))
+    assert list(joined_counts.items()) == [
+        (("hik", "fire", "cloud"), {"RUNNING": 1}),
+        (("acme", "helmet", "cloud"), {"RUNNING": 6, "FAILED": 4}),
+    ]
+    assert joined_transitions == {
+        ("acme", "helmet", "RUNNING", "FAILED"): {"total": 7, "created": 100.0}
     }
-    # Without the services nothing merges that did not before.
-    assert len(_merged_counts(counts, {})) == 3
+    # Without the services nothing merges that did not before (the service is no label).
+    assert with_services(view, {}) is view
+    assert list(rendered(view)[0]) == [
+        ("hik", "fire", "cloud"),
+        ("", "", "cloud"),
+        ("acme", "helmet", "cloud"),
+    ]

@@ -27,6 +27,7 @@ HERE = Path(__file__).parent
 README = HERE.parents[1] / "README.md"
 METRICS_DOC = HERE.parents[1] / "docs" / "metrics.md"
 LISTS = sorted(REGISTRY)
+TOKEN_TARGET = {"project_id": "p", "region": "r", "auth_token": "t"}
 
 
 @pytest.mark.parametrize("name", LISTS)
@@ -59,13 +60,13 @@ async def test_the_simulator_serves_each_list(name: str, simulator: RunningSimul
 
 @pytest.mark.parametrize("name", LISTS)
 def test_each_list_is_a_configuration_choice(name: str) -> None:
-    target = TargetConfig(project_id="p", region="r", auth_token="t", sources=name)
+    target = TargetConfig.model_validate(dict(TOKEN_TARGET, sources=name), context=REGISTRY)
     assert target.sources == (name,)
 
 
 def test_an_unknown_list_names_the_choices() -> None:
     with pytest.raises(ValueError, match="unknown source; choose from tasks, batch_tasks"):
-        TargetConfig(project_id="p", region="r", auth_token="t", sources="cameras")
+        TargetConfig.model_validate(dict(TOKEN_TARGET, sources="cameras"), context=REGISTRY)
 
 
 def test_the_demo_polls_every_list_once() -> None:

@@ -22,6 +22,7 @@ from structlog.typing import EventDict
 
 from exporter.auth import TokenAuth
 from exporter.errors import ViasResponseError
+from exporter.lists import REGISTRY
 from exporter.service import Exporter
 from exporter.settings import Config
 from exporter.simulator.iam import IamDirectory, IamProject
@@ -223,7 +224,8 @@ def discovering(url: str, **discovery: Any) -> Config:
                 "sources": ["tasks"],
                 **discovery,
             },
-        }
+        },
+        context=REGISTRY,
     )
 
 
