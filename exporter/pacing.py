@@ -117,7 +117,9 @@ def counting_requests() -> Iterator[list[int]]:
 
 
 class RateLimiter:
-    """A token bucket at the budget's rate (one second of burst), served in arrival order."""
+    """A token bucket at the budget's rate (one second of burst), served in arrival order.
+    Not aiolimiter's: its rate is fixed when made, and this one follows the AIMD budget at
+    every request (and counts what it let through for the plan)."""
 
     def __init__(self, budget: AimdBudget, clock: Callable[[], float] = time.monotonic) -> None:
         self.budget = budget
