@@ -12,48 +12,26 @@ that throttles at 30 requests/s while the configuration says 200.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
-import subprocess
-import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.fixtures import TOKEN, simulator_process
 from bench.runner import Figure, Row, Sizes
 from bench.scale import (
-    ROOT,
     ExporterProcess,
     FleetSizes,
     Scrape,
     _finish,
     _watch,
+    baseline_tree,
     sample_values,
 )
 
 BUDGET_BASELINE_COMMIT = "adbd683"  # the exporter before issue 20's budget plan
 SOURCES = ("tasks", "batch_tasks")
-
-
-@contextlib.contextmanager
-def tree_of(commit: str, notes: list[str]) -> Iterator[Path | None]:
-    with tempfile.TemporaryDirectory(prefix="vias-budget-baseline-") as tmp:
-        try:
-            archive = subprocess.run(
-                ["git", "-C", str(ROOT), "archive", commit, "exporter"],
-                capture_output=True,
-                check=True,
-            )
-            with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-                tar.extractall(tmp, filter="data")
-        except (OSError, subprocess.CalledProcessError, tarfile.TarError) as error:
-            notes.append(f"budget baseline skipped: no `git archive {commit}` ({error})")
-            yield None
-            return
-        yield Path(tmp)
 
 
 def config_file(url: str, fleet: FleetSizes, rate: float, directory: Path, extra: str = "") -> Path:
@@ -177,7 +155,7 @@ def budget(sizes: Sizes, runs: int, notes: list[str]) -> list[Row]:
             fleet.tasks, projects=projects, batch_tasks=fleet.batch_tasks, start_timeout=600
         ) as url,
         tempfile.TemporaryDirectory() as tmp,
-        tree_of(BUDGET_BASELINE_COMMIT, notes) as baseline,
+        baseline_tree(notes, BUDGET_BASELINE_COMMIT) as baseline,
     ):
         for _ in range(runs):
             for rate in (tight, fitting):

@@ -44,20 +44,20 @@ MILLION_SETTINGS = {"MAX_CONCURRENCY": "8", "PAGE_WINDOW": "8", "RATE_LIMIT_PER_
 
 
 @contextlib.contextmanager
-def baseline_tree(notes: list[str]) -> Iterator[Path | None]:
-    """The baseline's `exporter` package in a temporary directory, or None (with a note)
-    when git or the commit is not there."""
+def baseline_tree(notes: list[str], commit: str = BASELINE_COMMIT) -> Iterator[Path | None]:
+    """The `exporter` package of a baseline commit in a temporary directory, or None (with
+    a note) when git or the commit is not there."""
     with tempfile.TemporaryDirectory(prefix="vias-baseline-") as tmp:
         try:
             archive = subprocess.run(
-                ["git", "-C", str(ROOT), "archive", BASELINE_COMMIT, "exporter"],
+                ["git", "-C", str(ROOT), "archive", commit, "exporter"],
                 capture_output=True,
                 check=True,
             )
             with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
                 tar.extractall(tmp, filter="data")
         except (OSError, subprocess.CalledProcessError, tarfile.TarError) as error:
-            notes.append(f"baseline skipped: no `git archive {BASELINE_COMMIT}` here ({error})")
+            notes.append(f"baseline skipped: no `git archive {commit}` here ({error})")
             yield None
             return
         yield Path(tmp)
