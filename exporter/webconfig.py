@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, FilePath, ValidationError, model_val
 
 from exporter.config_rules import yaml_problem
 from exporter.settings import ConfigError
-from exporter.webserver import LimitCounts, Tally
+from exporter.web_limit_counts import LimitCounts, Tally
 
 log = structlog.get_logger(__name__)
 

@@ -47,7 +47,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "exporter.metric_filter",
         "exporter.webserver",
     ),
-    ("exporter.auth", "exporter.label_values", "exporter.request_peek"),
+    (
+        "exporter.auth",
+        "exporter.label_values",
+        "exporter.request_peek",
+        "exporter.web_limit_counts",
+    ),
     ("exporter.exchange", "exporter.settings", "exporter.signing"),
     ("exporter.telemetry", "exporter.logs"),
     ("exporter.lists",),
