@@ -10,6 +10,7 @@ subclass of its connection handler (`RequestHandler`), made by our own site.
 from __future__ import annotations
 
 import asyncio
+import enum
 import resource
 import ssl
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,13 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
 
-from exporter.request_peek import PROBE_PATHS, FirstRequest, peek_request
+from exporter.request_peek import (
+    PEEK_BYTES,
+    PROBE_PATHS,
+    FirstRequest,
+    classify_request,
+    peek_request,
+)
 from exporter.web_limit_counts import LIMIT_COUNTS_KEY, LimitCounts, Tally
 
 log = structlog.get_logger(__name__)
@@ -54,6 +61,15 @@ class WebLimits:
 DEFAULT_WEB_LIMITS = WebLimits()
 
 
+class Admission(enum.Enum):
+    """The guard's answer to a new connection."""
+
+    REFUSED = "refused"  # told 503 and closed
+    SERVED = "served"
+    # In a probe slot, its request not there yet: served if it is a probe's, else refused.
+    PENDING = "pending"
+
+
 class ConnectionGuard:
     """The open connections, oldest first; at the cap a new one closes the oldest idle one
     (waiting for request headers, or kept alive between requests), or is refused when every
@@ -62,6 +78,7 @@ class ConnectionGuard:
     def __init__(self, limits: WebLimits, counts: LimitCounts | None = None) -> None:
         self.limits = limits
         self._open: dict[GuardedRequestHandler, None] = {}
+        self._in_probe_slots: dict[GuardedRequestHandler, None] = {}
         self._no_long_idle_before = float("-inf")  # no connection idle for the grace before
         self.refused = Tally(
             "connection refused: --web.max-connections reached, none idle",
@@ -86,23 +103,30 @@ class ConnectionGuard:
     def handlers(self) -> list[GuardedRequestHandler]:
         return list(self._open)
 
-    def admit(self, handler: GuardedRequestHandler, first: Callable[[], FirstRequest]) -> bool:
+    def admit(self, handler: GuardedRequestHandler, first: Callable[[], FirstRequest]) -> Admission:
         """Room for the new connection: an idle one closed at the cap, or one of
         `probe_slots` beyond it (health and readiness only) when all are busy. Past the
         cap, `first()` peeks at the request: anything but a probe is refused unread (cheap
-        shedding), and a probe takes the place of a connection with no request yet."""
+        shedding), and a probe takes the place of a connection not seen to carry one."""
+        admission = Admission.SERVED
         if len(self._open) >= self.limits.max_connections:
             idle = self._oldest_long_idle()
             if idle is not None:
                 self.evicted.hit(limit=self.limits.max_connections)
                 self.release(idle)
-                idle.force_close()
+                idle.close_now()
                 handler.probes_only = idle.probes_only  # its slot, past the cap or not
-            elif not self._admit_past_the_cap(handler, first()):
-                self.refused.hit(limit=self.limits.max_connections)
-                return False
+            else:
+                admission = self._past_the_cap(first())
+                if admission is Admission.REFUSED:
+                    self.refused.hit(limit=self.limits.max_connections)
+                    return admission
+                handler.probes_only = True
+                handler.known_probe = admission is Admission.SERVED
         self._open[handler] = None
-        return True
+        if handler.probes_only:
+            self._in_probe_slots[handler] = None
+        return admission
 
     def _oldest_long_idle(self) -> GuardedRequestHandler | None:
         """The oldest connection idle for over the grace. A scan that finds none is not
@@ -123,27 +147,34 @@ class ConnectionGuard:
         self._no_long_idle_before = soonest
         return None
 
-    def _admit_past_the_cap(self, handler: GuardedRequestHandler, first: FirstRequest) -> bool:
+    def _past_the_cap(self, first: FirstRequest) -> Admission:
+        """A probe slot, at worst in the place of the oldest connection in one not seen to
+        carry a probe: a connection whose request is not there yet may be a probe's (one
+        was refused in a storm, the slots held by storm connections yet to send theirs)."""
         if first is FirstRequest.OTHER:
-            return False
+            return Admission.REFUSED
         if len(self._open) >= self.limits.max_connections + self.limits.probe_slots:
-            silent = next((open_ for open_ in self._open if open_.no_request_yet), None)
-            if first is not FirstRequest.PROBE or silent is None:
-                return False
+            in_slots = self._in_probe_slots
+            room = next((open_ for open_ in in_slots if not open_.carries_probe()), None)
+            if room is None and first is FirstRequest.PROBE:
+                room = next((open_ for open_ in self._open if open_.no_request_yet), None)
+            if room is None:
+                return Admission.REFUSED
             self.evicted.hit(limit=self.limits.max_connections)
-            self.release(silent)
-            silent.force_close()
-        handler.probes_only = True
-        handler.known_probe = first is FirstRequest.PROBE
-        return True
+            self.release(room)
+            room.close_now()
+        return Admission.SERVED if first is FirstRequest.PROBE else Admission.PENDING
 
     def release(self, handler: GuardedRequestHandler) -> None:
         self._open.pop(handler, None)
+        self._in_probe_slots.pop(handler, None)
 
 
 class GuardedRequestHandler(RequestHandler):
     """aiohttp's connection handler, admitted by the guard, closed when its first request's
-    headers are not in within the deadline (later requests: the keep-alive timeout)."""
+    headers are not in within the deadline (later requests: the keep-alive timeout). One
+    pending in a probe slot is handed to aiohttp only once its first bytes show a probe
+    (a storm's connections cost a close, not a request handler started and cancelled)."""
 
     def __init__(self, manager: Server, guard: ConnectionGuard) -> None:
         super().__init__(
@@ -155,7 +186,9 @@ class GuardedRequestHandler(RequestHandler):
         self._guard = guard
         self.probes_only = False  # admitted past the cap: health and readiness only
         self.known_probe = False  # and its request seen to be a probe's
-        self._admitted = False
+        self._in_guard = False
+        self._started = False  # handed to aiohttp
+        self._pending: asyncio.Transport | None = None  # admitted PENDING, not handed yet
         self._connected_at = 0.0
         self._deadline: asyncio.TimerHandle | None = None
 
@@ -174,32 +207,75 @@ class GuardedRequestHandler(RequestHandler):
         """Nothing parsed yet, nor seen to be a probe: its place can go to a probe."""
         return not self.known_probe and self._request_count == 0
 
+    @property
+    def pending(self) -> asyncio.Transport | None:
+        """The connection of one pending in a probe slot (its request not seen yet)."""
+        return self._pending
+
+    def carries_probe(self) -> bool:
+        """Its request is seen to be a probe's: read, or waiting on its socket unread."""
+        if not self.known_probe and self._pending is not None:
+            self.known_probe = peek_request(self._pending) is FirstRequest.PROBE
+        return self.known_probe
+
+    def close_now(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            self.force_close()
+        else:
+            pending.close()
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if not self._guard.admit(self, lambda: peek_request(transport)):
-            assert isinstance(transport, asyncio.WriteTransport)
-            transport.write(REFUSED)
-            transport.close()
+        assert isinstance(transport, asyncio.Transport)
+        admission = self._guard.admit(self, lambda: peek_request(transport))
+        if admission is Admission.REFUSED:
+            _refuse(transport)
             return
-        self._admitted = True
+        self._in_guard = True
         self._connected_at = self._loop.time()
-        super().connection_made(transport)
         timeout = self._guard.limits.read_header_timeout_seconds
         self._deadline = self._loop.call_later(timeout, self._header_deadline)
+        if admission is Admission.PENDING:
+            self._pending = transport
+        else:
+            self._start(transport)
+
+    def _start(self, transport: asyncio.Transport) -> None:
+        self._started = True
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            if classify_request(data[:PEEK_BYTES]) is not FirstRequest.PROBE:
+                self._guard.release(self)
+                self._guard.refused.hit(limit=self._guard.limits.max_connections)
+                _refuse(pending)
+                return
+            self.known_probe = True
+            self._start(pending)
+        super().data_received(data)
 
     def _header_deadline(self) -> None:
         self._deadline = None
-        if self._request_count == 0 and self.transport is not None:
+        if self._request_count == 0 and (self.transport or self._pending) is not None:
             self._guard.header_timeouts.hit()
-            self.force_close()
+            self.close_now()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
-        if not self._admitted:
-            return
-        self._guard.release(self)
-        super().connection_lost(exc)
+        if self._in_guard:
+            self._guard.release(self)
+        if self._started:
+            super().connection_lost(exc)
+
+
+def _refuse(transport: asyncio.Transport) -> None:
+    """503 and closed; what it sent is left unread."""
+    transport.write(REFUSED)
+    transport.close()
 
 
 @web.middleware

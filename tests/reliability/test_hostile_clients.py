@@ -8,6 +8,8 @@ loopback: idle and slowloris connections, more of them than descriptors, slow re
 | the body written whole (`WRITE_SLICE_BYTES` 1 GiB) | test_slow_readers_share_one_body_... |
 | `SharedBodies.get` joining for every scrape | test_slow_readers_share_one_body_... |
 | no cap (`ConnectionGuard.admit` never full) | the three test_..._cap_... and ..._files_limit_... |
+| webserver.py of 628a70c (nothing to peek at past the slots: refused) | both test_a_probe_... |
+| `carries_probe` without its peek | test_a_probe_whose_request_waits_unread_... |
 """
 
 from __future__ import annotations
@@ -174,7 +176,7 @@ async def test_probes_answer_when_every_slot_is_busy(idle_exporter: Exporter) ->
         assert (await ask("/-/healthy")).startswith(b"HTTP/1.1 200 ")
         assert (await ask("/-/ready")).startswith(b"HTTP/1.1 ")  # 503 "not ready": answered
         assert (await ask("/metrics")).startswith(b"HTTP/1.1 503 ")
-        assert site.guard.refused.total == 0
+        assert site.guard.refused.total == 1  # the scrape, as soon as its request is seen
         busy.close()
 
 
@@ -221,6 +223,73 @@ async def test_a_probe_behind_a_storm_of_connects_is_answered(idle_exporter: Exp
         assert await answer_to(silent) == b""  # closed to make room for the probe
         assert site.guard.refused.total == 50
         busy.close()
+
+
+PROBE_KEPT_ALIVE = b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@contextlib.asynccontextmanager
+async def a_probe_let_in_before_its_request(
+    exporter: Exporter,
+) -> AsyncIterator[
+    tuple[GuardedSite, GuardedRequestHandler, asyncio.StreamReader, asyncio.StreamWriter]
+]:
+    """The storm bench's missed probe: the one slot and the one probe slot held by
+    connections that have sent nothing, and a probe's connection accepted before its
+    request arrived (nothing to peek at yet). Yields the site, the probe's handler (on
+    the server) and its client streams, once the server has let it in or refused it."""
+    limits = WebLimits(max_connections=1, probe_slots=1, idle_grace_seconds=3600)
+    async with served(exporter, limits) as site:
+        guard = site.guard
+        writers = []
+        for _ in ("the slot", "the probe slot"):
+            taken = guard.open_connections + 1
+            writers.append((await asyncio.open_connection("127.0.0.1", site.port))[1])
+            await wait_until(lambda: guard.open_connections == taken, HANG, "slots taken")  # noqa: B023
+        reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
+        writers.append(writer)
+        decided = lambda: guard.refused.total + guard.evicted.total == 1  # noqa: E731
+        await wait_until(decided, HANG, "the probe's connection let in or refused")
+        let_in = [handler for handler in guard.handlers() if handler.probes_only]
+        assert let_in, "the probe's connection was refused"
+        try:
+            yield site, let_in[0], reader, writer
+        finally:
+            for each in writers:
+                each.close()
+
+
+async def test_a_probe_accepted_before_its_request_arrived_gets_in(
+    idle_exporter: Exporter,
+) -> None:
+    """It takes the place of the connection in the probe slot (before: refused, as
+    anything past the probe slots that could not be seen to be a probe); once its request
+    is read, a newer connection that has sent nothing cannot take its place in turn."""
+    async with a_probe_let_in_before_its_request(idle_exporter) as (site, _, reader, writer):
+        writer.write(PROBE_KEPT_ALIVE)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HANG)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert await asyncio.wait_for(reader.readexactly(3), HANG) == b"OK\n"
+        assert await answer_to(connect_blocking(site.port, b"")) == REFUSED
+        assert (site.guard.evicted.total, site.guard.refused.total) == (1, 1)
+
+
+async def test_a_probe_whose_request_waits_unread_keeps_its_place(
+    idle_exporter: Exporter,
+) -> None:
+    """Its request there but not read yet (a server too busy to read it), the probe's
+    connection is seen to carry a probe by a peek: a newer silent one is refused."""
+    async with a_probe_let_in_before_its_request(idle_exporter) as let_in:
+        site, handler, reader, writer = let_in
+        pending = handler.pending
+        assert pending is not None
+        pending.pause_reading()  # as an event loop busy elsewhere
+        writer.write(PROBE_KEPT_ALIVE)
+        await writer.drain()  # on loopback: in the server's receive queue
+        assert await answer_to(connect_blocking(site.port, b"")) == REFUSED
+        pending.resume_reading()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HANG)
+        assert head.startswith(b"HTTP/1.1 200 ")
 
 
 @contextlib.asynccontextmanager
