@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import resource
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -22,11 +22,13 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
 
+from exporter.acceptor import DECIDING_DESCRIPTORS, Acceptor, fitted_connection_cap
 from exporter.request_peek import (
     PEEK_BYTES,
     PROBE_PATHS,
     FirstRequest,
     classify_request,
+    discard_waiting,
     peek_request,
 )
 from exporter.web_limit_counts import LIMIT_COUNTS_KEY, LimitCounts, Tally
@@ -34,8 +36,9 @@ from exporter.web_limit_counts import LIMIT_COUNTS_KEY, LimitCounts, Tally
 log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-RESERVED_DESCRIPTORS = 64  # for the API sessions, the config and log files, the loop
+LISTEN_BACKLOG = 4096  # a storm of connects waits here, not refused
 ACCEPT_OUT_OF_RESOURCES = "socket.accept() out of system resource"  # asyncio's message
+ACCEPT_FAILED = "cannot accept connections: out of file descriptors"
 # What a connection refused at the cap is told before it is closed.
 REFUSED = (
     b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n"
@@ -95,6 +98,7 @@ class ConnectionGuard:
             "read_header_timeout",
             counts,
         )
+        self.accept_failures = Tally(ACCEPT_FAILED, "open_files", counts)
 
     @property
     def open_connections(self) -> int:
@@ -176,7 +180,7 @@ class GuardedRequestHandler(RequestHandler):
     pending in a probe slot is handed to aiohttp only once its first bytes show a probe
     (a storm's connections cost a close, not a request handler started and cancelled)."""
 
-    def __init__(self, manager: Server, guard: ConnectionGuard) -> None:
+    def __init__(self, manager: Server, guard: ConnectionGuard, closed: Callable[[], None]) -> None:
         super().__init__(
             manager,
             loop=asyncio.get_running_loop(),
@@ -184,6 +188,7 @@ class GuardedRequestHandler(RequestHandler):
             access_log=None,  # type: ignore[arg-type]  # aiohttp takes None for "no log"
         )
         self._guard = guard
+        self._closed = closed  # its socket's descriptor is given back
         self.probes_only = False  # admitted past the cap: health and readiness only
         self.known_probe = False  # and its request seen to be a probe's
         self._in_guard = False
@@ -263,6 +268,7 @@ class GuardedRequestHandler(RequestHandler):
             self.close_now()
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        self._closed()
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
@@ -273,8 +279,9 @@ class GuardedRequestHandler(RequestHandler):
 
 
 def _refuse(transport: asyncio.Transport) -> None:
-    """503 and closed; what it sent is left unread."""
+    """503 and closed, its request dropped unparsed."""
     transport.write(REFUSED)
+    discard_waiting(transport)
     transport.close()
 
 
@@ -302,24 +309,37 @@ class GuardedSite(web.TCPSite):
     ) -> None:
         super().__init__(runner, host, port, ssl_context=ssl_context)
         self.guard = guard
+        self._acceptors: list[Acceptor] = []
 
     async def start(self) -> None:
+        """asyncio binds the sockets (every interface for no host); `Acceptor`s accept."""
         await web.BaseSite.start(self)  # registers the site with the runner
         server = self._runner.server
         assert server is not None
-        tls: dict[str, Any] = {}
-        if self._ssl_context is not None:
-            tls = {
-                "ssl": self._ssl_context,
-                "ssl_handshake_timeout": self.guard.limits.read_header_timeout_seconds,
-            }
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: GuardedRequestHandler(server, self.guard),
-            self._host,
-            self._port,
-            backlog=4096,  # a storm of connects waits here, not refused
-            **tls,
+            asyncio.Protocol, self._host, self._port, start_serving=False
         )
+        limits = self.guard.limits
+        budget = limits.max_connections + limits.probe_slots + DECIDING_DESCRIPTORS
+        for bound in self._server.sockets:
+            listening = socket.socket(bound.family, bound.type, fileno=bound.fileno())
+            listening.listen(LISTEN_BACKLOG)
+            listening.detach()  # the descriptor stays the server's, which closes it
+            acceptor = Acceptor(
+                bound,
+                budget,
+                lambda closed: GuardedRequestHandler(server, self.guard, closed),
+                lambda error: self.guard.accept_failures.hit(error=str(error)),
+                self._ssl_context,
+                limits.read_header_timeout_seconds,
+            )
+            acceptor.start()
+            self._acceptors.append(acceptor)
+
+    async def stop(self) -> None:
+        for acceptor in self._acceptors:
+            acceptor.close()
+        await super().stop()
 
     @property
     def port(self) -> int:
@@ -328,26 +348,8 @@ class GuardedSite(web.TCPSite):
 
 
 def fit_descriptor_limit(limits: WebLimits) -> WebLimits:
-    """Raise the soft limit of open files to the hard one (as Go programs do), and lower
-    the connection cap below it when it would not fit: connections must never take the
-    descriptors the polls and the listener need."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass
-    needed = limits.max_connections + limits.probe_slots + RESERVED_DESCRIPTORS
-    if soft == resource.RLIM_INFINITY or needed <= soft:
-        return limits
-    fitted = max(1, soft - RESERVED_DESCRIPTORS - limits.probe_slots)
-    log.warning(
-        "--web.max-connections lowered to fit the open files limit",
-        asked=limits.max_connections,
-        max_connections=fitted,
-        open_files_limit=soft,
-    )
+    """The limits with the connection cap lowered to fit the open-files limit (raised)."""
+    fitted = fitted_connection_cap(limits.max_connections, limits.probe_slots)
     return replace(limits, max_connections=fitted)
 
 
@@ -356,9 +358,7 @@ def quiet_accept_errors(
 ) -> Tally:
     """asyncio logs a traceback each time accept() fails for want of descriptors, and
     retries a second later: that is one counted line a minute instead."""
-    accept_failures = Tally(
-        "cannot accept connections: out of file descriptors", "open_files", counts
-    )
+    accept_failures = Tally(ACCEPT_FAILED, "open_files", counts)
 
     def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if context.get("message") == ACCEPT_OUT_OF_RESOURCES:

@@ -52,6 +52,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "exporter.label_values",
         "exporter.request_peek",
         "exporter.web_limit_counts",
+        "exporter.acceptor",
     ),
     ("exporter.exchange", "exporter.settings", "exporter.signing"),
     ("exporter.telemetry", "exporter.logs"),
