@@ -12,12 +12,14 @@ loopback: idle and slowloris connections, more of them than descriptors, slow re
 | `carries_probe` without its peek | test_a_probe_whose_request_waits_unread_... |
 | webserver.py of 33cf502 (asyncio accepting its whole backlog at once) | ..._files_limit_... |
 | `_refuse` without `discard_waiting` (a reset, not the 503) | test_a_probe_behind_a_storm_... |
+| `Acceptor` without its retry after a failed accept() | test_accept_out_of_descriptors_... |
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import resource
 import signal
@@ -403,6 +405,31 @@ async def test_descriptor_exhaustion_is_one_counted_line_a_minute(logs: list[Eve
     assert failures.total == 1000
     lines = events(logs, "cannot accept connections: out of file descriptors")
     assert len(lines) == 1 and lines[0]["count"] == 1
+
+
+async def test_accept_out_of_descriptors_is_one_failure_then_a_retry(
+    idle_exporter: Exporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """accept() failing for want of descriptors all the same: counted once, accepting
+    paused, and the waiting connection served on the retry a second later (asyncio went on
+    trying: up to 4,096 failures counted, and a retry each, CPython gh-151615)."""
+    accept = socket.socket.accept
+    tries = 0
+
+    def out_of_files_once(listening: socket.socket) -> tuple[socket.socket, Any]:
+        nonlocal tries
+        tries += 1
+        if tries == 1:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return accept(listening)
+
+    async with served(idle_exporter, WebLimits()) as site:
+        monkeypatch.setattr(socket.socket, "accept", out_of_files_once)
+        reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
+        writer.write(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (await asyncio.wait_for(reader.read(), HANG)).startswith(b"HTTP/1.1 200 ")
+        writer.close()
+        assert site.guard.accept_failures.total == 1
 
 
 async def test_slow_readers_share_one_body_and_each_buffers_a_slice(
