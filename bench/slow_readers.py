@@ -8,8 +8,11 @@ app and server). `--readers` slow scrapers each read 16 KiB every 100 ms for
 `--wave-seconds`, then all abort (RST), `--waves` times; the server's RSS is sampled every
 250 ms, and `/-/healthy` asked every 500 ms from a process of its own (as a kubelet: from
 this one, the load generated here would delay the probe). `--storm N` then sends N scrapes
-at once. `--exporter-tree DIR` runs the server on the `exporter/` package in DIR, e.g. the
-version before the fix: `git archive <commit> exporter | tar -x -C DIR`.
+at once; `--probe-pause S` has the probe send its request S seconds after it connects
+(a loaded kubelet: accepted before its request arrives). A missed probe prints why (its
+status line, or the error). `--exporter-tree DIR` runs the server on the `exporter/`
+package in DIR, e.g. the version before the fix: `git archive <commit> exporter | tar -x
+-C DIR`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -104,8 +108,21 @@ async def _sample(pid: int, stop: asyncio.Event, samples: list[int]) -> None:
             await asyncio.wait_for(stop.wait(), SAMPLE_EVERY_SECONDS)
 
 
-async def _fast_scrape(port: int, path: str = "/metrics") -> bytes:
-    reader, writer = await asyncio.open_connection(HOST, port)
+async def _fast_scrape(
+    port: int, path: str = "/metrics", connected: float = 0.0, pause: float = 0.0
+) -> bytes:
+    """The answer to one request on a new connection, sent `pause` seconds after the
+    connection is made; `connected` (when given) is the time for the connection to be
+    made, past which TimeoutError says so."""
+    connecting = asyncio.open_connection(HOST, port)
+    try:
+        reader, writer = await (
+            asyncio.wait_for(connecting, connected) if connected else connecting
+        )
+    except TimeoutError as error:
+        raise TimeoutError("connect") from error
+    if pause:
+        await asyncio.sleep(pause)
     request = REQUEST.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
     writer.write(request.replace(b"/metrics", path.encode()))
     answer = await reader.read()
@@ -113,55 +130,63 @@ async def _fast_scrape(port: int, path: str = "/metrics") -> bytes:
     return answer
 
 
-async def _probe_health(port: int, stop: asyncio.Event, seconds: list[float]) -> None:
-    """/-/healthy on a new connection every 500 ms, as a probe: its latency, or NaN when
-    it did not answer 200 within 5 s (a probe's timeout)."""
+Probe = float | str  # a probe's latency, or why it failed
+
+
+async def _probe_health(
+    port: int, stop: asyncio.Event, probes: list[Probe], pause: float = 0.0
+) -> None:
+    """/-/healthy on a new connection every 500 ms, as a probe: its latency, or why it
+    did not answer 200 within 5 s (a probe's timeout)."""
     loop = asyncio.get_running_loop()
     while not stop.is_set():
         started = loop.time()
         try:
-            answer = await asyncio.wait_for(_fast_scrape(port, "/-/healthy"), 5)
-            ok = answer.startswith(b"HTTP/1.1 200")
-        except (OSError, TimeoutError):
-            ok = False
-        seconds.append(loop.time() - started if ok else float("nan"))
+            answer = await asyncio.wait_for(_fast_scrape(port, "/-/healthy", 4.99, pause), 5)
+            status = answer[:12].decode(errors="replace") or "closed unanswered"
+        except (OSError, TimeoutError) as error:
+            status = f"{type(error).__name__} {error}".strip()
+        probes.append(loop.time() - started if status == "HTTP/1.1 200" else status)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.5)
 
 
-async def _probe_until_stdin_closes(port: int) -> None:
+async def _probe_until_stdin_closes(port: int, pause: float) -> None:
     """The probe process: its latencies as a JSON list on stdout once stdin closes."""
     stop = asyncio.Event()
-    seconds: list[float] = []
-    prober = asyncio.create_task(_probe_health(port, stop, seconds))
+    probes: list[Probe] = []
+    prober = asyncio.create_task(_probe_health(port, stop, probes, pause))
     await asyncio.to_thread(sys.stdin.read)
     stop.set()
     await prober
-    print(json.dumps([value if value == value else None for value in seconds]), flush=True)
+    print(json.dumps(probes), flush=True)
 
 
 @contextlib.asynccontextmanager
-async def _probing(port: int) -> AsyncIterator[list[float]]:
+async def _probing(port: int, pause: float = 0.0) -> AsyncIterator[list[Probe]]:
     """`_probe_health` in a process of its own, as a kubelet: probing from this one, the
     load it generates would delay the probe's own connect, request and timer."""
     probe = await asyncio.create_subprocess_exec(
         *[sys.executable, "-m", "bench.slow_readers", "--probe-port", str(port)],
+        *["--probe-pause", str(pause)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    seconds: list[float] = []
+    probes: list[Probe] = []
     try:
-        yield seconds
+        yield probes
     finally:
         out, _ = await asyncio.wait_for(probe.communicate(b""), 60)
-        seconds.extend(float("nan") if value is None else value for value in json.loads(out))
+        probes.extend(json.loads(out))
 
 
-def _health(seconds: list[float]) -> str:
-    answered = [value for value in seconds if value == value]
+def _health(probes: list[Probe]) -> str:
+    answered = [value for value in probes if isinstance(value, float)]
     slowest = f"slowest {max(answered) * 1000:.0f} ms" if answered else "none answered"
-    return f"{len(answered)}/{len(seconds)} answered, {slowest}"
+    missed = Counter(value for value in probes if isinstance(value, str))
+    why = "".join(f"; {count} x {reason}" for reason, count in sorted(missed.items()))
+    return f"{len(answered)}/{len(probes)} answered, {slowest}{why}"
 
 
 async def _storm(port: int, scrapes: int) -> int:
@@ -191,11 +216,11 @@ async def _measure(pid: int, port: int, args: argparse.Namespace) -> dict[str, A
             read += sum(await asyncio.gather(*wave))
     stop.set()
     await sampler
-    storm_health: list[float] = []
+    storm_health: list[Probe] = []
     answered = 0
     storm_seconds = 0.0
     if args.storm:
-        async with _probing(port) as storm_health:
+        async with _probing(port, args.probe_pause) as storm_health:
             started = loop.time()
             answered = await _storm(port, args.storm)
             storm_seconds = loop.time() - started
@@ -224,10 +249,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storm", type=int, default=0, help="then this many scrapes at once")
     parser.add_argument("--exporter-tree", type=Path, help="a directory holding exporter/")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--probe-pause",
+        type=float,
+        default=0.0,
+        help="in the storm, the probe sends its request this long after it connects",
+    )
     parser.add_argument("--probe-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.probe_port:
-        asyncio.run(_probe_until_stdin_closes(args.probe_port))
+        asyncio.run(_probe_until_stdin_closes(args.probe_port, args.probe_pause))
         return 0
     if args.serve:
         asyncio.run(_serve(args.series, plain=args.exporter_tree is not None))

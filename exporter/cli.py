@@ -26,10 +26,10 @@ from exporter.service import Exporter, freeze_startup_heap, limit_malloc_arenas,
 from exporter.settings import Config, ConfigError, TargetConfig, load_config
 from exporter.sharding import Sharding, shard_ordinal
 from exporter.web import create_app
+from exporter.web_limit_counts import LIMIT_COUNTS_KEY
 from exporter.webconfig import WebConfig, load_web_config
 from exporter.webserver import (
     DEFAULT_WEB_LIMITS,
-    LIMIT_COUNTS_KEY,
     WebLimits,
     fit_descriptor_limit,
     quiet_accept_errors,

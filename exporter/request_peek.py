@@ -15,6 +15,7 @@ PROBE_PATHS = frozenset({"/-/healthy", "/-/ready"})
 PROBE_TARGETS = tuple(f"{path}{end}".encode() for path in PROBE_PATHS for end in (" ", "?"))
 PROBE_METHODS = (b"GET ", b"HEAD ")
 PEEK_BYTES = 32  # enough for "HEAD /-/healthy?" and the like
+DISCARD_BYTES = 16 << 10  # a refused request's headers, read and dropped
 
 
 class FirstRequest(enum.Enum):
@@ -56,3 +57,20 @@ def peek_request(transport: asyncio.BaseTransport) -> FirstRequest:
     finally:
         sock.detach()  # the descriptor stays the transport's
     return classify_request(start)
+
+
+def discard_waiting(transport: asyncio.BaseTransport, size: int = DISCARD_BYTES) -> None:
+    """Read and drop what waits on a plain-HTTP connection about to be closed: closed with
+    bytes unread, a socket sends a reset, which can reach the client before the 503."""
+    if transport.get_extra_info("sslcontext") is not None:
+        return
+    wrapped = transport.get_extra_info("socket")
+    if wrapped is None or wrapped.fileno() < 0:
+        return
+    sock = socket.socket(wrapped.family, wrapped.type, fileno=wrapped.fileno())
+    try:
+        sock.recv(size, socket.MSG_DONTWAIT)
+    except OSError:  # nothing there, or the connection already reset
+        pass
+    finally:
+        sock.detach()

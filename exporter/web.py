@@ -13,8 +13,9 @@ from exporter.reload import Reloader
 from exporter.service import Exporter
 from exporter.settings import ConfigError
 from exporter.snapshot import Snapshot
+from exporter.web_limit_counts import LIMIT_COUNTS_KEY, limit_counts
 from exporter.webconfig import BasicAuth, WebConfig
-from exporter.webserver import LIMIT_COUNTS_KEY, limit_counts, probes_past_the_cap
+from exporter.webserver import probes_past_the_cap
 
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
 TELEMETRY_PATH_KEY = web.AppKey("telemetry_path", str)

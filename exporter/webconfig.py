@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, FilePath, ValidationError, model_val
 
 from exporter.config_rules import yaml_problem
 from exporter.settings import ConfigError
-from exporter.webserver import LimitCounts, Tally
+from exporter.web_limit_counts import LimitCounts, Tally
 
 log = structlog.get_logger(__name__)
 
@@ -40,9 +40,13 @@ _TLS_VERSIONS = {
     "TLS12": ssl.TLSVersion.TLSv1_2,
     "TLS13": ssl.TLSVersion.TLSv1_3,
 }
+# Python's TLS verifies every client certificate it asks for, against the CAs loaded (it
+# has no verification callback: CPython issue #75425), and a failed check fails the
+# handshake. Go's RequestClientCert asks and never verifies: not asking lets in the same
+# clients, as the certificate is never read. RequireAnyClientCert cannot be had at all.
 _CLIENT_CERT_MODES = {
     "NoClientCert": ssl.CERT_NONE,
-    "RequestClientCert": ssl.CERT_OPTIONAL,
+    "RequestClientCert": ssl.CERT_NONE,
     "RequireAnyClientCert": ssl.CERT_REQUIRED,
     "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
     "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
@@ -64,8 +68,8 @@ class TLSServerConfig(BaseModel):
     @model_validator(mode="after")
     def _client_auth(self) -> TLSServerConfig:
         if self.client_auth_type == "RequireAnyClientCert":
-            # Go accepts any certificate here, unverified; Python's TLS verifies every
-            # client certificate it accepts, so this would refuse every client.
+            # Go requires a certificate and accepts any, unverified; Python's TLS can
+            # require one only by verifying it (`_CLIENT_CERT_MODES`).
             raise ValueError(
                 "client_auth_type RequireAnyClientCert is not supported (a client certificate "
                 "cannot be required without verifying it): use RequireAndVerifyClientCert "

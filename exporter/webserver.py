@@ -10,28 +10,35 @@ subclass of its connection handler (`RequestHandler`), made by our own site.
 from __future__ import annotations
 
 import asyncio
-import resource
+import enum
+import socket
 import ssl
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
-from weakref import WeakKeyDictionary
 
 import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
-from prometheus_client import Counter
 
-from exporter.request_peek import PROBE_PATHS, FirstRequest, peek_request
-from exporter.telemetry import Telemetry
+from exporter.acceptor import DECIDING_DESCRIPTORS, Acceptor, fitted_connection_cap
+from exporter.request_peek import (
+    PEEK_BYTES,
+    PROBE_PATHS,
+    FirstRequest,
+    classify_request,
+    discard_waiting,
+    peek_request,
+)
+from exporter.web_limit_counts import LIMIT_COUNTS_KEY, LimitCounts, Tally
 
 log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-RESERVED_DESCRIPTORS = 64  # for the API sessions, the config and log files, the loop
+LISTEN_BACKLOG = 4096  # a storm of connects waits here, not refused
 ACCEPT_OUT_OF_RESOURCES = "socket.accept() out of system resource"  # asyncio's message
+ACCEPT_FAILED = "cannot accept connections: out of file descriptors"
 # What a connection refused at the cap is told before it is closed.
 REFUSED = (
     b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n"
@@ -57,77 +64,13 @@ class WebLimits:
 DEFAULT_WEB_LIMITS = WebLimits()
 
 
-class LimitCounts:
-    """`vias_exporter_web_limits_reached_total{limit}`, in the exporter's process registry
-    (one per exporter: `limit_counts`); every limit present from the start, at 0."""
+class Admission(enum.Enum):
+    """The guard's answer to a new connection."""
 
-    LIMITS = (
-        "read_header_timeout",
-        "max_connections_idle_closed",
-        "max_connections_refused",
-        "basic_auth_pending_checks",
-        "open_files",
-    )
-
-    def __init__(self, telemetry: Telemetry) -> None:
-        self._telemetry = telemetry
-        self._counter = Counter(
-            "vias_exporter_web_limits_reached",
-            "Times a limit of the web server was reached, by limit (README, Web server limits).",
-            ["limit"],
-            registry=telemetry.process_registry,
-        )
-        for limit in self.LIMITS:
-            self._counter.labels(limit)
-        telemetry.changes += 1
-
-    def hit(self, limit: str) -> None:
-        self._counter.labels(limit).inc()
-        self._telemetry.changes += 1
-
-
-_LIMIT_COUNTS: WeakKeyDictionary[Telemetry, LimitCounts] = WeakKeyDictionary()
-LIMIT_COUNTS_KEY = web.AppKey("limit_counts", LimitCounts)
-
-
-def limit_counts(telemetry: Telemetry) -> LimitCounts:
-    counts = _LIMIT_COUNTS.get(telemetry)
-    if counts is None:
-        counts = _LIMIT_COUNTS[telemetry] = LimitCounts(telemetry)
-    return counts
-
-
-class Tally:
-    """Counts an event (in `counts`, under `limit`) and logs it at most once per `every`
-    seconds, with how many happened since the last line: a flood is one line a minute."""
-
-    def __init__(
-        self,
-        event: str,
-        limit: str = "",
-        counts: LimitCounts | None = None,
-        every: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.event = event
-        self._limit = limit
-        self._counts = counts
-        self.total = 0
-        self._every = every
-        self._clock = clock
-        self._unlogged = 0
-        self._logged_at: float | None = None
-
-    def hit(self, **fields: Any) -> None:
-        self.total += 1
-        if self._counts is not None:
-            self._counts.hit(self._limit)
-        self._unlogged += 1
-        now = self._clock()
-        if self._logged_at is None or now - self._logged_at >= self._every:
-            log.warning(self.event, count=self._unlogged, total=self.total, **fields)
-            self._unlogged = 0
-            self._logged_at = now
+    REFUSED = "refused"  # told 503 and closed
+    SERVED = "served"
+    # In a probe slot, its request not there yet: served if it is a probe's, else refused.
+    PENDING = "pending"
 
 
 class ConnectionGuard:
@@ -138,6 +81,7 @@ class ConnectionGuard:
     def __init__(self, limits: WebLimits, counts: LimitCounts | None = None) -> None:
         self.limits = limits
         self._open: dict[GuardedRequestHandler, None] = {}
+        self._in_probe_slots: dict[GuardedRequestHandler, None] = {}
         self._no_long_idle_before = float("-inf")  # no connection idle for the grace before
         self.refused = Tally(
             "connection refused: --web.max-connections reached, none idle",
@@ -154,6 +98,7 @@ class ConnectionGuard:
             "read_header_timeout",
             counts,
         )
+        self.accept_failures = Tally(ACCEPT_FAILED, "open_files", counts)
 
     @property
     def open_connections(self) -> int:
@@ -162,23 +107,30 @@ class ConnectionGuard:
     def handlers(self) -> list[GuardedRequestHandler]:
         return list(self._open)
 
-    def admit(self, handler: GuardedRequestHandler, first: Callable[[], FirstRequest]) -> bool:
+    def admit(self, handler: GuardedRequestHandler, first: Callable[[], FirstRequest]) -> Admission:
         """Room for the new connection: an idle one closed at the cap, or one of
         `probe_slots` beyond it (health and readiness only) when all are busy. Past the
         cap, `first()` peeks at the request: anything but a probe is refused unread (cheap
-        shedding), and a probe takes the place of a connection with no request yet."""
+        shedding), and a probe takes the place of a connection not seen to carry one."""
+        admission = Admission.SERVED
         if len(self._open) >= self.limits.max_connections:
             idle = self._oldest_long_idle()
             if idle is not None:
                 self.evicted.hit(limit=self.limits.max_connections)
                 self.release(idle)
-                idle.force_close()
+                idle.close_now()
                 handler.probes_only = idle.probes_only  # its slot, past the cap or not
-            elif not self._admit_past_the_cap(handler, first()):
-                self.refused.hit(limit=self.limits.max_connections)
-                return False
+            else:
+                admission = self._past_the_cap(first())
+                if admission is Admission.REFUSED:
+                    self.refused.hit(limit=self.limits.max_connections)
+                    return admission
+                handler.probes_only = True
+                handler.known_probe = admission is Admission.SERVED
         self._open[handler] = None
-        return True
+        if handler.probes_only:
+            self._in_probe_slots[handler] = None
+        return admission
 
     def _oldest_long_idle(self) -> GuardedRequestHandler | None:
         """The oldest connection idle for over the grace. A scan that finds none is not
@@ -199,29 +151,36 @@ class ConnectionGuard:
         self._no_long_idle_before = soonest
         return None
 
-    def _admit_past_the_cap(self, handler: GuardedRequestHandler, first: FirstRequest) -> bool:
+    def _past_the_cap(self, first: FirstRequest) -> Admission:
+        """A probe slot, at worst in the place of the oldest connection in one not seen to
+        carry a probe: a connection whose request is not there yet may be a probe's (one
+        was refused in a storm, the slots held by storm connections yet to send theirs)."""
         if first is FirstRequest.OTHER:
-            return False
+            return Admission.REFUSED
         if len(self._open) >= self.limits.max_connections + self.limits.probe_slots:
-            silent = next((open_ for open_ in self._open if open_.no_request_yet), None)
-            if first is not FirstRequest.PROBE or silent is None:
-                return False
+            in_slots = self._in_probe_slots
+            room = next((open_ for open_ in in_slots if not open_.carries_probe()), None)
+            if room is None and first is FirstRequest.PROBE:
+                room = next((open_ for open_ in self._open if open_.no_request_yet), None)
+            if room is None:
+                return Admission.REFUSED
             self.evicted.hit(limit=self.limits.max_connections)
-            self.release(silent)
-            silent.force_close()
-        handler.probes_only = True
-        handler.known_probe = first is FirstRequest.PROBE
-        return True
+            self.release(room)
+            room.close_now()
+        return Admission.SERVED if first is FirstRequest.PROBE else Admission.PENDING
 
     def release(self, handler: GuardedRequestHandler) -> None:
         self._open.pop(handler, None)
+        self._in_probe_slots.pop(handler, None)
 
 
 class GuardedRequestHandler(RequestHandler):
     """aiohttp's connection handler, admitted by the guard, closed when its first request's
-    headers are not in within the deadline (later requests: the keep-alive timeout)."""
+    headers are not in within the deadline (later requests: the keep-alive timeout). One
+    pending in a probe slot is handed to aiohttp only once its first bytes show a probe
+    (a storm's connections cost a close, not a request handler started and cancelled)."""
 
-    def __init__(self, manager: Server, guard: ConnectionGuard) -> None:
+    def __init__(self, manager: Server, guard: ConnectionGuard, closed: Callable[[], None]) -> None:
         super().__init__(
             manager,
             loop=asyncio.get_running_loop(),
@@ -229,9 +188,12 @@ class GuardedRequestHandler(RequestHandler):
             access_log=None,  # type: ignore[arg-type]  # aiohttp takes None for "no log"
         )
         self._guard = guard
+        self._closed = closed  # its socket's descriptor is given back
         self.probes_only = False  # admitted past the cap: health and readiness only
         self.known_probe = False  # and its request seen to be a probe's
-        self._admitted = False
+        self._in_guard = False
+        self._started = False  # handed to aiohttp
+        self._pending: asyncio.Transport | None = None  # admitted PENDING, not handed yet
         self._connected_at = 0.0
         self._deadline: asyncio.TimerHandle | None = None
 
@@ -250,32 +212,77 @@ class GuardedRequestHandler(RequestHandler):
         """Nothing parsed yet, nor seen to be a probe: its place can go to a probe."""
         return not self.known_probe and self._request_count == 0
 
+    @property
+    def pending(self) -> asyncio.Transport | None:
+        """The connection of one pending in a probe slot (its request not seen yet)."""
+        return self._pending
+
+    def carries_probe(self) -> bool:
+        """Its request is seen to be a probe's: read, or waiting on its socket unread."""
+        if not self.known_probe and self._pending is not None:
+            self.known_probe = peek_request(self._pending) is FirstRequest.PROBE
+        return self.known_probe
+
+    def close_now(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            self.force_close()
+        else:
+            pending.close()
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if not self._guard.admit(self, lambda: peek_request(transport)):
-            assert isinstance(transport, asyncio.WriteTransport)
-            transport.write(REFUSED)
-            transport.close()
+        assert isinstance(transport, asyncio.Transport)
+        admission = self._guard.admit(self, lambda: peek_request(transport))
+        if admission is Admission.REFUSED:
+            _refuse(transport)
             return
-        self._admitted = True
+        self._in_guard = True
         self._connected_at = self._loop.time()
-        super().connection_made(transport)
         timeout = self._guard.limits.read_header_timeout_seconds
         self._deadline = self._loop.call_later(timeout, self._header_deadline)
+        if admission is Admission.PENDING:
+            self._pending = transport
+        else:
+            self._start(transport)
+
+    def _start(self, transport: asyncio.Transport) -> None:
+        self._started = True
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            if classify_request(data[:PEEK_BYTES]) is not FirstRequest.PROBE:
+                self._guard.release(self)
+                self._guard.refused.hit(limit=self._guard.limits.max_connections)
+                _refuse(pending)
+                return
+            self.known_probe = True
+            self._start(pending)
+        super().data_received(data)
 
     def _header_deadline(self) -> None:
         self._deadline = None
-        if self._request_count == 0 and self.transport is not None:
+        if self._request_count == 0 and (self.transport or self._pending) is not None:
             self._guard.header_timeouts.hit()
-            self.force_close()
+            self.close_now()
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        self._closed()
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
-        if not self._admitted:
-            return
-        self._guard.release(self)
-        super().connection_lost(exc)
+        if self._in_guard:
+            self._guard.release(self)
+        if self._started:
+            super().connection_lost(exc)
+
+
+def _refuse(transport: asyncio.Transport) -> None:
+    """503 and closed, its request dropped unparsed."""
+    transport.write(REFUSED)
+    discard_waiting(transport)
+    transport.close()
 
 
 @web.middleware
@@ -302,24 +309,37 @@ class GuardedSite(web.TCPSite):
     ) -> None:
         super().__init__(runner, host, port, ssl_context=ssl_context)
         self.guard = guard
+        self._acceptors: list[Acceptor] = []
 
     async def start(self) -> None:
+        """asyncio binds the sockets (every interface for no host); `Acceptor`s accept."""
         await web.BaseSite.start(self)  # registers the site with the runner
         server = self._runner.server
         assert server is not None
-        tls: dict[str, Any] = {}
-        if self._ssl_context is not None:
-            tls = {
-                "ssl": self._ssl_context,
-                "ssl_handshake_timeout": self.guard.limits.read_header_timeout_seconds,
-            }
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: GuardedRequestHandler(server, self.guard),
-            self._host,
-            self._port,
-            backlog=4096,  # a storm of connects waits here, not refused
-            **tls,
+            asyncio.Protocol, self._host, self._port, start_serving=False
         )
+        limits = self.guard.limits
+        budget = limits.max_connections + limits.probe_slots + DECIDING_DESCRIPTORS
+        for bound in self._server.sockets:
+            listening = socket.socket(bound.family, bound.type, fileno=bound.fileno())
+            listening.listen(LISTEN_BACKLOG)
+            listening.detach()  # the descriptor stays the server's, which closes it
+            acceptor = Acceptor(
+                bound,
+                budget,
+                lambda closed: GuardedRequestHandler(server, self.guard, closed),
+                lambda error: self.guard.accept_failures.hit(error=str(error)),
+                self._ssl_context,
+                limits.read_header_timeout_seconds,
+            )
+            acceptor.start()
+            self._acceptors.append(acceptor)
+
+    async def stop(self) -> None:
+        for acceptor in self._acceptors:
+            acceptor.close()
+        await super().stop()
 
     @property
     def port(self) -> int:
@@ -328,26 +348,8 @@ class GuardedSite(web.TCPSite):
 
 
 def fit_descriptor_limit(limits: WebLimits) -> WebLimits:
-    """Raise the soft limit of open files to the hard one (as Go programs do), and lower
-    the connection cap below it when it would not fit: connections must never take the
-    descriptors the polls and the listener need."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass
-    needed = limits.max_connections + limits.probe_slots + RESERVED_DESCRIPTORS
-    if soft == resource.RLIM_INFINITY or needed <= soft:
-        return limits
-    fitted = max(1, soft - RESERVED_DESCRIPTORS - limits.probe_slots)
-    log.warning(
-        "--web.max-connections lowered to fit the open files limit",
-        asked=limits.max_connections,
-        max_connections=fitted,
-        open_files_limit=soft,
-    )
+    """The limits with the connection cap lowered to fit the open-files limit (raised)."""
+    fitted = fitted_connection_cap(limits.max_connections, limits.probe_slots)
     return replace(limits, max_connections=fitted)
 
 
@@ -356,9 +358,7 @@ def quiet_accept_errors(
 ) -> Tally:
     """asyncio logs a traceback each time accept() fails for want of descriptors, and
     retries a second later: that is one counted line a minute instead."""
-    accept_failures = Tally(
-        "cannot accept connections: out of file descriptors", "open_files", counts
-    )
+    accept_failures = Tally(ACCEPT_FAILED, "open_files", counts)
 
     def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if context.get("message") == ACCEPT_OUT_OF_RESOURCES:

@@ -171,6 +171,22 @@ async def test_a_rotated_certificate_is_served_without_a_restart(
     ]
 
 
+async def test_request_client_cert_lets_in_a_certificate_nobody_can_verify(
+    tmp_path: Path, ca: trustme.CA, idle_exporter: Exporter
+) -> None:
+    """As Go's RequestClientCert: a client certificate is never verified, so a scraper
+    whose certificate comes from a CA the exporter does not know is let in, as is one
+    with none (before: CERT_OPTIONAL verified it, the handshake failed)."""
+    path = write_web_config(tmp_path, ca)
+    path.write_text(path.read_text() + "  client_auth_type: RequestClientCert\n")
+    web_config = load_web_config(path)
+    unknown_ca_cert = client_context(ca)
+    trustme.CA().issue_cert("scraper.example").configure_cert(unknown_ca_cert)
+    async with serving(idle_exporter, web_config) as url:
+        assert await get_status(url + "/metrics", ssl=unknown_ca_cert) == 200
+        assert await get_status(url + "/metrics", ssl=client_context(ca)) == 200
+
+
 def test_require_any_client_cert_is_refused_at_start_up(tmp_path: Path, ca: trustme.CA) -> None:
     """It was accepted, then every client was refused (Python verifies every client
     certificate it accepts): now a configuration error saying what to use instead."""
