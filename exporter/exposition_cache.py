@@ -7,7 +7,7 @@ that every body equals that render).
 
 A gzip body is one gzip member whose deflate stream is the concatenation of each piece's
 own deflate output, each ended by a full flush (no back-reference crosses it, as pigz
-does): a piece is compressed once, when first served, not at every scrape.
+does): a piece is compressed once, when made, and kept only so (`Piece`).
 """
 
 from __future__ import annotations
@@ -73,20 +73,39 @@ def _escape_value(text: str) -> str:
 
 
 class Piece:
-    """Bytes of the exposition, with their deflate output once it has been asked for."""
+    """Bytes of the exposition, kept deflated (with their CRC-32 and length for the gzip
+    trailer): a fleet's text is ~80 MB, its deflate output a twentieth, and Prometheus
+    asks for gzip. A scrape that asks for plain text inflates the pieces again."""
 
-    __slots__ = ("_deflated", "data")
+    __slots__ = ("crc", "deflated", "size", "zeros_crc")
 
     def __init__(self, data: bytes) -> None:
-        self.data = data
-        self._deflated: bytes | None = None
+        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+        self.deflated = compressor.compress(data) + compressor.flush(zlib.Z_FULL_FLUSH)
+        self.crc = zlib.crc32(data)
+        self.size = len(data)
+        self.zeros_crc = zlib.crc32(_zeros(self.size))
 
-    def deflated(self, compressor: zlib._Compress) -> bytes:
-        deflated = self._deflated
-        if deflated is None:  # two threads may both compress it: same bytes, no harm
-            deflated = compressor.compress(self.data) + compressor.flush(zlib.Z_FULL_FLUSH)
-            self._deflated = deflated
-        return deflated
+    @property
+    def data(self) -> bytes:
+        return zlib.decompressobj(-zlib.MAX_WBITS).decompress(self.deflated)
+
+    def crc_after(self, crc: int) -> int:
+        """The CRC-32 of some bytes whose CRC is `crc` followed by this piece's: a CRC is
+        affine in its initial value, and running it over zeros gives that map's linear
+        part (zlib's crc32_combine, which Python's zlib does not offer)."""
+        return zlib.crc32(_zeros(self.size), crc) ^ self.zeros_crc ^ self.crc
+
+
+_zero_bytes = bytes(1 << 16)
+
+
+def _zeros(size: int) -> memoryview:
+    global _zero_bytes  # grown for the largest piece; a thread racing it keeps its own
+    zeros = _zero_bytes
+    if size > len(zeros):
+        zeros = _zero_bytes = bytes(max(size, 2 * len(zeros)))
+    return memoryview(zeros)[:size]
 
 
 Pieces = tuple[dict[str, Piece], dict[str, Piece]]  # one source's lines: by format, by family
@@ -148,15 +167,14 @@ def pieces(families: Iterable[Metric], cap: LabelCap | None = None) -> Pieces:
 
 
 def body(parts: Iterable[Piece], *, gzipped: bool) -> bytes:
-    """The pieces joined, or as one gzip member from each piece's deflate output."""
+    """The pieces inflated and joined, or as one gzip member from their deflate output."""
     if not gzipped:
         return b"".join(piece.data for piece in parts)
-    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
     crc = size = 0
     deflated = [_GZIP_HEADER]
     for piece in parts:
-        crc = zlib.crc32(piece.data, crc)
-        size += len(piece.data)
-        deflated.append(piece.deflated(compressor))
+        crc = piece.crc_after(crc)
+        size += piece.size
+        deflated.append(piece.deflated)
     trailer = crc.to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little")
     return b"".join((*deflated, _FINAL_BLOCK, trailer))
