@@ -36,3 +36,18 @@ def test_quick_bench_runs_every_case_and_prints_its_row() -> None:
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
     for case, metric in CASE_ROWS.items():
         assert any(row.startswith(f"| {case} | {metric}") for row in rows), (case, result.stdout)
+
+
+def test_fleet_commits_prints_a_row_per_commit_it_ran() -> None:
+    """`python -m bench.fleet_commits`: this tree and one before the budget plan, each in
+    the table (a commit git cannot extract would be left out with a note)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.fleet_commits", "--quick", "adbd683", "here"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0] for row in rows[1:]] == ["| adbd683", "| here"], result.stdout
