@@ -21,7 +21,7 @@ EXPORTER_KEY = web.AppKey("exporter", Exporter)
 TELEMETRY_PATH_KEY = web.AppKey("telemetry_path", str)
 RELOADER_KEY = web.AppKey("reloader", Reloader)
 # A slow reader holds at most a slice in asyncio's buffer; a smaller slice costs a scrape
-# more waits for the socket (256 KiB: a fifth fewer scrapes a second of a 1.4 MB body).
+# more waits for the socket (256 KiB: a quarter fewer scrapes a second of a 1.4 MB body).
 WRITE_SLICE_BYTES = 1 << 20
 
 
