@@ -232,3 +232,26 @@ async def exposition_with_every_metric() -> str:
                 assert time.monotonic() < deadline, "no poll overran"
                 await asyncio.sleep(0.01)
             return exporter.exposition.body(openmetrics=False, gzipped=False).decode()
+
+
+def discovery_config(
+    url: str, *, targets: list[dict[str, Any]] | None = None, **discovery: Any
+) -> Config:
+    """Discovery through the simulator's IAM at `url` (AK/SK), the `tasks` of every project
+    of cn-north-4, no retries; `discovery` overrides or adds fields of the section."""
+    return Config.model_validate(
+        {
+            "global": {"request_timeout_seconds": 5, "max_retries": 0},
+            "discovery": {
+                "iam_endpoint": url,
+                "endpoint": url,
+                "access_key": ACCESS_KEY,
+                "secret_key": SECRET_KEY,
+                "regions": ["cn-north-4"],
+                "sources": ["tasks"],
+                **discovery,
+            },
+            "targets": targets or [],
+        },
+        context=REGISTRY,
+    )

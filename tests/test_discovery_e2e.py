@@ -33,12 +33,11 @@ from exporter.sharding import Sharding
 from exporter.simulator import Fault, World, run_simulator
 from exporter.simulator.iam import IamDirectory, IamProject
 from tests.support import (
-    ACCESS_KEY,
-    SECRET_KEY,
     TOKEN,
     RunningExporter,
     RunningSimulator,
     Samples,
+    discovery_config,
     make_simulator,
     serving,
 )
@@ -60,24 +59,9 @@ async def account() -> AsyncIterator[RunningSimulator]:
 
 
 def config(url: str, *, targets: list[dict[str, Any]] | None = None, **discovery: Any) -> Config:
-    return Config.model_validate(
-        {
-            "global": {"request_timeout_seconds": 5, "max_retries": 0},
-            "discovery": {
-                "iam_endpoint": url,
-                "endpoint": url,
-                "access_key": ACCESS_KEY,
-                "secret_key": SECRET_KEY,
-                "regions": ["cn-north-4"],
-                "refresh_interval_seconds": 0.05,
-                "sources": ["tasks"],
-                "poll_interval_seconds": 0.2,
-                **discovery,
-            },
-            "targets": targets or [],
-        },
-        context=REGISTRY,
-    )
+    """Discovery refreshed and polled fast (`discovery_config`)."""
+    fast = {"refresh_interval_seconds": 0.05, "poll_interval_seconds": 0.2, **discovery}
+    return discovery_config(url, targets=targets, **fast)
 
 
 @contextlib.asynccontextmanager

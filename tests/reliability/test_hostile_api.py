@@ -22,9 +22,7 @@ from structlog.typing import EventDict
 
 from exporter.auth import TokenAuth
 from exporter.errors import ViasResponseError
-from exporter.lists import REGISTRY
 from exporter.service import Exporter
-from exporter.settings import Config
 from exporter.simulator.iam import IamDirectory, IamProject
 from exporter.telemetry import Telemetry
 from exporter.transport import Transport
@@ -37,10 +35,9 @@ from tests.reliability.reliability_support import (
     running_exporter,
 )
 from tests.support import (
-    ACCESS_KEY,
-    SECRET_KEY,
     RunningSimulator,
     Samples,
+    discovery_config,
     job_items,
     make_config,
     serving,
@@ -210,25 +207,6 @@ async def test_a_total_below_a_full_page_does_not_end_the_listing(
 # --- 3. an empty project list from IAM; 5. project ids that are paths --------------------
 
 
-def discovering(url: str, **discovery: Any) -> Config:
-    """Discovery through the simulator's IAM (AK/SK), every project of cn-north-4."""
-    return Config.model_validate(
-        {
-            "global": {"request_timeout_seconds": 5, "max_retries": 0},
-            "discovery": {
-                "iam_endpoint": url,
-                "endpoint": url,
-                "access_key": ACCESS_KEY,
-                "secret_key": SECRET_KEY,
-                "regions": ["cn-north-4"],
-                "sources": ["tasks"],
-                **discovery,
-            },
-        },
-        context=REGISTRY,
-    )
-
-
 def exported_projects(samples: Any) -> set[str]:
     return {dict(labels)["project_id"] for labels in samples.series("vias_up")}
 
@@ -243,7 +221,7 @@ async def test_an_empty_project_list_is_not_believed_at_once(
     sim = simulator.sim
     sim.iam = IamDirectory([IamProject("p1", "cn-north-4"), IamProject("p2", "cn-north-4_b")])
     clock = FakeClock()
-    config = discovering(simulator.url, empty_confirmation_seconds=600)
+    config = discovery_config(simulator.url, empty_confirmation_seconds=600)
     async with Exporter(config, clock=clock) as exporter, serving(exporter) as url:
         assert await exporter.discover()
         await exporter.poll_all_once()
@@ -273,7 +251,7 @@ async def test_a_project_listed_again_ends_the_empty_streak(simulator: RunningSi
     listed = IamDirectory([IamProject("p1", "cn-north-4")])
     sim.iam = listed
     clock = FakeClock()
-    async with Exporter(discovering(simulator.url), clock=clock) as exporter:
+    async with Exporter(discovery_config(simulator.url), clock=clock) as exporter:
         assert await exporter.discover()
         for answer in (IamDirectory([]), listed, IamDirectory([])):
             sim.iam = answer
@@ -291,7 +269,7 @@ async def test_a_project_id_that_is_a_path_is_never_polled(
     sim.iam = IamDirectory(
         [IamProject("p1", "cn-north-4"), IamProject("../../v3/projects?x=", "cn-north-4_x")]
     )
-    async with Exporter(discovering(simulator.url)) as exporter, serving(exporter) as url:
+    async with Exporter(discovery_config(simulator.url)) as exporter, serving(exporter) as url:
         assert await exporter.discover()
         await exporter.poll_all_once()
         samples = await _metrics(url)
