@@ -28,6 +28,7 @@ from exporter.lists.base import PollContext
 from exporter.lists.jobs import JobAggregator, Task, TaskPage
 from exporter.lists.tasks import TASKS
 from exporter.models import parse_model
+from exporter.own_metrics import ProjectMetric
 from exporter.service import Exporter
 
 # The client settings the poll, memory and stall cases run with (defaults: 4, 4, 20/s).
@@ -164,7 +165,7 @@ def _api_calls(exporter: Exporter) -> int:
         sum(
             sample.value
             for metric in exporter.telemetry.project(PROJECT_ID)
-            .metrics["vias_api_requests"]
+            .metrics[ProjectMetric.vias_api_requests]
             .collect()
             for sample in metric.samples
             if sample.name.endswith("_total")

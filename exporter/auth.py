@@ -24,6 +24,7 @@ from exporter.errors import (
 )
 from exporter.exchange import exchange
 from exporter.models import parse_time
+from exporter.own_metrics import ProjectMetric
 from exporter.settings import GlobalConfig
 from exporter.signing import sign_request
 from exporter.telemetry import Telemetry
@@ -224,7 +225,8 @@ class IamPasswordAuth(Auth):
         self._token, self._refresh_at = token, expires_at - min(self._refresh_ahead, lifetime / 2)
         self._cool_down.succeeded()
         self.logins += 1
-        self._telemetry.set_token_expiry(self._project_id, expires_at)
+        expiry = ProjectMetric.vias_auth_token_expiry_timestamp_seconds
+        self._telemetry.record(self._project_id, expiry, value=expires_at)
         log.info("iam login succeeded", project_id=self._project_id, expires_at=expires_at)
 
     def _login_body(self) -> bytes:

@@ -36,6 +36,7 @@ from exporter.config_rules import PROJECT_ID_RULE, valid_project_id
 from exporter.errors import ViasError, ViasResponseError
 from exporter.lists import REGISTRY
 from exporter.models import ApiModel, parse_model
+from exporter.own_metrics import DiscoveryMetric
 from exporter.settings import DiscoveryConfig, GlobalConfig, TargetConfig
 from exporter.telemetry import Telemetry
 from exporter.transport import Transport, client_session, client_tls
@@ -160,7 +161,7 @@ class Discovery:
         self.config = config
         self._settings = settings
         self._telemetry = telemetry
-        self._metrics = telemetry.discovery
+        telemetry.watch_discovery()
         self._per_page = per_page
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
@@ -247,14 +248,18 @@ class Discovery:
         targets = targets_of(self._usable(await self.projects()), self.config)
         self._check_not_lost(targets)
         self.targets = targets
-        self._metrics.refreshed(len(targets), self._clock())
+        self._telemetry.update(DiscoveryMetric.vias_discovery_projects, value=len(targets))
+        self._telemetry.update(DiscoveryMetric.vias_discovery_last_refresh_successful, value=1)
+        succeeded_at = DiscoveryMetric.vias_discovery_last_refresh_success_timestamp_seconds
+        self._telemetry.update(succeeded_at, value=self._clock())
         return targets
 
     def _usable(self, projects: list[IamProject]) -> list[IamProject]:
         """The projects whose id may go into a URL path (see `valid_project_id`)."""
         usable = [project for project in projects if valid_project_id(project.id)]
         if rejected := len(projects) - len(usable):
-            self._metrics.projects_rejected_by("invalid_id", rejected)
+            rejects = DiscoveryMetric.vias_discovery_projects_rejected
+            self._telemetry.update(rejects, "invalid_id", value=rejected)
             log.warning("discovered projects ignored", projects=rejected, because=PROJECT_ID_RULE)
         return usable
 
@@ -300,7 +305,9 @@ class Discovery:
                 seconds=round(time.monotonic() - started, 3),
             )
             return targets
-        self._metrics.refresh_failed(reason)
+        failures = DiscoveryMetric.vias_discovery_refresh_failures
+        self._telemetry.update(failures, reason, value=1)
+        self._telemetry.update(DiscoveryMetric.vias_discovery_last_refresh_successful, value=0)
         return None
 
     async def run(self, on_targets: OnTargets, *, current: Sequence[TargetConfig] = ()) -> None:

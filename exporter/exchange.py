@@ -20,6 +20,7 @@ from exporter.errors import (
     ViasResponseError,
     ViasTimeoutError,
 )
+from exporter.own_metrics import ProjectMetric
 from exporter.telemetry import Telemetry
 
 log = structlog.get_logger(__name__)
@@ -72,7 +73,9 @@ async def exchange(
         ) from error
     finally:
         duration = time.perf_counter() - started
-        telemetry.observe_request(project_id, endpoint, code, duration)
+        telemetry.record(project_id, ProjectMetric.vias_api_requests, endpoint, code)
+        latency = ProjectMetric.vias_api_request_duration_seconds
+        telemetry.record(project_id, latency, endpoint, value=duration)
         log.debug(
             "request",
             project_id=project_id,

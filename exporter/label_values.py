@@ -11,6 +11,7 @@ import hashlib
 
 import structlog
 
+from exporter.own_metrics import ProjectMetric
 from exporter.telemetry import Telemetry
 
 log = structlog.get_logger(__name__)
@@ -51,7 +52,7 @@ def report_cut(cap: LabelCap, telemetry: Telemetry, project_id: str, source: str
     if not cap.cut:
         return
     values = cap.cut
-    telemetry.count_label_values_truncated(project_id, source, values)
+    telemetry.record(project_id, ProjectMetric.vias_label_values_truncated, source, value=values)
     log.warning(
         "label values truncated",
         project_id=project_id,

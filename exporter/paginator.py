@@ -25,6 +25,7 @@ import structlog
 from exporter.errors import ViasHTTPError, ViasResponseError
 from exporter.lists.base import Identified, ItemT, ViasList
 from exporter.models import Page, check_json, parse_model
+from exporter.own_metrics import ProjectMetric
 from exporter.transport import Transport
 
 log = structlog.get_logger(__name__)
@@ -293,7 +294,8 @@ def _complete(
 
 
 def _stopped(transport: Transport, vias_list: ViasList[Any, Any], reason: str) -> None:
-    transport.telemetry.count_pagination_stop(transport.project_id, vias_list.name, reason)
+    stops = ProjectMetric.vias_pagination_stops
+    transport.telemetry.record(transport.project_id, stops, vias_list.name, reason)
     log.warning(
         "listing cut short", project_id=transport.project_id, source=vias_list.name, reason=reason
     )
@@ -302,7 +304,8 @@ def _stopped(transport: Transport, vias_list: ViasList[Any, Any], reason: str) -
 def _fell_back(
     transport: Transport, vias_list: ViasList[Any, Any], reason: str, error: ViasHTTPError
 ) -> None:
-    transport.telemetry.count_paging_fallback(transport.project_id, vias_list.name, reason)
+    fallbacks = ProjectMetric.vias_paging_fallbacks
+    transport.telemetry.record(transport.project_id, fallbacks, vias_list.name, reason)
     log.warning(
         "listing refused, read another way",
         project_id=transport.project_id,

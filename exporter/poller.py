@@ -20,6 +20,7 @@ from exporter.details import with_details
 from exporter.errors import ViasAuthCoolDown, ViasError
 from exporter.lists import REGISTRY
 from exporter.lists.base import DataT, ItemT, PollContext, ViasList
+from exporter.own_metrics import ProjectMetric
 from exporter.pacing import counting_requests
 from exporter.paginator import PageFacts, read_listing
 from exporter.snapshot import SnapshotStore, SourceState
@@ -126,14 +127,13 @@ class SourcePoller(Generic[ItemT, DataT]):
                 started = loop.time()  # later than next_at when it waited for its turn
                 await self.poll_once()
             interval = self.effective_interval
-            self._telemetry.set_poll_intervals(
-                self.project_id, self.source, self.interval, interval
-            )
+            self._count(ProjectMetric.vias_poll_interval_seconds, value=self.interval)
+            self._count(ProjectMetric.vias_poll_effective_interval_seconds, value=interval)
             next_at = max(next_at, started) + interval
             now = loop.time()
             if now > next_at:  # the poll itself took longer than the interval
                 missed = int((now - next_at) // interval) + 1
-                self._telemetry.count_poll_overruns(self.project_id, self.source, missed)
+                self._count(ProjectMetric.vias_poll_overruns, value=missed)
                 log.warning("poll overran its interval", **self._where(), skipped=missed)
                 next_at += missed * interval
             await asyncio.sleep(next_at - now)
@@ -150,7 +150,7 @@ class SourcePoller(Generic[ItemT, DataT]):
         try:
             data = await self._collect()
         except ViasAuthCoolDown as error:
-            self._telemetry.count_poll_skip(self.project_id, self.source, error.reason)
+            self._count(ProjectMetric.vias_poll_skips, error.reason)
             self._state = self._down(str(error))
             log.warning("poll skipped", **self._where(), reason=error.reason, error=str(error))
         except ViasError as error:
@@ -182,11 +182,12 @@ class SourcePoller(Generic[ItemT, DataT]):
                 items=data.item_count,
                 duration_seconds=round(time.perf_counter() - started, 3),
             )
-        self._telemetry.observe_poll(self.project_id, self.source, time.perf_counter() - started)
+        self._count(ProjectMetric.vias_poll_duration_seconds, value=time.perf_counter() - started)
         self.polls += 1
         hidden = self._store.replace(self._state)
         if hidden:
-            self._telemetry.count_hidden_problems(self.project_id, hidden)
+            dropped = ProjectMetric.vias_problem_task_series_dropped
+            self._telemetry.record(self.project_id, dropped, value=hidden)
         log.debug(
             "snapshot swapped",
             **self._where(),
@@ -227,8 +228,12 @@ class SourcePoller(Generic[ItemT, DataT]):
             self._last_listing = listing.pages
         return data
 
+    def _count(self, metric: ProjectMetric, *labels: str, value: float = 1) -> None:
+        """One change of this source's `metric` (`Telemetry.record`)."""
+        self._telemetry.record(self.project_id, metric, self.source, *labels, value=value)
+
     def _failed(self, reason: str, error: str) -> SourceState[DataT]:
-        self._telemetry.count_poll_error(self.project_id, self.source, reason)
+        self._count(ProjectMetric.vias_poll_errors, reason)
         return self._down(error)
 
     def _down(self, error: str) -> SourceState[DataT]:

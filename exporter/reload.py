@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import structlog
 
+from exporter.own_metrics import ProcessMetric
 from exporter.service import Exporter
 from exporter.settings import Config, ConfigError
 
@@ -34,7 +35,7 @@ class Reloader:
                 config = await asyncio.to_thread(self._load)  # reads files: off the loop
                 await self._exporter.reload(config)
             except (ConfigError, OSError) as error:  # OSError: the new CA file is unusable
-                telemetry.config_reload_failed()
+                telemetry.update(ProcessMetric.vias_config_last_reload_successful, value=0)
                 await self._exporter.exposition.refresh()
                 log.error("reload failed, the running configuration stays", error=str(error))
                 if isinstance(error, ConfigError):

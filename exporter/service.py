@@ -25,6 +25,7 @@ from exporter.collector import Exposition
 from exporter.discovery import Discovery, without_static
 from exporter.lists import REGISTRY
 from exporter.metric_filter import MetricFilter
+from exporter.own_metrics import ProcessMetric
 from exporter.poller import SourcePoller
 from exporter.settings import Config, GlobalConfig, TargetConfig
 from exporter.sharding import Sharding
@@ -128,7 +129,8 @@ class Exporter:
         self.sharding = sharding or Sharding()
         self._clock = clock
         self.telemetry = Telemetry()
-        self.telemetry.set_shard(self.sharding.shard, self.sharding.total)
+        self.telemetry.update(ProcessMetric.vias_exporter_shard_ordinal, value=self.sharding.shard)
+        self.telemetry.update(ProcessMetric.vias_exporter_total_shards, value=self.sharding.total)
         self.store = SnapshotStore(config.global_.problem_tasks_limit)
         self.exposition = Exposition(self.store, self.telemetry, metric_filter=metric_filter)
         self.exposition.cap_label_values(config.global_.label_value_max_bytes)

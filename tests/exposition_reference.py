@@ -19,6 +19,7 @@ from exporter.lists import REGISTRY
 from exporter.lists.base import ListView, Renderer
 from exporter.lists.service_join import NO_SERVICES, services_by_project, with_services
 from exporter.snapshot import Snapshot
+from tests.support import telemetry_registry
 
 
 def snapshot_families(snapshot: Snapshot) -> Iterator[Metric]:
@@ -76,7 +77,9 @@ class WholeExposition(Collector):
 
     def collect(self) -> Iterator[Metric]:
         allows = self.exposition.allowed.allows
-        yield from without_created(filter(allows, self.exposition.telemetry.registry.collect()))
+        yield from without_created(
+            filter(allows, telemetry_registry(self.exposition.telemetry).collect())
+        )
         max_bytes = self.exposition.label_value_max_bytes
         allowed = filter(allows, snapshot_families(self.exposition.store.current))
         families = (capped_family(family, max_bytes) for family in allowed)

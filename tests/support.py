@@ -9,19 +9,24 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from copy import copy
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from exporter.lists import REGISTRY
 from exporter.service import Exporter
 from exporter.settings import Config, DiscoveryConfig
 from exporter.simulator import Fault, Simulator, World, run_simulator
 from exporter.simulator.iam import IamProject
+from exporter.telemetry import Telemetry
 from exporter.web import create_app
 from exporter.webconfig import WebConfig
 from exporter.webserver import WebLimits, start_site
@@ -255,3 +260,28 @@ def discovery_config(
         },
         context=REGISTRY,
     )
+
+
+class _AllTelemetry(Collector):
+    """Every self-metric of a `Telemetry`: each project's families merged, then the
+    process-wide ones."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+
+    def collect(self) -> Iterator[Metric]:
+        merged = [copy(family) for family in self.telemetry.project_families]
+        for family in merged:
+            family.samples = []
+        for _, metrics in self.telemetry.projects():
+            for family, own in zip(merged, metrics.registry.collect(), strict=True):
+                family.samples.extend(own.samples)
+        yield from merged
+        yield from self.telemetry.process_registry.collect()
+
+
+def telemetry_registry(telemetry: Telemetry) -> CollectorRegistry:
+    """A registry of every self-metric (`get_sample_value`, `generate_latest`)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_AllTelemetry(telemetry))
+    return registry

@@ -16,7 +16,7 @@ poll. Real polls of the simulator over HTTP, the real web app scraped over loopb
 | `render()` collects the self-metrics too | ..._only_the_projects_whose_self... |
 | `_project_pieces` ignores the version | ..._only_the_projects_whose_self... |
 | `serve` keys the kept body without `Telemetry.changes` | ..._served_again_until... |
-| `config_reload_failed` or `refreshed` do not move `changes` | ..._served_again_until... |
+| `Telemetry.update` or `watch_discovery` does not move `changes` | ..._served_again_until... |
 | `_project_pieces` renders every project at every body | ..._only_the_projects_whose_self... |
 | text `_created` slots not optional (empty headers) | ..._equals_a_whole_render... |
 | OpenMetrics body without `# EOF` | ..._equals_a_whole_render..., test_both_formats_parse... |
@@ -45,6 +45,7 @@ from exporter.collector import Exposition
 from exporter.exposition_cache import header, sample_lines
 from exporter.lists import REGISTRY
 from exporter.lists.jobs import PROBLEM_STATES
+from exporter.own_metrics import DiscoveryMetric, ProcessMetric, ProjectMetric
 from exporter.poller import SourcePoller
 from exporter.service import Exporter
 from exporter.simulator import Fault
@@ -272,7 +273,9 @@ async def test_a_body_renders_again_only_the_projects_whose_self_metrics_changed
         line = b'vias_poll_overruns_total{project_id="p1",source="tasks"} 1.0'
         assert line not in exposition.body(openmetrics=False, gzipped=False)
         assert collected == {}  # nothing changed since the last body
-        exporter.telemetry.count_poll_overruns("p1", "tasks", 1)  # no poll, no render
+        exporter.telemetry.record(
+            "p1", ProjectMetric.vias_poll_overruns, "tasks"
+        )  # no poll, no render
         assert line in exposition.body(openmetrics=False, gzipped=False)
         assert collected == {"p1": 1}
         await poller(exporter, "p2", "tasks").poll_once()
@@ -298,11 +301,12 @@ async def test_the_last_body_is_served_again_until_something_it_shows_changes(
         assert await served() is first  # not joined again
         assert (await served(openmetrics=True)).endswith(b"# EOF\n")
         assert await served() == first
-        telemetry.count_poll_overruns("p1", "tasks", 1)
+        telemetry.record("p1", ProjectMetric.vias_poll_overruns, "tasks")
         assert b'vias_poll_overruns_total{project_id="p1",source="tasks"} 1.0' in await served()
-        telemetry.config_reload_failed()
+        telemetry.update(ProcessMetric.vias_config_last_reload_successful, value=0)
         assert b"\nvias_config_last_reload_successful 0.0\n" in await served()
-        telemetry.discovery.refreshed(3, 1000.0)
+        telemetry.watch_discovery()
+        telemetry.update(DiscoveryMetric.vias_discovery_projects, value=3)
         assert b"\nvias_discovery_projects 3.0\n" in await served()
         telemetry.forget_discovery()
         assert b"vias_discovery_projects" not in await served()
@@ -311,7 +315,7 @@ async def test_the_last_body_is_served_again_until_something_it_shows_changes(
         await poller(exporter, "p1", "tasks").poll_once()
         assert await served() != before  # a new snapshot
         assert await served() == exposition.body(openmetrics=False, gzipped=False)
-        telemetry.count_poll_overruns("p1", "tasks", 1)
+        telemetry.record("p1", ProjectMetric.vias_poll_overruns, "tasks")
         again = await served()
         assert await served() is again  # one bytes object for every scrape, whatever its size
 

@@ -45,6 +45,7 @@ from tests.support import (
     RunningSimulator,
     Samples,
     make_simulator,
+    telemetry_registry,
 )
 
 ACCOUNT = [
@@ -91,7 +92,7 @@ def ids(targets: list[TargetConfig]) -> list[str]:
 
 
 def discovery_samples(telemetry: Telemetry) -> Samples:
-    return Samples.parse(generate_latest(telemetry.registry).decode())
+    return Samples.parse(generate_latest(telemetry_registry(telemetry)).decode())
 
 
 async def wait_for(condition: Callable[[], bool], what: str, seconds: float = 10) -> None:
@@ -203,7 +204,7 @@ async def test_a_failed_refresh_keeps_the_previous_targets(account: RunningSimul
 
 
 async def test_discovery_metrics_exist_only_with_discovery() -> None:
-    text = generate_latest(Telemetry().registry).decode()
+    text = generate_latest(telemetry_registry(Telemetry())).decode()
     assert "vias_discovery_" not in text
 
 

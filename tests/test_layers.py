@@ -57,6 +57,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ),
     ("exporter.exchange", "exporter.signing"),
     ("exporter.telemetry", "exporter.logs"),
+    ("exporter.own_metrics",),
     ("exporter.plan_metrics",),
     ("exporter.budget",),
     # Side by side: settings checks list names against the registry its caller hands in.

@@ -25,7 +25,7 @@ from exporter.settings import GlobalConfig
 from exporter.telemetry import Telemetry
 from exporter.transport import Transport
 from tests.mocked_vias import FAST, Handler, mocked_transport, serve
-from tests.support import job_items
+from tests.support import job_items, telemetry_registry
 
 # No registered list is unpaged today; the strategy is the paginator's all the same.
 UNPAGED = ViasList[Task, JobData](
@@ -64,7 +64,9 @@ def _page_of(jobs: list[dict[str, Any]]) -> Handler:
 
 def _stops(telemetry: Telemetry, reason: str, source: str = "infer_tasks") -> float:
     labels = {"project_id": "p1", "source": source, "reason": reason}
-    return telemetry.registry.get_sample_value("vias_pagination_stops_total", labels) or 0.0
+    return (
+        telemetry_registry(telemetry).get_sample_value("vias_pagination_stops_total", labels) or 0.0
+    )
 
 
 async def test_pages_until_a_short_page_within_window(

@@ -58,7 +58,16 @@ from exporter.settings import GlobalConfig
 from exporter.simulator import Fault, FaultKind, Simulator, World, run_simulator
 from exporter.telemetry import Telemetry
 from exporter.transport import Transport
-from tests.support import ACCESS_KEY, DOMAIN, PASSWORD, SECRET_KEY, TOKEN, USER, make_simulator
+from tests.support import (
+    ACCESS_KEY,
+    DOMAIN,
+    PASSWORD,
+    SECRET_KEY,
+    TOKEN,
+    USER,
+    make_simulator,
+    telemetry_registry,
+)
 
 SETTINGS = GlobalConfig(
     rate_limit_per_second=10_000,
@@ -101,7 +110,12 @@ class Simulated:
         return sum(1 for r in self.sim.requests if r.path.startswith("/v1/p1/infer/tasks/"))
 
     def counted(self, metric: str, **labels: str) -> float:
-        return self.telemetry.registry.get_sample_value(metric, {"project_id": "p1", **labels}) or 0
+        return (
+            telemetry_registry(self.telemetry).get_sample_value(
+                metric, {"project_id": "p1", **labels}
+            )
+            or 0
+        )
 
 
 @contextlib.asynccontextmanager

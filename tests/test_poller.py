@@ -39,7 +39,7 @@ from exporter.poller import FIRST_POLL_GAP, start_phase
 from exporter.service import Exporter
 from exporter.simulator import Fault
 from exporter.snapshot import SourceState
-from tests.support import RunningSimulator, Samples, make_config, target
+from tests.support import RunningSimulator, Samples, make_config, target, telemetry_registry
 
 NOWHERE = "http://127.0.0.1:9"  # never started: only the schedule is looked at
 
@@ -138,7 +138,7 @@ async def test_slow_polls_never_overlap_and_skipped_ticks_are_counted(
         exporter.start()
         await asyncio.wait_for(three_polls.wait(), timeout=10)
         await exporter.stop()
-        overruns = exporter.telemetry.registry.get_sample_value(
+        overruns = telemetry_registry(exporter.telemetry).get_sample_value(
             "vias_poll_overruns_total", {"project_id": "p1", "source": "tasks"}
         )
     assert most_active == 1

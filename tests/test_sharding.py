@@ -18,7 +18,7 @@ import pytest
 
 from exporter.service import Exporter
 from exporter.sharding import Sharding, jump_hash, project_key, shard_ordinal
-from tests.support import RunningSimulator, make_config, target
+from tests.support import RunningSimulator, make_config, target, telemetry_registry
 from tests.test_cli import env_for, run
 
 PROJECTS = [f"{n:032x}" for n in range(2000)]
@@ -84,7 +84,7 @@ async def test_a_replica_polls_only_its_projects(simulator: RunningSimulator) ->
         async with Exporter(config, sharding=Sharding(shard, 2)) as exporter:
             await exporter.poll_all_once()
             polled = {poller.project_id for poller in exporter.pollers}
-            registry = exporter.telemetry.registry
+            registry = telemetry_registry(exporter.telemetry)
             assert registry.get_sample_value("vias_exporter_shard_ordinal") == shard
             assert registry.get_sample_value("vias_exporter_total_shards") == 2
         assert polled == {p for p in projects if mine[p] == shard}

@@ -47,7 +47,7 @@ from exporter.settings import GlobalConfig
 from exporter.telemetry import Telemetry
 from exporter.transport import Transport, retry_after_seconds
 from tests.mocked_vias import BASE, FAST, Handler, mocked_transport, serve
-from tests.support import job_items
+from tests.support import job_items, telemetry_registry
 
 LIST = "/v1/{project_id}/infer/tasks"
 PARSE_PAGE = partial(parse_model, TaskPage, endpoint=LIST)
@@ -82,7 +82,7 @@ def _in_turn(*answers: CallbackResult) -> Handler:
 
 
 def _count(telemetry: Telemetry, metric: str, **labels: str) -> float:
-    return telemetry.registry.get_sample_value(metric, labels) or 0.0
+    return telemetry_registry(telemetry).get_sample_value(metric, labels) or 0.0
 
 
 def _requests(telemetry: Telemetry, code: str, endpoint: str = LIST) -> float:

@@ -37,6 +37,7 @@ import pytest
 from structlog.typing import EventDict
 
 from bench.fixtures import snapshot_exporter
+from exporter.own_metrics import ProjectMetric
 from exporter.service import Exporter
 from exporter.web import WRITE_SLICE_BYTES, create_app
 from exporter.webconfig import MAX_PENDING_CHECKS, WebConfig
@@ -559,7 +560,7 @@ async def test_a_flood_of_wrong_passwords_leaves_scrapes_and_health_answering(
             beyond = len(flood) - MAX_PENDING_CHECKS
             await wait_until(lambda: sum(t.done() for t in flood) >= beyond, HANG, "429s")
             # A new body must be joined (something it shows changed): a worker thread.
-            idle_exporter.telemetry.count_poll_overruns("p1", "tasks", 1)
+            idle_exporter.telemetry.record("p1", ProjectMetric.vias_poll_overruns, "tasks")
             assert await get("/metrics", right) == 200
             assert await get("/-/healthy") == 200
             gated_bcrypt.gate.set()
