@@ -93,6 +93,7 @@ class Exposition:
     ) -> None:
         self.store, self.telemetry = store, telemetry
         self.allowed = metric_filter or MetricFilter()
+        # The lists' label values are cut at this (`label_value_max_bytes`) when rendered.
         self.label_value_max_bytes = DEFAULT_LABEL_VALUE_MAX_BYTES
         # A renderer yields the same families whatever its views: these, given none.
         families = [*health_families(()), *(f for render in renderers() for f in render([]))]
@@ -114,11 +115,6 @@ class Exposition:
     def ready(self) -> bool:
         """True once the served bytes show every source's first poll, successful or not."""
         return all(state.polled for state in self.rendered_snapshot.sources.values())
-
-    def cap_label_values(self, max_bytes: int) -> None:
-        """Cut the lists' label values at `max_bytes` (`label_value_max_bytes`) from the
-        next render of each source on."""
-        self.label_value_max_bytes = max_bytes
 
     def render(self) -> None:
         """Bring the lines up to the current snapshot, synchronously (start-up, one-shot
@@ -192,16 +188,13 @@ class Exposition:
                 continue
             else:
                 listed = known.listed
-            health = self._allowed_pieces(health_families([state]))
+            health = pieces(filter(self.allowed.allows, health_families([state])))
             both = ({**health[0], **listed[0]}, {**health[1], **listed[1]})
             sources[key] = _Source(state, view, listed, both)
         for gone in self._sources.keys() - sources.keys():
             del self.source_renders[gone]
         self._sources = sources
         return tuple(source.pieces for source in sources.values())
-
-    def _allowed_pieces(self, families: Iterable[Metric]) -> Pieces:
-        return pieces(filter(self.allowed.allows, families))
 
     def _list_pieces(self, state: SourceState[Any], view: tuple[Any, ...]) -> Pieces:
         if state.data is None:

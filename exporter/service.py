@@ -133,7 +133,7 @@ class Exporter:
         self.telemetry.update(ProcessMetric.vias_exporter_total_shards, value=self.sharding.total)
         self.store = SnapshotStore(config.global_.problem_tasks_limit)
         self.exposition = Exposition(self.store, self.telemetry, metric_filter=metric_filter)
-        self.exposition.cap_label_values(config.global_.label_value_max_bytes)
+        self.exposition.label_value_max_bytes = config.global_.label_value_max_bytes
         self._accounts = Accounts(config.global_, self.sharding.total)
         self.telemetry.watch_accounts(self._planned)
         self._tls = client_tls(config.global_)  # one for all targets: a CA file is read once
@@ -209,7 +209,7 @@ class Exporter:
                 for key in list(self._targets):
                     await self._drop(key)
                 self.store.set_problem_tasks_limit(config.global_.problem_tasks_limit)
-                self.exposition.cap_label_values(config.global_.label_value_max_bytes)
+                self.exposition.label_value_max_bytes = config.global_.label_value_max_bytes
                 self._accounts = Accounts(config.global_, self.sharding.total)
                 self._tls = tls
             rediscover = (config.discovery, config.global_) != (
