@@ -40,7 +40,10 @@ def normalize_deployment(raw: object) -> str:
     """Map the API's `type` to cloud/edge; keep an unknown raw value as sent."""
     if raw is None:
         return ""
-    text = str(raw).strip()
+    text = raw if isinstance(raw, str) else str(raw)
+    if (known := _DEPLOYMENTS.get(text)) is not None:  # the common case, as sent
+        return known
+    text = text.strip()
     return _DEPLOYMENTS.get(text.lower(), text)
 
 
@@ -100,6 +103,7 @@ if TYPE_CHECKING:
     Text = str
     OptionalText = str | None
     Deployment = str
+    DeploymentCode = str
 else:
     Text = Annotated[StrictStr | Annotated[Any, AfterValidator(_text)], _FIRST_MATCH]
     OptionalText = Annotated[
@@ -108,6 +112,11 @@ else:
     Deployment = Annotated[
         Literal["cloud", "edge"] | Annotated[Any, AfterValidator(normalize_deployment)],
         _FIRST_MATCH,
+    ]
+    # A string as sent, to be mapped by `normalize_deployment` where it is read; anything
+    # else normalized now (a string is kept without a Python call per item).
+    DeploymentCode = Annotated[
+        StrictStr | Annotated[Any, AfterValidator(normalize_deployment)], _FIRST_MATCH
     ]
 StateCounts = Annotated[dict[str, int], BeforeValidator(_state_counts)]
 

@@ -1,6 +1,6 @@
-"""The exporter's own metrics, a member of the enums below a metric, named as it is
-exported, with its instrument, its label names and its help, in the order they are exported.
-`exporter.telemetry` declares and changes them (as `exporter.lists` declare the snapshot's)."""
+"""The exporter's own metrics: each enum member below is one, named as it is exported, with
+its instrument, label names and help; they are exported in this order. `exporter.telemetry`
+makes and changes them (as `exporter.lists` declare the snapshot's families)."""
 
 from __future__ import annotations
 

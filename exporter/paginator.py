@@ -1,21 +1,23 @@
 """Complete listings: the paging strategies of a list's descriptor, over a transport.
 
-A window of pages is fetched at once and kept as bytes (checked to be whole JSON inside
-each retried request, so a cut body spends the one retry budget), then parsed into models
-one page at a time, as the aggregator takes them.
+Pages are asked `page_window` ahead (a sliding window: while one page is parsed, the next
+ones are on their way) and kept as bytes (checked to be whole JSON inside each retried
+request, so a cut body spends the one retry budget), then parsed into models one page at a
+time, as the aggregator takes them.
 
 Pages until a short or empty page, never trusting `count` as a total where it is "items on
-this page"; fetches a window of pages at once where the total is unknown, and no further
-than the total where it is known; stops on a repeated page and at `max_pages`, keeping
-what it got. De-duplication (offset paging shifts while jobs change) is the aggregators'.
+this page", and asks no further than the total where it is known; stops on a repeated page
+and at `max_pages`, keeping what it got. De-duplication (offset paging shifts while jobs
+change) is the aggregators'.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import math
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -110,15 +112,16 @@ async def read_listing(
     and the end of this one is returned for the next. Items go one way, the page facts the
     other, each once."""
     listing = Listing(last)
-    async for items in pages(transport, vias_list, listing):
-        add(items)
-        await asyncio.sleep(0)  # scrapes go on between pages, not only after a whole window
+    async with contextlib.aclosing(pages(transport, vias_list, listing)) as listed:
+        async for items in listed:
+            add(items)
+            await asyncio.sleep(0)  # scrapes (and the pages asked ahead) go on between pages
     return ListingEnd(tuple(listing.pages) if listing.complete else (), listing.unchanged)
 
 
 async def pages(
     transport: Transport, vias_list: ViasList[ItemT, Any], listing: Listing | None = None
-) -> AsyncIterator[list[ItemT]]:
+) -> AsyncGenerator[list[ItemT]]:
     """Yield the items of each page of one complete listing, in order. A refusal of the
     first page may be read another way, as the list's paging says (counted): a 400 asks
     again, once, with the fallback page size; a 404 is an empty listing. `listing` (from
@@ -127,9 +130,11 @@ async def pages(
     page_size, started = paging.page_size, False
     while True:
         try:
-            async for items in _pages(transport, vias_list, page_size, listing or Listing()):
-                started = True
-                yield items
+            one_size = _pages(transport, vias_list, page_size, listing or Listing())
+            async with contextlib.aclosing(one_size):  # its requests ahead end with it
+                async for items in one_size:
+                    started = True
+                    yield items
             return
         except ViasHTTPError as error:
             if started:
@@ -146,7 +151,7 @@ async def pages(
 
 async def _pages(
     transport: Transport, vias_list: ViasList[ItemT, Any], page_size: int, listing: Listing
-) -> AsyncIterator[list[ItemT]]:
+) -> AsyncGenerator[list[ItemT]]:
     paging = vias_list.paging
     check = partial(check_json, endpoint=vias_list.endpoint)
     if paging.end == "unpaged":
@@ -161,25 +166,26 @@ async def _pages(
     remember = vias_list.same_listing_same_data
     listed = 0
     previous_ids: int | None = None
-    next_page, window, total = 1, 1, None
-    while next_page <= max_pages:
-        numbers = range(next_page, min(next_page + window, max_pages + 1))
-        bodies = await _all(
-            [
-                transport.get(
-                    vias_list.endpoint,
-                    {
-                        **paging.extra_params,
-                        paging.page_param: str(number),
-                        paging.size_param: str(page_size),
-                    },
-                    check,
-                )
-                for number in numbers
-            ]
-        )
-        while bodies:
-            body = bodies.pop(0)  # each body is let go once parsed (or held)
+    last_page = max_pages  # the last page to ask for: lowered once a total is known
+    ahead: dict[int, asyncio.Task[bytes]] = {}  # page number: its request, in flight
+
+    def ask(number: int) -> asyncio.Task[bytes]:
+        params = {
+            **paging.extra_params,
+            paging.page_param: str(number),
+            paging.size_param: str(page_size),
+        }
+        return asyncio.create_task(transport.get(vias_list.endpoint, params, check))
+
+    try:
+        for number in range(1, max_pages + 1):
+            # A sliding window: while a page is parsed the next ones are on their way (the
+            # first page alone: it may say the total, or be refused for its page size).
+            window = page_window if number > 1 else 1
+            for later in range(number, min(number + window, max(number, last_page) + 1)):
+                if later not in ahead:
+                    ahead[later] = ask(later)
+            body = await ahead.pop(number)
             digest = _digest(body, page_size) if remember else b""
             facts, items = listing.hold(body, digest), []
             if facts is None:  # a page that differs: the held ones are parsed first
@@ -188,6 +194,7 @@ async def _pages(
                 page = _parse(vias_list, body)
                 items = page.items
                 facts = PageFacts(digest, len(items), page.count, _identity(items, body))
+            del body  # let go once parsed (or held)
             listing.pages.append(facts)
             # Never a held page: held pages follow the last complete listing's.
             if facts.size and facts.ids == previous_ids:
@@ -203,6 +210,9 @@ async def _pages(
                 total = _total(transport, vias_list, facts.count, listed)
                 reached = total is not None and listed >= total
                 because = f"the total of {total} reached" if reached else ""
+                # Ask no further than the total says (a total not believed: as far as any).
+                more = max_pages if total is None else math.ceil((total - listed) / page_size)
+                last_page = number + max(1, more)
             if because:
                 listing.end()
                 if not listing.unchanged:
@@ -210,20 +220,11 @@ async def _pages(
                         yield held
                 _complete(transport, vias_list, listed, because, unchanged=listing.unchanged)
                 return
-        next_page += len(numbers)
-        window = page_window
-        if total is not None:  # fetch no further than the total says
-            window = max(1, min(window, math.ceil((total - listed) / page_size)))
-        log.debug(
-            "listing goes on",
-            project_id=transport.project_id,
-            source=vias_list.name,
-            listed=listed,
-            next_pages=f"{next_page}-{next_page + window - 1}",
-        )
-    for held in _parsed(vias_list, listing.release()):
-        yield held
-    _stopped(transport, vias_list, "page_cap")
+        for held in _parsed(vias_list, listing.release()):
+            yield held
+        _stopped(transport, vias_list, "page_cap")
+    finally:
+        _cancel(ahead.values())
 
 
 def _identity(items: Sequence[Identified], body: bytes) -> int:
@@ -265,14 +266,13 @@ def _parse(vias_list: ViasList[ItemT, Any], body: bytes) -> Page[ItemT]:
     return parse_model(vias_list.page_model, body, vias_list.endpoint)
 
 
-async def _all(calls: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
-    """Run concurrently; on the first failure the rest are cancelled and it is raised."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(call) for call in calls]
-    except BaseExceptionGroup as failures:
-        raise failures.exceptions[0] from None
-    return [task.result() for task in tasks]
+def _cancel(requests: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel the requests a listing no longer needs; the failures of those that ended are
+    taken (asyncio would log them as never retrieved)."""
+    for request in requests:
+        if request.done() and not request.cancelled():
+            request.exception()
+        request.cancel()
 
 
 def _complete(

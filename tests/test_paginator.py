@@ -1,5 +1,5 @@
 """Paging edge cases that are awkward to stage on a real server (aioresponses): the three
-paging strategies, the look-ahead window, repeated pages, the page cap, failures in a
+paging strategies, the sliding look-ahead window, repeated pages, the page cap, failures in a
 window. The paginator passes every item on; de-duplication is the aggregators'.
 
 Complete listings against the simulator over real HTTP are in test_paginator_simulator.py.
@@ -7,6 +7,8 @@ Complete listings against the simulator over real HTTP are in test_paginator_sim
 
 from __future__ import annotations
 
+import asyncio
+import re
 from typing import Any
 
 import aiohttp
@@ -20,11 +22,11 @@ from exporter.lists.batch_tasks import BATCH_TASKS
 from exporter.lists.face_edge_tasks import FACE_EDGE_TASKS
 from exporter.lists.infer_tasks import INFER_TASKS
 from exporter.lists.jobs import TASK_STATES, JobAggregator, JobData, Task, TaskPage, render_jobs
-from exporter.paginator import pages
+from exporter.paginator import pages, read_listing
 from exporter.settings import GlobalConfig
 from exporter.telemetry import Telemetry
 from exporter.transport import Transport
-from tests.mocked_vias import FAST, Handler, mocked_transport, serve
+from tests.mocked_vias import BASE, FAST, Handler, mocked_transport, serve
 from tests.support import job_items, telemetry_registry
 
 # No registered list is unpaged today; the strategy is the paginator's all the same.
@@ -91,6 +93,31 @@ async def test_the_first_page_is_asked_alone_then_a_window(
     listed = await _listed(_transport(session, Telemetry()), INFER_TASKS)
     assert _ids(listed) == [f"job-{i}" for i in range(10)]
     assert len(asked) == 1  # a short first page: no look-ahead was spent
+
+
+async def test_the_next_pages_are_asked_while_a_page_is_handed_on(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
+    """A sliding window: while the consumer holds page 5 of 10, the pages after it up to
+    the window (4: pages 6 to 8) are asked, so that their latency passes during its
+    parsing; none further."""
+    jobs = job_items(0, 500)
+    page_of, eighth_asked = _page_of(jobs), asyncio.Event()
+
+    def handler(url: URL) -> CallbackResult:
+        if url.query["page"] == "8":
+            eighth_asked.set()
+        return page_of(url)
+
+    asked = serve(mocked, "/v1/p1/infer/tasks", handler)
+    listing = pages(_transport(session, Telemetry(), FAST), INFER_TASKS)
+    assert FAST.page_window == 4 <= FAST.max_concurrency
+    handed = [await anext(listing) for _ in range(5)]
+    await asyncio.wait_for(eighth_asked.wait(), 10)
+    assert max(int(url.query["page"]) for url in asked) == 8
+    handed += [items async for items in listing]
+    assert _ids(handed) == [f"job-{i}" for i in range(500)]
+    assert 11 <= len(asked) <= 11 + FAST.page_window - 1  # the empty page 11 ends it
 
 
 async def test_an_empty_listing_yields_nothing(
@@ -241,3 +268,38 @@ async def test_a_failed_page_in_a_window_fails_the_listing_with_its_own_error(
     with pytest.raises(ViasHTTPError) as caught:  # not an ExceptionGroup
         await _listed(_transport(session, Telemetry()), INFER_TASKS)
     assert (caught.value.status, caught.value.error_code) == (400, "VIAS.00010001")
+
+    assert _requests_left() == []  # the pages asked ahead of the failed one: cancelled
+
+
+def _requests_left() -> list[asyncio.Task[Any]]:
+    """The tasks besides the test's own not told to stop: requests a listing left behind."""
+    current = asyncio.current_task()
+    return [t for t in asyncio.all_tasks() if t is not current and not t.cancelling()]
+
+
+async def test_a_listing_its_reader_gives_up_cancels_the_pages_asked_ahead(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
+    """The aggregator failing on page 2 ends the listing there: the requests for the
+    pages after it (still unanswered) stop with it, not run on in the background."""
+    page_of = _page_of(job_items(0, 500))
+
+    async def handler(url: URL, **_: Any) -> CallbackResult:
+        if int(url.query["page"]) > 2:
+            await asyncio.Event().wait()  # no answer until the request is cancelled
+        return page_of(url)
+
+    mocked.get(
+        re.compile(re.escape(BASE) + r"/v1/p1/infer/tasks\?.*"), callback=handler, repeat=True
+    )
+    handed: list[list[Any]] = []
+
+    def add(items: list[Any]) -> None:
+        handed.append(items)
+        if len(handed) == 2:
+            raise RuntimeError("aggregator failed")
+
+    with pytest.raises(RuntimeError):
+        await read_listing(_transport(session, Telemetry()), INFER_TASKS, add)
+    assert _requests_left() == []

@@ -47,11 +47,12 @@ from exporter.lists.jobindex import (
 from exporter.lists.jobproblems import ProblemShortlist
 from exporter.models import (
     ApiModel,
-    Deployment,
+    DeploymentCode,
     Items,
     OptionalText,
     Page,
     Text,
+    normalize_deployment,
     state_type,
 )
 
@@ -122,12 +123,18 @@ class Task(ApiModel):
     state: State = "UNKNOWN"
     vendor: Text = Field(default="", alias="company")
     algorithm: Text = Field(default="", alias="title")
-    deployment: Deployment = Field(default="", alias="type")
+    # As sent ("0" in the real /v2 listing): mapped by `deployment`, where the aggregator
+    # reads it, not by a validator (a Python call for each job of every page).
+    type_code: DeploymentCode = Field(default="", alias="type")
     error: TaskError | None = None
     video_source_name: Text = ""
     service_id: Text = ""
 
     edge_pool_id: ClassVar[str] = ""  # not in the v1/v2 listings
+
+    @property
+    def deployment(self) -> str:
+        return normalize_deployment(self.type_code)
 
     @property
     def error_code(self) -> str:
