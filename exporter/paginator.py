@@ -114,8 +114,11 @@ async def read_listing(
     listing = Listing(last)
     async with contextlib.aclosing(pages(transport, vias_list, listing)) as listed:
         async for items in listed:
+            # Scrapes (and the pages asked ahead) go on between parsing a page and adding it
+            # up, and between pages: the loop is never held for more than one of them.
+            await asyncio.sleep(0)
             add(items)
-            await asyncio.sleep(0)  # scrapes (and the pages asked ahead) go on between pages
+            await asyncio.sleep(0)
     return ListingEnd(tuple(listing.pages) if listing.complete else (), listing.unchanged)
 
 
