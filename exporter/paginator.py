@@ -202,7 +202,7 @@ async def _pages(
             # Never a held page: held pages follow the last complete listing's.
             if facts.size and facts.ids == previous_ids:
                 _stopped(transport, vias_list, "repeated_page")
-                return
+                break
             if items:
                 yield items
             previous_ids = facts.ids
@@ -222,12 +222,16 @@ async def _pages(
                     for held in _parsed(vias_list, listing.release()):
                         yield held
                 _complete(transport, vias_list, listed, because, unchanged=listing.unchanged)
-                return
-        for held in _parsed(vias_list, listing.release()):
-            yield held
-        _stopped(transport, vias_list, "page_cap")
+                break
+        else:
+            for held in _parsed(vias_list, listing.release()):
+                yield held
+            _stopped(transport, vias_list, "page_cap")
+        # The requests still out are answered, not cut: cancelling a request sent closes
+        # its connection, and the next poll would open it again.
+        await asyncio.gather(*ahead.values(), return_exceptions=True)
     finally:
-        _cancel(ahead.values())
+        _cancel(ahead.values())  # a failure, or a reader that gave up
 
 
 def _identity(items: Sequence[Identified], body: bytes) -> int:
@@ -270,7 +274,7 @@ def _parse(vias_list: ViasList[ItemT, Any], body: bytes) -> Page[ItemT]:
 
 
 def _cancel(requests: Iterable[asyncio.Task[Any]]) -> None:
-    """Cancel the requests a listing no longer needs; the failures of those that ended are
+    """Cancel the requests a listing ended without; the failures of those that ended are
     taken (asyncio would log them as never retrieved)."""
     for request in requests:
         if request.done() and not request.cancelled():

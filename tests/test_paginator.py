@@ -120,6 +120,31 @@ async def test_the_next_pages_are_asked_while_a_page_is_handed_on(
     assert 11 <= len(asked) <= 11 + FAST.page_window - 1  # the empty page 11 ends it
 
 
+async def test_the_pages_asked_past_the_end_are_answered_not_cut(
+    session: aiohttp.ClientSession, mocked: aioresponses
+) -> None:
+    """A listing that ends (page 3 is short) waits for the pages it asked ahead (4 to 6)
+    rather than cancelling them: a request cut off closes its connection, and the next
+    poll would open it again."""
+    page_of, release, answered = _page_of(job_items(0, 110)), asyncio.Event(), []
+
+    async def handler(url: URL, **_: Any) -> CallbackResult:
+        if int(url.query["page"]) > 3:
+            await release.wait()
+            answered.append(url.query["page"])
+        return page_of(url)
+
+    mocked.get(
+        re.compile(re.escape(BASE) + r"/v1/p1/infer/tasks\?.*"), callback=handler, repeat=True
+    )
+    listing = pages(_transport(session, Telemetry()), INFER_TASKS)
+    handed = [await anext(listing) for _ in range(3)]
+    release.set()  # the pages past the end answer once the listing has ended
+    handed += [items async for items in listing]
+    assert _ids(handed) == [f"job-{i}" for i in range(110)]
+    assert sorted(answered) == ["4", "5", "6"]  # asked with page 3 (window 4)
+
+
 async def test_an_empty_listing_yields_nothing(
     session: aiohttp.ClientSession, mocked: aioresponses
 ) -> None:
