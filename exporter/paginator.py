@@ -189,7 +189,7 @@ async def _pages(
             # A sliding window: while a page is parsed the next ones are on their way (the
             # first page alone: it may say the total, or be refused for its page size).
             window = page_window if number > 1 else 1
-            for later in range(number, min(number + window, max(number, last_page) + 1)):
+            for later in range(number, min(number + window, last_page + 1)):
                 if later not in ahead:
                     ahead[later] = ask(later)
             body = await ahead.pop(number)
