@@ -3,8 +3,9 @@ mocked VIAS and routes that record what was asked."""
 
 from __future__ import annotations
 
+import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -20,7 +21,8 @@ from exporter.transport import Transport
 BASE = "http://vias.test"
 # Retries without waiting long: the unit tests count attempts, not seconds.
 FAST = GlobalConfig(backoff_initial_seconds=0.001, backoff_max_seconds=0.01, max_retries=2)
-Handler = Callable[[URL], CallbackResult]
+# An answer now, or later (an async handler may hold a request open).
+Handler = Callable[[URL], CallbackResult | Awaitable[CallbackResult]]
 
 
 def mocked_transport(
@@ -43,9 +45,10 @@ def serve(mock: aioresponses, path: str, handler: Handler) -> list[URL]:
     """Route every GET of `path` (any query) to handler; return the list of URLs asked."""
     seen: list[URL] = []
 
-    def callback(url: URL, **_: Any) -> CallbackResult:
+    async def callback(url: URL, **_: Any) -> CallbackResult:
         seen.append(url)
-        return handler(url)
+        answer = handler(url)
+        return await answer if inspect.isawaitable(answer) else answer
 
     mock.get(re.compile(re.escape(BASE + path) + r"(\?.*)?$"), callback=callback, repeat=True)
     return seen

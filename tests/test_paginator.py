@@ -8,7 +8,7 @@ Complete listings against the simulator over real HTTP are in test_paginator_sim
 from __future__ import annotations
 
 import asyncio
-import re
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -26,7 +26,7 @@ from exporter.paginator import pages, read_listing
 from exporter.settings import GlobalConfig
 from exporter.telemetry import Telemetry
 from exporter.transport import Transport
-from tests.mocked_vias import BASE, FAST, Handler, mocked_transport, serve
+from tests.mocked_vias import FAST, mocked_transport, serve
 from tests.support import job_items, telemetry_registry
 
 # No registered list is unpaged today; the strategy is the paginator's all the same.
@@ -55,7 +55,7 @@ def _ids(listed: list[list[Any]]) -> list[str | None]:
     return [item.id for items in listed for item in items]
 
 
-def _page_of(jobs: list[dict[str, Any]]) -> Handler:
+def _page_of(jobs: list[dict[str, Any]]) -> Callable[[URL], CallbackResult]:
     def handler(url: URL) -> CallbackResult:
         page, size = int(url.query["page"]), int(url.query["page_size"])
         items = jobs[(page - 1) * size : page * size]
@@ -128,15 +128,13 @@ async def test_the_pages_asked_past_the_end_are_answered_not_cut(
     poll would open it again."""
     page_of, release, answered = _page_of(job_items(0, 110)), asyncio.Event(), []
 
-    async def handler(url: URL, **_: Any) -> CallbackResult:
+    async def handler(url: URL) -> CallbackResult:
         if int(url.query["page"]) > 3:
             await release.wait()
             answered.append(url.query["page"])
         return page_of(url)
 
-    mocked.get(
-        re.compile(re.escape(BASE) + r"/v1/p1/infer/tasks\?.*"), callback=handler, repeat=True
-    )
+    serve(mocked, "/v1/p1/infer/tasks", handler)
     listing = pages(_transport(session, Telemetry()), INFER_TASKS)
     handed = [await anext(listing) for _ in range(3)]
     release.set()  # the pages past the end answer once the listing has ended
@@ -310,14 +308,12 @@ async def test_a_listing_its_reader_gives_up_cancels_the_pages_asked_ahead(
     pages after it (still unanswered) stop with it, not run on in the background."""
     page_of = _page_of(job_items(0, 500))
 
-    async def handler(url: URL, **_: Any) -> CallbackResult:
+    async def handler(url: URL) -> CallbackResult:
         if int(url.query["page"]) > 2:
             await asyncio.Event().wait()  # no answer until the request is cancelled
         return page_of(url)
 
-    mocked.get(
-        re.compile(re.escape(BASE) + r"/v1/p1/infer/tasks\?.*"), callback=handler, repeat=True
-    )
+    serve(mocked, "/v1/p1/infer/tasks", handler)
     handed: list[list[Any]] = []
 
     def add(items: list[Any]) -> None:
